@@ -1,0 +1,73 @@
+# Data stage: fetch -> ingest -> curate -> split.
+
+
+rule fetch_dataset:
+    output:
+        root=directory("results/raw/{dataset}"),
+    params:
+        dataset="{dataset}",
+        entry=dataset_entry,
+    log:
+        "results/logs/fetch_dataset/{dataset}.log",
+    script:
+        "../scripts/fetch_dataset.py"
+
+
+rule ingest:
+    input:
+        raw=raw_dir,
+    output:
+        manifest="results/data/{dataset}/manifest.parquet",
+        masks=directory("results/data/{dataset}/masks"),
+    params:
+        dataset="{dataset}",
+        layout=lambda wc: dataset_entry(wc)["layout"],
+    log:
+        "results/logs/ingest/{dataset}.log",
+    script:
+        "../scripts/ingest.py"
+
+
+rule find_duplicates:
+    input:
+        manifest="results/data/{dataset}/manifest.parquet",
+    output:
+        duplicates="results/data/{dataset}/duplicates.parquet",
+    params:
+        image_size=config["curation"]["image_size"],
+        threshold=config["curation"]["ssim_threshold"],
+    threads: 2
+    log:
+        "results/logs/find_duplicates/{dataset}.log",
+    script:
+        "../scripts/find_duplicates.py"
+
+
+rule curate:
+    input:
+        manifest="results/data/{dataset}/manifest.parquet",
+        duplicates="results/data/{dataset}/duplicates.parquet",
+    output:
+        curated="results/data/{dataset}/curated.parquet",
+    params:
+        policy=config["curation"]["policy"],
+    log:
+        "results/logs/curate/{dataset}.log",
+    script:
+        "../scripts/curate.py"
+
+
+rule split_folds:
+    input:
+        curated="results/data/{dataset}/curated.parquet",
+        duplicates="results/data/{dataset}/duplicates.parquet",
+    output:
+        splits="results/data/{dataset}/splits.parquet",
+    params:
+        k=config["folds"]["k"],
+        val_fraction=config["folds"]["val_fraction"],
+        seed=config["folds"]["seed"],
+    log:
+        "results/logs/split_folds/{dataset}.log",
+    script:
+        "../scripts/split_folds.py"
