@@ -1,5 +1,14 @@
 # meddap: the MEDDAP study as a Snakemake workflow. Logic lives in src/meddap; rules stay thin.
+import sys
+from pathlib import Path
+
+# Jobs use this checkout's code, whatever environment (local, conda, cluster node) runs them.
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
 from meddap.config import validate_config
+from meddap.jobs import export_source_path
+
+export_source_path(str(Path(workflow.basedir) / "src"))
 
 
 configfile: "config/config.yaml"
@@ -10,6 +19,7 @@ validate_config(config, workflow.source_path("workflow/schemas/config.schema.yam
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/lora.smk"
 
 
 rule all:

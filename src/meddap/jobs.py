@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from meddap import provenance
 from meddap.errors import MeddapError
+
+
+def export_source_path(src: str) -> None:
+    """Put `src` first on PYTHONPATH so every job imports this checkout's meddap."""
+    rest = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([src, rest] if rest else [src])
 
 
 def _named(namedlist: Any) -> dict[str, Any]:
@@ -19,6 +26,14 @@ def _as_paths(value: Any) -> list[str]:
     if isinstance(value, str):
         return [value]
     return [str(v) for v in value] if isinstance(value, Iterable) else [str(value)]
+
+
+def _input_paths(all_inputs: Any, named: dict[str, Any]) -> dict[str, list[str]]:
+    """Named inputs by name; unnamed ones (dependencies the function does not read) as 'other'."""
+    paths = {name: _as_paths(value) for name, value in named.items()}
+    seen = {p for group in paths.values() for p in group}
+    other = [str(p) for p in all_inputs if str(p) not in seen]
+    return {**paths, "other": other} if other else paths
 
 
 def _setup_logging(log_files: list[str]) -> None:
@@ -51,7 +66,7 @@ def run(smk: Any, func: Callable[..., Any]) -> None:
         sys.exit(f"meddap: {err}")
     record = provenance.build_record(
         rule=smk.rule,
-        inputs={name: _as_paths(value) for name, value in inputs.items()},
+        inputs=_input_paths(smk.input, inputs),
         outputs=[p for value in outputs.values() for p in _as_paths(value)],
         params=params,
         wildcards=_named(smk.wildcards),

@@ -67,7 +67,10 @@ def _git_state(where: Path) -> dict[str, Any]:
         return out.stdout.strip() if out.returncode == 0 else ""
 
     commit = git("rev-parse", "HEAD")
-    return {"git_commit": commit or None, "git_dirty": bool(git("status", "--porcelain", "--", "."))}
+    return {
+        "git_commit": commit or None,
+        "git_dirty": bool(git("status", "--porcelain", "--", ".")),
+    }
 
 
 @cache

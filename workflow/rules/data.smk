@@ -9,6 +9,8 @@ rule fetch_dataset:
         entry=dataset_entry,
     log:
         "results/logs/fetch_dataset/{dataset}.log",
+    conda:
+        "../../envs/meddap.yaml"
     script:
         "../scripts/fetch_dataset.py"
 
@@ -24,6 +26,8 @@ rule ingest:
         layout=lambda wc: dataset_entry(wc)["layout"],
     log:
         "results/logs/ingest/{dataset}.log",
+    conda:
+        "../../envs/meddap.yaml"
     script:
         "../scripts/ingest.py"
 
@@ -39,6 +43,8 @@ rule find_duplicates:
     threads: 2
     log:
         "results/logs/find_duplicates/{dataset}.log",
+    conda:
+        "../../envs/meddap.yaml"
     script:
         "../scripts/find_duplicates.py"
 
@@ -53,6 +59,8 @@ rule curate:
         policy=config["curation"]["policy"],
     log:
         "results/logs/curate/{dataset}.log",
+    conda:
+        "../../envs/meddap.yaml"
     script:
         "../scripts/curate.py"
 
@@ -69,5 +77,7 @@ rule split_folds:
         seed=config["folds"]["seed"],
     log:
         "results/logs/split_folds/{dataset}.log",
+    conda:
+        "../../envs/meddap.yaml"
     script:
         "../scripts/split_folds.py"

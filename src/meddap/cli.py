@@ -1,0 +1,41 @@
+"""The `meddap` command: helpers around the workflow (the workflow itself runs with snakemake)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from meddap.errors import MeddapError
+
+
+def _lora_params(args: argparse.Namespace) -> None:
+    from meddap.lora_params import lora_params_table
+
+    print(lora_params_table(tuple(args.ranks)))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="meddap", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    lora = sub.add_parser(
+        "lora-params",
+        help="count USLoRA parameters on the SD v1.x UNet architecture (no weights downloaded)",
+    )
+    lora.add_argument("--ranks", type=int, nargs="+", default=[2, 4, 8])
+    lora.set_defaults(func=_lora_params)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `meddap` console script."""
+    args = _parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], None] = args.func
+    try:
+        func(args)
+    except MeddapError as err:
+        sys.exit(f"meddap: {err}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Config validation: the default and paper configs pass; bad keys stop with one sentence."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from meddap.config import validate_config
+from meddap.errors import MeddapError
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+
+@pytest.fixture()
+def default() -> dict:
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def _merge(base: dict, update: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def test_default_config_is_valid(default: dict) -> None:
+    validate_config(default, SCHEMA)
+
+
+def test_paper_config_is_valid_with_a_busi_path(default: dict, busi_sample: Path) -> None:
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    config = _merge(_merge(default, paper), {"datasets": {"busi": {"path": str(busi_sample)}}})
+    validate_config(config, SCHEMA)
+
+
+@pytest.mark.parametrize(
+    ("update", "key", "why"),
+    [
+        ({"folds": {"k": 0}}, "folds.k", "less than the minimum"),
+        ({"curation": {"sizee": 3}}, "curation.sizee", "unknown key"),
+        ({"lora": {"ranks": [-50]}}, "lora.ranks.0", "less than the minimum"),
+        ({"lora": {"train_adjective": "high contrast"}}, "lora.train_adjective", "does not match"),
+        ({"curation": {"policy": "drop_some"}}, "curation.policy", "is not one of"),
+        ({"folds": {"val_fraction": "a lot"}}, "folds.val_fraction", "not of type"),
+        ({"dataset": "nosuch"}, "dataset", "not in 'datasets'"),
+        ({"dataset": "udiat"}, "datasets.udiat", "has no source"),
+        ({"datasets": {"busi": {"path": "/no/such/dir"}}, "dataset": "busi"},
+         "datasets.busi.path", "does not exist"),
+    ],
+)  # fmt: skip
+def test_bad_config_names_the_key(default: dict, update: dict, key: str, why: str) -> None:
+    with pytest.raises(MeddapError) as err:
+        validate_config(_merge(default, update), SCHEMA)
+    message = str(err.value)
+    assert f"'{key}'" in message and why in message
+    assert "\n" not in message

@@ -1,0 +1,91 @@
+"""Atomic writes leave nothing behind on failure; provenance records hash what they name."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from meddap import jobs, provenance
+from meddap.atomic import atomic_dir, atomic_path, write_json
+from meddap.errors import MeddapError
+
+
+def test_atomic_path_removes_partial_file(tmp_path: Path) -> None:
+    target = tmp_path / "out" / "table.parquet"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert not target.exists()
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_atomic_dir_replaces_only_on_success(tmp_path: Path) -> None:
+    target = tmp_path / "images"
+    with atomic_dir(target) as tmp:
+        (tmp / "a.png").write_bytes(b"1")
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "b.png").write_bytes(b"2")
+        raise RuntimeError("killed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images"]
+    assert [p.name for p in target.iterdir()] == ["a.png"]
+
+
+def test_directory_hash_changes_with_content(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x.txt").write_text("x")
+    before = provenance.path_sha256(tmp_path / "d")
+    (tmp_path / "d" / "x.txt").write_text("y")
+    assert provenance.path_sha256(tmp_path / "d") != before
+
+
+class _Named(list):
+    """A stand-in for Snakemake's Namedlist: values in order, names through items()."""
+
+    def __init__(self, **named: object) -> None:
+        super().__init__(named.values())
+        self._named = named
+
+    def items(self):  # noqa: ANN201
+        return self._named.items()
+
+
+def _smk(tmp_path: Path, **params: object) -> SimpleNamespace:
+    src, out = tmp_path / "in.txt", tmp_path / "out.json"
+    src.write_text("hello")
+    return SimpleNamespace(
+        input=_Named(source=str(src)),
+        output=_Named(result=str(out)),
+        params=_Named(**params),
+        wildcards=_Named(dataset="phantom"),
+        log=[],
+        threads=1,
+        rule="copy_upper",
+    )
+
+
+def _upper(*, source: str, result: str, shout: bool) -> None:
+    if not shout:
+        raise MeddapError("param 'shout' must be true")
+    write_json({"text": Path(source).read_text().upper()}, result)
+
+
+def test_job_records_hashed_inputs_outputs_and_params(tmp_path: Path) -> None:
+    jobs.run(_smk(tmp_path, shout=True), _upper)
+    out = tmp_path / "out.json"
+    record = json.loads(provenance.sidecar(out).read_text())
+    assert record["rule"] == "copy_upper" and record["params"] == {"shout": True}
+    assert record["wildcards"] == {"dataset": "phantom"}
+    assert record["inputs"]["source"][0]["sha256"] == hashlib.sha256(b"hello").hexdigest()
+    assert record["outputs"][0]["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert record["packages"]["pandas"] and record["code"]["source_sha256"]
+
+
+def test_job_error_exits_with_one_sentence_and_no_output(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as stop:
+        jobs.run(_smk(tmp_path, shout=False), _upper)
+    assert str(stop.value) == "meddap: param 'shout' must be true"
+    assert not (tmp_path / "out.json").exists()
