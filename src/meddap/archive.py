@@ -37,8 +37,8 @@ def _check_total(archive: Path, total: int) -> None:
 def _check_zip(archive: Path, zf: zipfile.ZipFile) -> None:
     for info in zf.infolist():
         _check_name(archive, info.filename)
-        mode = info.external_attr >> 16
-        if stat.S_ISLNK(mode) or (mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))):
+        kind = stat.S_IFMT(info.external_attr >> 16)  # 0 when the zip records no Unix type
+        if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
             raise MeddapError(f"archive {archive} has member {info.filename!r} that is not a file")
     _check_total(archive, sum(info.file_size for info in zf.infolist()))
 

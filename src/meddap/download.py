@@ -12,6 +12,7 @@ from urllib.request import url2pathname
 
 import pooch
 import requests
+from pooch.downloaders import choose_downloader
 
 from meddap.archive import safe_extract
 from meddap.atomic import atomic_dir
@@ -46,7 +47,7 @@ class _HashingDownloader:
 
 def _choose(url: str) -> Any:
     try:
-        return pooch.choose_downloader(url, progressbar=True)
+        return choose_downloader(url, progressbar=True)
     except ValueError as err:
         raise MeddapError(
             f"URL {url} has an unsupported scheme (expected https, ftp or file)"
@@ -79,12 +80,13 @@ def download(url: str, dest_dir: Path, sha256: str | None, key: str) -> Path:
     `key` is the config key of the checksum, named in errors.
     """
     expected = _expected_hash(sha256, key)
+    fname = url_file_name(url)
     downloader = _HashingDownloader(url)
     try:
         path = pooch.retrieve(
             url,
             known_hash=f"sha256:{expected}" if expected else None,
-            fname=url_file_name(url),
+            fname=fname,
             path=dest_dir,
             downloader=downloader,
         )

@@ -141,7 +141,9 @@ def _busi_folder(folder: Path, label: str, patients: dict[Path, str]) -> list[It
 
 
 def _nearest_class(path: Path, raw: Path) -> Path | None:
-    return next((p for p in path.parents if p.name.lower() in LABELS and p != raw), None)
+    """The innermost class-named folder between `raw` and `path`, if any."""
+    inside = path.relative_to(raw).parents
+    return next((raw / p for p in inside if p.name.lower() in LABELS), None)
 
 
 def _class_folder_items(raw: Path) -> list[Item]:
