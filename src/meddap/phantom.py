@@ -26,9 +26,16 @@ CLASSES = ("normal", "benign", "malignant")
 CLASS_PRIOR = (0.3, 0.4, 0.3)
 SHIFT_DEFAULTS = {"gain": 1.0, "speckle": 1.0, "depth_attenuation": 1.0, "frequency": 1.0}
 _OTHER_LESION = {"benign": "malignant", "malignant": "benign"}
-_GRAIN = (1.2, 2.2)  # speckle correlation (axial, lateral) in pixels at 128 px, frequency 1
+_GRAIN = (1.8, 2.8)  # speckle correlation (axial, lateral) in pixels at 128 px, frequency 1
+_TEXTURE = (0.4, 0.015, 0.08)  # tissue texture: log-amplitude, axial and lateral scale
+_LOOKS = 2  # independent speckle patterns compounded per image
+_ATTENUATION = 0.8  # amplitude decay exponent over the image depth
+_FLOOR = 0.01  # electronic noise floor (amplitude)
+_RANGE_DB, _TOP_DB = 28.0, 12.0  # displayed dynamic range below and above unit amplitude
+_GAMMA = 1.5  # display curve applied to the log-compressed image
 _VIEW_STEP = 0.7  # horizontal distance between a patient's views on its tissue canvas
-_COPY_SCALE = 0.96  # smallest crop side (fraction) of a near-duplicate
+_COPY_SCALE = (0.98, 0.995)  # crop side (fraction of the image) of a near-duplicate
+_COPY_SHIFT = 1.0  # largest shift of a near-duplicate's crop, in pixels at 128 px
 _ANGLES = np.linspace(0.0, 2.0 * math.pi, 256, endpoint=False)
 
 
@@ -75,7 +82,7 @@ def generate_phantom(
     shift: dict[str, float] | None = None,
 ) -> None:
     """Write a phantom BUSI-layout dataset to `root` (atomically, via meddap.atomic.atomic_dir)."""
-    _check_counts(patients, image_size, duplicates, conflicting, second_mask_fraction)
+    _check_counts(patients, image_size, duplicates, conflicting, second_mask_fraction, seed)
     acq = _acquisition(shift)
     rng = np.random.default_rng(seed)
     records = _patients(rng, patients, image_size, second_mask_fraction, acq)
@@ -86,13 +93,15 @@ def generate_phantom(
 
 
 def _check_counts(
-    patients: int, image_size: int, duplicates: int, conflicting: int, fraction: float
+    patients: int, image_size: int, duplicates: int, conflicting: int, fraction: float, seed: int
 ) -> None:
+    """Stop on a count, size, fraction or seed that the generator cannot honour."""
     for key, value, low in (
         ("patients", patients, 1),
         ("image_size", image_size, 32),
         ("duplicates", duplicates, 0),
         ("conflicting", conflicting, 0),
+        ("seed", seed, 0),
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise MeddapError(
@@ -103,7 +112,7 @@ def _check_counts(
             f"phantom parameter 'conflicting' ({conflicting}) must not exceed 'duplicates' "
             f"({duplicates}): conflicting copies are taken from the duplicates"
         )
-    if not 0.0 <= fraction <= 1.0:
+    if not isinstance(fraction, int | float) or not 0.0 <= fraction <= 1.0:
         raise MeddapError(
             f"phantom parameter 'second_mask_fraction' must lie in [0, 1], not {fraction!r}"
         )
@@ -132,6 +141,7 @@ def _acquisition(shift: dict[str, float] | None) -> dict[str, float]:
 def _patients(
     rng: np.random.Generator, count: int, size: int, fraction: float, acq: dict[str, float]
 ) -> list[Record]:
+    """`count` patients, each of one class with 1-3 views of its anatomy."""
     records = []
     for index in range(count):
         anatomy = _anatomy(rng, str(rng.choice(CLASSES, p=CLASS_PRIOR)), size)
@@ -143,9 +153,10 @@ def _patients(
 
 
 def _anatomy(rng: np.random.Generator, label: str, size: int) -> Anatomy:
+    """Draw a patient's tissue; the lesion shape is drawn for every class, used for lesions."""
     width = int(size * (1 + 2 * _VIEW_STEP + 0.2))
     noise = rng.standard_normal((size, width))
-    canvas = ndimage.gaussian_filter(noise, (0.012 * size, 0.05 * size), mode="wrap")
+    canvas = ndimage.gaussian_filter(noise, (_TEXTURE[1] * size, _TEXTURE[2] * size), mode="wrap")
     if label == "benign":
         across = rng.uniform(0.12, 0.2)
         axes = (across, across * rng.uniform(0.45, 0.7))
@@ -158,9 +169,7 @@ def _anatomy(rng: np.random.Generator, label: str, size: int) -> Anatomy:
         waves=np.column_stack(
             [rng.uniform(0.005, 0.03, 3), rng.uniform(0.6, 1.6, 3), rng.uniform(0, 2 * np.pi, 3)]
         ),
-        echo=np.array(
-            [rng.uniform(1.1, 1.4), rng.uniform(0.3, 0.45), rng.uniform(0.75, 0.95), 0.55]
-        ),
+        echo=np.array([rng.uniform(1.8, 2.5), rng.uniform(0.18, 0.3), rng.uniform(0.8, 1.0), 0.45]),
         canvas=canvas / canvas.std(),
         radius=_border(rng, label),
         axes=axes,
@@ -190,7 +199,7 @@ def _render(
     offset = view * _VIEW_STEP + rng.uniform(0, 0.2)
     start = int(offset * size)
     echo = _layers(rng, anatomy, offset, size)
-    echo *= np.exp(0.3 * anatomy.canvas[:, start : start + size])
+    echo *= np.exp(_TEXTURE[0] * anatomy.canvas[:, start : start + size])
     if anatomy.label == "normal":
         masks = [np.zeros((size, size), dtype=bool)]
     else:
@@ -253,44 +262,47 @@ def _lesion_echo(
     below = np.logical_or.accumulate(lesion, axis=0) & ~lesion
     depth = np.cumsum(below, axis=0) / size
     if label == "benign":
-        inside = rng.uniform(0.1, 0.18)
+        inside = rng.uniform(0.05, 0.1)
         weight = ndimage.gaussian_filter(lesion.astype(float), 0.012 * size)
         posterior = 0.45 * np.exp(-depth / 0.35)
     else:
         het = ndimage.gaussian_filter(rng.standard_normal(echo.shape), 0.02 * size)
-        inside = rng.uniform(0.1, 0.16) * np.exp(0.6 * het / het.std())
+        inside = rng.uniform(0.06, 0.1) * np.exp(0.6 * het / het.std())
         weight = ndimage.gaussian_filter(lesion.astype(float), 0.004 * size)
         halo = ndimage.binary_dilation(lesion, iterations=max(1, size // 40)) & ~lesion
         echo = echo * (1 + 0.35 * ndimage.gaussian_filter(halo.astype(float), 0.01 * size))
         posterior = -0.7 * np.exp(-depth / 1.5)
-        _calcify(rng, lesion, inside)
+        inside = _calcify(rng, lesion, inside)
     posterior = ndimage.gaussian_filter(
         np.where(below, posterior, 0.0), (0.005 * size, 0.02 * size)
     )
     return (echo * (1 - weight) + inside * weight) * (1 + posterior)
 
 
-def _calcify(rng: np.random.Generator, lesion: np.ndarray, inside: np.ndarray) -> None:
-    """Add a few bright microcalcification dots to `inside` at random lesion pixels."""
+def _calcify(rng: np.random.Generator, lesion: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """`inside` with a few bright microcalcification dots at random lesion pixels."""
+    inside = inside.copy()
     spots = rng.choice(np.flatnonzero(lesion), size=int(rng.integers(0, 4)))
     for spot in spots:
         rows, cols = disk(
             np.unravel_index(spot, lesion.shape), lesion.shape[0] / 128, shape=lesion.shape
         )
         inside[rows, cols] = 1.6
+    return inside
 
 
 def _scan(rng: np.random.Generator, echo: np.ndarray, acq: dict[str, float]) -> np.ndarray:
-    """Echogenicity to an 8-bit B-mode image: speckle, depth attenuation, gain, compression."""
+    """Echogenicity to an 8-bit B-mode image: speckle, depth attenuation, gain, log compression."""
     size = echo.shape[0]
     grain = np.array(_GRAIN) * size / 128 / acq["frequency"]
-    signal = ndimage.gaussian_filter(rng.standard_normal((2, size, size)), (0, *grain))
-    envelope = np.hypot(signal[0], signal[1]) ** acq["speckle"]
+    signal = ndimage.gaussian_filter(rng.standard_normal((2 * _LOOKS, size, size)), (0, *grain))
+    envelope = np.hypot(signal[::2], signal[1::2]).mean(axis=0) ** acq["speckle"]
     depth = np.arange(size)[:, None] / size
-    amplitude = echo * envelope / envelope.mean() * np.exp(-1.1 * acq["depth_attenuation"] * depth)
-    floor = 0.03 * np.hypot(*rng.standard_normal((2, size, size)))
-    pixels = 140 * (acq["gain"] * amplitude + floor) ** 0.8
-    return np.clip(pixels, 0, 255).round().astype(np.uint8)
+    attenuation = np.exp(-_ATTENUATION * acq["depth_attenuation"] * depth)
+    amplitude = acq["gain"] * echo * attenuation * envelope / envelope.mean()
+    decibels = 20 * np.log10(amplitude + _FLOOR)
+    level = np.clip((decibels + _RANGE_DB) / (_RANGE_DB + _TOP_DB), 0, 1)
+    return (255 * level**_GAMMA).round().astype(np.uint8)
 
 
 def _plant_duplicates(
@@ -317,19 +329,23 @@ def _plant_duplicates(
 def _near_copy(rng: np.random.Generator, original: Record) -> tuple[np.ndarray, list[np.ndarray]]:
     """Shift, rescale (crop and resize) and JPEG re-encode an image; perturb its masks alike."""
     size = original.image.shape[0]
-    side = size * rng.uniform(_COPY_SCALE, 1.0)
-    left, top = rng.uniform(0, size - side, 2)
+    side = size * rng.uniform(*_COPY_SCALE)
+    left, top = np.clip(
+        (size - side) / 2 + rng.uniform(-_COPY_SHIFT, _COPY_SHIFT, 2) * size / 128, 0, size - side
+    )
     box = (left, top, left + side, top + side)
     buffer = io.BytesIO()
     _resize(original.image, box).save(buffer, format="JPEG", quality=int(rng.integers(85, 96)))
     image = np.asarray(Image.open(buffer).convert("L"))
     masks = [_resize(mask.astype(np.uint8) * 255, box) for mask in original.masks]
     grow = int(rng.integers(-1, 2))
-    masks = [_grow(np.asarray(mask) >= 128, grow) for mask in masks]
-    return image, [masks[0]] + [mask for mask in masks[1:] if mask.any()]
+    first, *others = [_grow(np.asarray(mask) >= 128, grow) for mask in masks]
+    others = [mask & ~first for mask in others]
+    return image, [first] + [mask for mask in others if mask.any()]
 
 
 def _resize(array: np.ndarray, box: tuple[float, float, float, float]) -> Image.Image:
+    """The `box` region of an 8-bit array, resized bilinearly back to the array's size."""
     return Image.fromarray(array).resize(array.shape[::-1], Image.Resampling.BILINEAR, box=box)
 
 
