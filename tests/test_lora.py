@@ -1,0 +1,284 @@
+"""USLoRA: parameter counts, the per-fold latent cache and LoRA training with resume."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from meddap import lora_train
+from meddap.errors import MeddapError
+from meddap.lora_cache import encode_fold, load_cache
+from meddap.lora_params import count_lora_params, lora_params_table
+from meddap.lora_train import resolve_precision, train_lora
+from meddap.tiny_sd import build_tiny_sd, load_pipeline
+
+LABELS = ["normal", "benign", "malignant"]
+MODES = ["L", "RGB", "RGBA", "LA"]
+TRAIN = [f"img{i:02d}" for i in range(6)]
+SETTINGS = {
+    "fold": 0,
+    "rank": 4,
+    "targets": "attn2",
+    "epochs": 2,
+    "batch_size": 2,
+    "learning_rate": 1e-3,
+    "checkpoint_every": 2,
+    "mixed_precision": "auto",
+    "gradient_checkpointing": False,
+    "seed": 7,
+}
+
+
+def _probe(unet: Any) -> torch.Tensor:
+    """UNet output on fixed inputs."""
+    g = torch.Generator().manual_seed(0)
+    x, text = torch.randn(1, 4, 32, 32, generator=g), torch.randn(1, 77, 32, generator=g)
+    with torch.no_grad():
+        return unet(x, torch.tensor([500]), encoder_hidden_states=text).sample
+
+
+def _dataset(root: Path) -> tuple[Path, Path]:
+    """Ten images of assorted sizes and modes; fold 0 trains on six, fold 1 on the other four."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(10):
+        path = root / f"img{i}.png"
+        gray = Image.fromarray(rng.integers(0, 256, (40 + 3 * i, 52), dtype=np.uint8))
+        gray.convert(MODES[i % 4]).save(path)
+        rows.append({"id": f"img{i:02d}", "label": LABELS[i % 3], "image_path": str(path)})
+    manifest, splits = root / "manifest.parquet", root / "splits.parquet"
+    pd.DataFrame(rows).to_parquet(manifest)
+    split = [
+        {"id": r["id"], "fold": 0, "split": "train" if r["id"] in TRAIN else "val"} for r in rows
+    ]
+    split += [
+        {"id": r["id"], "fold": 1, "split": "test" if r["id"] in TRAIN else "train"} for r in rows
+    ]
+    pd.DataFrame(split).to_parquet(splits)
+    return manifest, splits
+
+
+@pytest.fixture(scope="module")
+def fold0(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A tiny SD, a small dataset with splits and fold 0's latent cache (with flips)."""
+    root = tmp_path_factory.mktemp("lora")
+    build_tiny_sd(model=str(root / "sd"), seed=0)
+    manifest, splits = _dataset(root)
+    paths = {
+        "root": str(root),
+        "base_model": str(root / "sd"),
+        "manifest": str(manifest),
+        "splits": str(splits),
+        "cache": str(root / "cache.safetensors"),
+    }
+    encode_fold(
+        manifest=paths["manifest"],
+        splits=paths["splits"],
+        cache=paths["cache"],
+        base_model=paths["base_model"],
+        fold=0,
+        resolution=64,
+        flip=True,
+        adjective="none",
+    )
+    return paths
+
+
+def _train(fold0: dict[str, str], out: Path, **overrides: Any) -> dict[str, str]:
+    outputs = {
+        "weights": str(out / "pytorch_lora_weights.safetensors"),
+        "train_log": str(out / "train_log.csv"),
+        "params_json": str(out / "params.json"),
+    }
+    train_lora(
+        cache=fold0["cache"],
+        splits=fold0["splits"],
+        base_model=fold0["base_model"],
+        **outputs,
+        **{**SETTINGS, **overrides},
+    )
+    return outputs
+
+
+@pytest.fixture(scope="module")
+def trained(fold0: dict[str, str]) -> dict[str, Any]:
+    """An uninterrupted run, with the UNet's output on a probe just before the adapter is saved."""
+    seen: dict[str, torch.Tensor] = {}
+    save = lora_train.save_adapter
+
+    def probing_save(unet: Any, weights: str) -> None:
+        seen["probe"] = _probe(unet)
+        save(unet, weights)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(lora_train, "save_adapter", probing_save)
+        outputs = _train(fold0, Path(fold0["root"]) / "full")
+    return {**outputs, **seen}
+
+
+def test_counts_on_sd14_unet_match_the_paper() -> None:
+    for rank in (2, 4, 8):
+        counts = count_lora_params(rank, "attn2")
+        assert counts["total"] == 859_520_964
+        assert counts["trainable"] == 99_456 * rank
+        assert counts["fraction"] < 1e-3
+    assert count_lora_params(8, "attn1_attn2")["fraction"] > 1e-3
+
+
+def test_params_table_flags_attn2_below_a_thousandth() -> None:
+    lines = lora_params_table((2, 4, 8)).splitlines()
+    flagged = [line.split()[:2] for line in lines if "< 0.1% of UNet parameters" in line]
+    assert flagged[:3] == [["attn2", "2"], ["attn2", "4"], ["attn2", "8"]]
+    assert any(line.startswith("attn1_attn2") and "1,594,368" in line for line in lines)
+
+
+def test_cache_holds_only_the_fold_train_split(fold0: dict[str, str]) -> None:
+    cache = load_cache(fold0["cache"])
+    assert cache.ids == TRAIN
+    assert cache.tensors["latents"].shape == (6, 4, 32, 32)
+    assert cache.tensors["latents_flip"].shape == (6, 4, 32, 32)
+    assert not torch.equal(cache.tensors["latents"], cache.tensors["latents_flip"])
+    prompts = [cache.meta["prompts"][i] for i in cache.tensors["prompt_index"]]
+    assert prompts[:3] == [
+        f"ultrasound image of {w} tumor in the breast" for w in ("no", "benign", "malignant")
+    ]
+    assert cache.tensors["text_embeddings"].shape == (3, 77, 32)
+
+
+def test_cache_is_deterministic(fold0: dict[str, str], tmp_path: Path) -> None:
+    again = tmp_path / "again.safetensors"
+    encode_fold(
+        manifest=fold0["manifest"],
+        splits=fold0["splits"],
+        cache=str(again),
+        base_model=fold0["base_model"],
+        fold=0,
+        resolution=64,
+        flip=True,
+        adjective="none",
+    )
+    assert again.read_bytes() == Path(fold0["cache"]).read_bytes()
+
+
+def test_adapter_is_attn2_only_and_reloads_exactly(fold0: dict[str, str], trained: dict) -> None:
+    keys = load_file(trained["weights"]).keys()
+    pattern = re.compile(r"unet\..*\.attn2\.(to_q|to_k|to_v|to_out\.0)\.lora\.(down|up)\.weight")
+    assert keys and all(pattern.fullmatch(k) for k in keys)
+    pipe = load_pipeline(fold0["base_model"])
+    base = _probe(pipe.unet)
+    pipe.load_lora_weights(trained["weights"])
+    reloaded = _probe(pipe.unet)
+    assert torch.equal(reloaded, trained["probe"])
+    assert not torch.equal(reloaded, base)
+
+
+def test_outputs_describe_the_run(trained: dict) -> None:
+    log = pd.read_csv(trained["train_log"])
+    assert list(log.columns) == ["step", "epoch", "loss", "lr", "seconds"]
+    assert log["step"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert log["epoch"].tolist() == [1, 1, 1, 2, 2, 2]
+    params = json.loads(Path(trained["params_json"]).read_text())
+    # 4 cross-attention blocks of width 64, text width 32: r * (3 * 2 * 64 + 2 * 32) each
+    assert params["trainable"] == 4 * 4 * (6 * 64 + 2 * 32)
+    assert params["fraction"] == params["trainable"] / params["total"]
+    assert not (Path(trained["weights"]).parent / "checkpoints").exists()
+
+
+def test_killed_run_resumes_to_the_same_adapter(
+    fold0: dict[str, str], trained: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    step = lora_train.optimizer_step
+    calls: list[int] = []
+
+    def dies_at_step_five(*args: Any) -> float:
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt("killed")
+        return step(*args)
+
+    monkeypatch.setattr(lora_train, "optimizer_step", dies_at_step_five)
+    with pytest.raises(KeyboardInterrupt):
+        _train(fold0, tmp_path)
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step-00000004"]
+    assert not (tmp_path / "pytorch_lora_weights.safetensors").exists()
+    calls.clear()
+    monkeypatch.setattr(lora_train, "optimizer_step", lambda *a: calls.append(1) or step(*a))
+    outputs = _train(fold0, tmp_path)
+    assert len(calls) == 2
+    resumed, full = load_file(outputs["weights"]), load_file(trained["weights"])
+    assert resumed.keys() == full.keys()
+    assert max((resumed[k] - full[k]).abs().max().item() for k in full) == 0
+    log, full_log = pd.read_csv(outputs["train_log"]), pd.read_csv(trained["train_log"])
+    assert log["loss"].tolist() == full_log["loss"].tolist()
+
+
+def test_training_refuses_a_cache_with_non_train_images(
+    fold0: dict[str, str], tmp_path: Path
+) -> None:
+    splits = pd.read_parquet(fold0["splits"])
+    splits.loc[(splits["id"] == "img03") & (splits["fold"] == 0), "split"] = "val"
+    leaky = tmp_path / "splits.parquet"
+    splits.to_parquet(leaky)
+    with pytest.raises(MeddapError, match="img03.*validation or test"):
+        train_lora(
+            cache=fold0["cache"],
+            splits=str(leaky),
+            base_model=fold0["base_model"],
+            weights=str(tmp_path / "w.safetensors"),
+            train_log=str(tmp_path / "log.csv"),
+            params_json=str(tmp_path / "p.json"),
+            **SETTINGS,
+        )
+    assert not list(tmp_path.glob("w*"))
+
+
+def test_training_refuses_another_folds_cache(fold0: dict[str, str], tmp_path: Path) -> None:
+    with pytest.raises(MeddapError, match="fold 0, not 1"):
+        _train(fold0, tmp_path, fold=1)
+
+
+def test_half_precision_needs_a_gpu() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU fallback")
+    assert resolve_precision("auto") == "no"
+    with pytest.raises(MeddapError, match="mixed_precision"):
+        resolve_precision("fp16")
+
+
+def test_checkpoints_of_other_settings_are_not_resumed(
+    fold0: dict[str, str], trained: dict, tmp_path: Path
+) -> None:
+    stale = tmp_path / "checkpoints" / "step-00000004"
+    stale.mkdir(parents=True)
+    (stale / "state.json").write_text(json.dumps({"run": {**SETTINGS, "seed": 8}, "step": 4}))
+    outputs = _train(fold0, tmp_path)
+    assert Path(outputs["weights"]).read_bytes() == Path(trained["weights"]).read_bytes()
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_gradient_checkpointing_trains_the_same_adapter(
+    fold0: dict[str, str], trained: dict, tmp_path: Path
+) -> None:
+    outputs = _train(fold0, tmp_path, gradient_checkpointing=True)
+    recomputed, full = load_file(outputs["weights"]), load_file(trained["weights"])
+    assert all(torch.equal(recomputed[k], full[k]) for k in full)
+
+
+def test_adapt_unet_trains_only_fp32_lora_weights(fold0: dict[str, str]) -> None:
+    unet = load_pipeline(fold0["base_model"], dtype=torch.bfloat16).unet
+    lora_train.adapt_unet(unet, rank=2, targets="attn1_attn2", seed=0, checkpointing=True)
+    trainable = {n: p for n, p in unet.named_parameters() if p.requires_grad}
+    assert trainable and all(
+        ".lora_" in n and p.dtype == torch.float32 for n, p in trainable.items()
+    )
+    assert {re.search(r"\.(attn\d)\.", n)[1] for n in trainable} == {"attn1", "attn2"}
+    assert unet.conv_in.weight.dtype == torch.bfloat16 and unet.is_gradient_checkpointing
