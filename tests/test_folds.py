@@ -1,0 +1,131 @@
+"""Folds: every image tested once, no patient or duplicate group straddles splits, stratified."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from meddap.errors import MeddapError
+from meddap.folds import leakage_groups, make_splits, split_folds
+
+LABELS = {"benign": 0.5, "malignant": 0.3, "normal": 0.2}
+
+
+def synthetic_curated(n: int = 240, seed: int = 0) -> pd.DataFrame:
+    """Images of patients with 1-3 images each (some unknown), some duplicate pairs across them."""
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(list(LABELS), size=n, p=list(LABELS.values()))
+    patient = np.repeat(np.arange(n), rng.integers(1, 4, size=n))[:n].astype(object)
+    patient[rng.random(n) < 0.3] = None
+    duplicate = pd.array([pd.NA] * n, dtype="Int64")
+    for group, (a, b) in enumerate(rng.choice(n, size=(15, 2), replace=False)):
+        duplicate[a] = duplicate[b] = group
+    return pd.DataFrame(
+        {
+            "id": [f"img_{k:03d}" for k in range(n)],
+            "label": labels,
+            "patient_id": [None if p is None else f"p{p}" for p in patient],
+            "duplicate_group": duplicate,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def curated() -> pd.DataFrame:
+    return synthetic_curated()
+
+
+@pytest.fixture(scope="module")
+def splits(curated: pd.DataFrame) -> pd.DataFrame:
+    return make_splits(curated, k=5, val_fraction=0.15, seed=0)
+
+
+def test_layout_and_every_image_tested_exactly_once(
+    curated: pd.DataFrame, splits: pd.DataFrame
+) -> None:
+    assert list(splits.columns) == ["id", "fold", "split"]
+    assert len(splits) == 5 * len(curated)
+    assert sorted(splits["fold"].unique()) == [0, 1, 2, 3, 4]
+    assert (splits.groupby("id")["fold"].nunique() == 5).all()
+    assert set(splits["split"]) == {"train", "val", "test"}
+    tested = splits[splits["split"] == "test"]
+    assert sorted(tested["id"]) == sorted(curated["id"])
+
+
+@pytest.mark.parametrize("key", ["patient_id", "duplicate_group"])
+def test_no_group_crosses_splits(curated: pd.DataFrame, splits: pd.DataFrame, key: str) -> None:
+    merged = splits.merge(curated[["id", key]], on="id").dropna(subset=[key])
+    per_group = merged.groupby(["fold", key])["split"].nunique()
+    assert (per_group == 1).all()
+    assert merged.groupby(key)["id"].nunique().max() > 1  # there are groups to keep together
+
+
+def test_class_proportions_and_val_size(curated: pd.DataFrame, splits: pd.DataFrame) -> None:
+    merged = splits.merge(curated[["id", "label"]], on="id")
+    for fold, part in merged.groupby("fold"):
+        share = part.groupby("split")["id"].count() / len(curated)
+        assert 0.1 < share["val"] < 0.22, fold
+        test = part[part["split"] == "test"]["label"].value_counts(normalize=True)
+        for label, expected in curated["label"].value_counts(normalize=True).items():
+            assert abs(test[label] - expected) < 0.08, (fold, label)
+
+
+def test_deterministic_and_independent_of_row_order(curated: pd.DataFrame) -> None:
+    one = make_splits(curated, 4, 0.2, seed=3)
+    shuffled = curated.sample(frac=1, random_state=1)
+    pd.testing.assert_frame_equal(one, make_splits(shuffled, 4, 0.2, seed=3))
+    assert not one.equals(make_splits(curated, 4, 0.2, seed=4))
+
+
+def test_leakage_groups_join_patients_through_duplicates() -> None:
+    table = pd.DataFrame(
+        {
+            "patient_id": ["p1", "p1", "p2", None, None, "p3"],
+            "duplicate_group": pd.array([pd.NA, 0, 0, pd.NA, 1, 1], dtype="Int64"),
+        }
+    )
+    assert leakage_groups(table).tolist() == [0, 0, 0, 1, 2, 2]
+    assert leakage_groups(table[["patient_id"]]).tolist() == [0, 0, 1, 2, 3, 4]
+
+
+def test_k_larger_than_the_groups_of_a_class_names_the_config_key() -> None:
+    curated = synthetic_curated(n=30)
+    rare = curated.index[curated["label"] == "normal"][:3]
+    curated = curated[(curated["label"] != "normal") | curated.index.isin(rare)]
+    with pytest.raises(MeddapError, match="folds.k"):
+        make_splits(curated.assign(patient_id=None), k=4, val_fraction=0.15, seed=0)
+    with pytest.raises(MeddapError, match="folds.val_fraction"):
+        make_splits(curated, k=2, val_fraction=0.5, seed=0)
+
+
+def test_job_takes_duplicate_groups_from_the_duplicates_table(tmp_path: Path) -> None:
+    curated = synthetic_curated(n=60).drop(columns="duplicate_group").assign(patient_id=None)
+    pairs = [("img_001", "img_040"), ("img_007", "img_033"), ("img_033", "img_050")]
+    duplicates = pd.DataFrame(
+        {
+            "id_a": [a for a, _ in pairs],
+            "id_b": [b for _, b in pairs],
+            "ssim": 0.9,
+            "same_label": True,
+            "mask_iou": np.nan,
+            "group": [0, 1, 1],
+        }
+    )
+    curated.to_parquet(tmp_path / "curated.parquet", index=False)
+    duplicates.to_parquet(tmp_path / "duplicates.parquet", index=False)
+    out = tmp_path / "splits.parquet"
+    split_folds(
+        curated=str(tmp_path / "curated.parquet"),
+        duplicates=str(tmp_path / "duplicates.parquet"),
+        splits=str(out),
+        k=3,
+        val_fraction=0.2,
+        seed=0,
+    )
+    splits = pd.read_parquet(out).set_index(["fold", "id"])["split"]
+    for fold in range(3):
+        assert splits[fold]["img_001"] == splits[fold]["img_040"]
+        assert splits[fold]["img_007"] == splits[fold]["img_033"] == splits[fold]["img_050"]
