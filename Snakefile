@@ -20,9 +20,12 @@ validate_config(config, workflow.source_path("workflow/schemas/config.schema.yam
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/lora.smk"
+include: "workflow/rules/synth.smk"
+include: "workflow/rules/downstream.smk"
 
 
 rule all:
     input:
-        all_targets(),
+        stage_targets(),
+        augmented_targets,
     default_target: True

@@ -20,6 +20,12 @@ def _temp_name(final: Path) -> Path:
     return final.with_name(f".{final.stem}.tmp{os.getpid()}{final.suffix}")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
@@ -36,6 +42,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     _remove(tmp)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # some writers (safetensors) create files 0600
         os.replace(tmp, final)
     finally:
         if tmp.exists():

@@ -47,10 +47,19 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
     error = schema_error(config, schema)
     if error:
         raise MeddapError(error)
-    name = config["dataset"]
+    _check_dataset(config, config["dataset"], "dataset")
+    for name in config["classifier"]["external"]:
+        _check_dataset(config, name, "classifier.external")
+    rank = config["synthesis"]["rank"]
+    if rank != "best" and rank not in config["lora"]["ranks"]:
+        raise MeddapError(f"config key 'synthesis.rank': {rank} is not in lora.ranks")
+
+
+def _check_dataset(config: dict[str, Any], name: str, key: str) -> None:
+    """The dataset named by config key `key` is registered, has a source and exists if local."""
     if name not in config["datasets"]:
         known = ", ".join(sorted(config["datasets"]))
-        raise MeddapError(f"config key 'dataset': {name!r} is not in 'datasets' ({known})")
+        raise MeddapError(f"config key '{key}': {name!r} is not in 'datasets' ({known})")
     entry = config["datasets"][name]
     source_kind(name, entry)
     check_local_path(name, entry)

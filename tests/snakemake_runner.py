@@ -1,0 +1,34 @@
+"""Run the real workflow in a scratch directory (shared by tests/test_workflow_*.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def snakemake(
+    workdir: Path, *targets: str, config: dict | None = None, extra: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """Run snakemake on this repo's Snakefile in `workdir` with `config` merged over the default."""
+    cmd = [sys.executable, "-m", "snakemake", *targets, "--snakefile", str(REPO / "Snakefile")]
+    cmd += ["--directory", str(workdir), "--cores", "2", "--configfile"]
+    cmd += [str(REPO / "config" / "config.yaml")]
+    if config:
+        override = workdir / "override.yaml"
+        override.write_text(yaml.safe_dump(config))
+        cmd.append(str(override))
+    return subprocess.run([*cmd, *extra], capture_output=True, text=True)
+
+
+def planned_jobs(workdir: Path, *targets: str, config: dict | None = None) -> dict[str, int]:
+    """Job counts per rule that a dry run of `targets` plans."""
+    run = snakemake(workdir, *targets, config=config, extra=("-n",))
+    assert run.returncode == 0, run.stderr
+    table = run.stdout.split("Job stats:")[1].split("\ntotal")[0]
+    rows = (line.split() for line in table.splitlines())
+    return {r[0]: int(r[1]) for r in rows if len(r) == 2 and r[1].isdigit() and r[0] != "all"}
