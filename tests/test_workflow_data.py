@@ -52,13 +52,13 @@ def test_phantom_data_stage_finds_planted_duplicates(phantom_run: Path) -> None:
     curated = pd.read_parquet(data / "curated.parquet")
     dropped = set().union(*planted)
     assert set(curated.id) == set(manifest.id) - dropped
-    _check_splits(pd.read_parquet(data / "splits.parquet"), curated, k=5)
+    _check_splits(pd.read_parquet(data / "splits.parquet"), curated, k=3)
 
 
 def test_phantom_outputs_carry_provenance_and_rerun_is_a_no_op(phantom_run: Path) -> None:
     splits = phantom_run / "results" / "data" / "phantom" / "splits.parquet"
     record = json.loads(provenance.sidecar(splits).read_text())
-    assert record["rule"] == "split_folds" and record["params"]["k"] == 5
+    assert record["rule"] == "split_folds" and record["params"]["k"] == 3
     assert record["outputs"][0]["sha256"] == provenance.file_sha256(splits)
     curated = record["inputs"]["curated"][0]
     assert curated["sha256"] == provenance.file_sha256(phantom_run / curated["path"])

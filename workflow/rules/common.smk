@@ -56,6 +56,13 @@ def fold_rank(dataset, fold):
     return json.loads(Path(selection).read_text())["rank"]
 
 
+def chosen_synthetic_sets(wildcards):
+    """The fold's synthetic sets of its chosen rank, one per adjective."""
+    rank = fold_rank(wildcards.dataset, wildcards.fold)
+    pattern = "results/synth/{dataset}/fold{fold}/r{rank}/{adjective}/manifest.parquet"
+    return expand(pattern, dataset=wildcards.dataset, fold=wildcards.fold, rank=rank, adjective=SYNTH["adjectives"])
+
+
 def synthetic_manifest(wildcards):
     """The synthetic set a training set `r{rank}-{adjective}-{ratio}` draws its prefix from."""
     parsed = parse_trainset(wildcards.trainset)
@@ -83,7 +90,8 @@ def fold_targets(dataset, fold):
     quality = [f"results/quality/{dataset}/fold{fold}/r{rank}/{a}.json" for a in adjectives]
     trainsets = ["real"] + [f"r{rank}-{a}-{r}" for a in adjectives for r in ratios]
     cls = "results/cls/{dataset}/fold{fold}/{model}/{trainset}/metrics.json"
-    return quality + expand(cls, dataset=dataset, fold=fold, model=CLS["models"], trainset=trainsets)
+    figure = f"results/figures/samples_{dataset}_fold{fold}.png"
+    return [*quality, figure, *expand(cls, dataset=dataset, fold=fold, model=CLS["models"], trainset=trainsets)]
 
 
 def augmented_targets(wildcards):

@@ -66,3 +66,21 @@ checkpoint select_rank:
         "../../envs/meddap.yaml"
     script:
         "../scripts/select_rank.py"
+
+
+rule sample_figure:
+    input:
+        manifest="results/data/{dataset}/curated.parquet",
+        splits="results/data/{dataset}/splits.parquet",
+        synthetic=chosen_synthetic_sets,
+    output:
+        figure="results/figures/samples_{dataset}_fold{fold}.png",
+    params:
+        fold=lambda wc: int(wc.fold),
+        per_class=3,
+    log:
+        "results/logs/sample_figure/{dataset}/fold{fold}.log",
+    conda:
+        "../../envs/meddap.yaml"
+    script:
+        "../scripts/sample_figure.py"
