@@ -22,10 +22,10 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/lora.smk"
 include: "workflow/rules/synth.smk"
 include: "workflow/rules/downstream.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
         stage_targets(),
-        augmented_targets,
     default_target: True

@@ -2,6 +2,8 @@
 import json
 from pathlib import Path
 
+import pandas as pd
+
 from meddap.registry import local_dataset_dir
 from meddap.trainsets import parse_trainset
 
@@ -72,6 +74,77 @@ def synthetic_manifest(wildcards):
     return f"results/synth/{wildcards.dataset}/fold{wildcards.fold}/r{rank}/{adjective}/manifest.parquet"
 
 
+def fold_trainsets(dataset, fold):
+    """Training sets of one fold: real, and real + each nested synthetic prefix of its rank."""
+    rank = fold_rank(dataset, fold)
+    return ["real"] + [f"r{rank}-{a}-{r}" for a in SYNTH["adjectives"] for r in SYNTH["ratios"]]
+
+
+def all_metrics(wildcards):
+    pattern = "results/cls/{dataset}/fold{fold}/{model}/{trainset}/metrics.json"
+    return [
+        pattern.format(dataset=DATASET, fold=f, model=m, trainset=t)
+        for f in FOLDS
+        for m in CLS["models"]
+        for t in fold_trainsets(DATASET, f)
+    ]
+
+
+def all_quality(wildcards):
+    pattern = "results/quality/{dataset}/fold{fold}/r{rank}/{adjective}.json"
+    return [
+        pattern.format(dataset=DATASET, fold=f, rank=fold_rank(DATASET, f), adjective=a)
+        for f in FOLDS
+        for a in SYNTH["adjectives"]
+    ]
+
+
+def cell_metrics(wildcards):
+    """Only what one Table-1 cell needs: its setting's classifier in every fold."""
+    pattern = "results/cls/{dataset}/fold{fold}/{model}/r{rank}-{adjective}-{ratio}/metrics.json"
+    return [
+        pattern.format(dataset=DATASET, fold=f, rank=fold_rank(DATASET, f), **wildcards)
+        for f in FOLDS
+    ]
+
+
+def cell_quality(wildcards):
+    pattern = "results/quality/{dataset}/fold{fold}/r{rank}/{adjective}.json"
+    return [
+        pattern.format(dataset=DATASET, fold=f, rank=fold_rank(DATASET, f), adjective=wildcards.adjective)
+        for f in FOLDS
+    ]
+
+
+def synthetic_evaluations(wildcards):
+    """Fig. 1a: each fold's real-only classifiers on each synthetic set of the fold's rank."""
+    pattern = "results/cls/{dataset}/fold{fold}/{model}/real/on_synthetic/r{rank}-{adjective}.json"
+    return [
+        pattern.format(dataset=wildcards.dataset, fold=f, model=m, rank=fold_rank(wildcards.dataset, f), adjective=a)
+        for f in FOLDS
+        for m in CLS["models"]
+        for a in SYNTH["adjectives"]
+    ]
+
+
+def best_augmented_model(wildcards):
+    """The model of Table 2's best augmented setting (chosen on validation) in this fold."""
+    table = pd.read_parquet(checkpoints.table2.get().output.parquet)
+    best = table[(table.model == wildcards.model) & table.ratio.notna()].iloc[0]
+    rank = fold_rank(wildcards.dataset, wildcards.fold)
+    trainset = f"r{rank}-{best.adjective}-{int(best.ratio)}"
+    return f"results/cls/{wildcards.dataset}/fold{wildcards.fold}/{wildcards.model}/{trainset}/model.safetensors"
+
+
+def table_outputs(name):
+    """Parquet, CSV and Markdown versions of results/tables/{name}."""
+    return {
+        "parquet": f"results/tables/{name}.parquet",
+        "csv": f"results/tables/{name}.csv",
+        "markdown": f"results/tables/{name}.md",
+    }
+
+
 def stage_targets():
     """Targets known before any rank is chosen: splits, every LoRA, every fold's rank choice."""
     lora = "results/lora/{dataset}/fold{fold}/r{rank}/pytorch_lora_weights.safetensors"
@@ -80,19 +153,8 @@ def stage_targets():
         f"results/data/{DATASET}/splits.parquet",
         *expand(lora, dataset=DATASET, fold=FOLDS, rank=LORA["ranks"]),
         *expand(selection, dataset=DATASET, fold=FOLDS),
+        *expand("results/tables/table{n}.md", n=(1, 2, 3)),
+        f"results/figures/fig1a_{DATASET}_real_only_on_synthetic.png",
+        *expand("results/figures/fig2_{dataset}_gradcam_{model}_fold0.png", dataset=DATASET, model=CLS["models"]),
+        *expand("results/figures/samples_{dataset}_fold{fold}.png", dataset=DATASET, fold=FOLDS),
     ]
-
-
-def fold_targets(dataset, fold):
-    """What one fold adds once its rank is known: synthetic-set quality and classifiers."""
-    rank = fold_rank(dataset, fold)
-    adjectives, ratios = SYNTH["adjectives"], SYNTH["ratios"]
-    quality = [f"results/quality/{dataset}/fold{fold}/r{rank}/{a}.json" for a in adjectives]
-    trainsets = ["real"] + [f"r{rank}-{a}-{r}" for a in adjectives for r in ratios]
-    cls = "results/cls/{dataset}/fold{fold}/{model}/{trainset}/metrics.json"
-    figure = f"results/figures/samples_{dataset}_fold{fold}.png"
-    return [*quality, figure, *expand(cls, dataset=dataset, fold=fold, model=CLS["models"], trainset=trainsets)]
-
-
-def augmented_targets(wildcards):
-    return [t for fold in FOLDS for t in fold_targets(DATASET, fold)]
