@@ -1,0 +1,108 @@
+"""Fig. 2: Grad-CAM heat maps of a real-only and an augmented classifier on the same test images.
+
+The heat maps explain the score of each image's true class at the last convolutional block of
+the torchvision model (`TARGET_LAYERS`). Images are prepared exactly as for training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.image import show_cam_on_image
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+from meddap.atomic import atomic_path
+from meddap.classify import CLASSES, _normalise, load_images, predict
+from meddap.errors import MeddapError
+from meddap.features import load_classifier
+
+TARGET_LAYERS = {"densenet121": "features", "resnet34": "layer4", "squeezenet1_1": "features"}
+
+
+def first_test_images(manifest: str, splits: str, fold: int, n_images: int) -> pd.DataFrame:
+    """The first `n_images` test images (id, label, image_path) of fold `fold`, by id."""
+    table = pd.read_parquet(splits)
+    ids = table[(table["fold"] == fold) & (table["split"] == "test")]["id"]
+    if ids.empty:
+        raise MeddapError(f"{splits} has no test images for fold {fold}")
+    images = pd.read_parquet(manifest)[["id", "label", "image_path"]]
+    chosen = pd.DataFrame({"id": sorted(ids)[:n_images]}).merge(images, on="id", how="left")
+    if chosen["image_path"].isna().any():
+        raise MeddapError(f"{splits} lists test ids of fold {fold} that {manifest} does not hold")
+    return chosen
+
+
+def cam_overlays(
+    net: torch.nn.Module, model: str, pixels: torch.Tensor, targets: list[int]
+) -> np.ndarray:
+    """Grad-CAM of class `targets[i]` over uint8 image `pixels[i]` (N, 1, S, S): (N, S, S, 3)."""
+    if model not in TARGET_LAYERS:
+        raise MeddapError(f"Grad-CAM model {model!r} is not one of {list(TARGET_LAYERS)}")
+    layer = net.get_submodule(TARGET_LAYERS[model])
+    with GradCAM(model=net.eval(), target_layers=[layer]) as cam:
+        maps = cam(
+            input_tensor=_normalise(pixels), targets=[ClassifierOutputTarget(t) for t in targets]
+        )
+    gray = pixels.expand(-1, 3, -1, -1).permute(0, 2, 3, 1).numpy().astype(np.float32) / 255
+    return np.stack(
+        [show_cam_on_image(g, m, use_rgb=True) for g, m in zip(gray, maps, strict=True)]
+    )
+
+
+def gradcam_figure(
+    *,
+    manifest: str,
+    splits: str,
+    real_model: str,
+    augmented_model: str,
+    figure: str,
+    model: str,
+    fold: int,
+    image_size: int,
+    n_images: int,
+) -> None:
+    """Job: test image | real-only heat map | augmented heat map, one row per image (Fig. 2).
+
+    The augmented column is named after the trainset folder that holds `augmented_model`.
+    """
+    images = first_test_images(manifest, splits, fold, n_images)
+    pixels = load_images(list(images.image_path), image_size)
+    targets = [CLASSES.index(label) for label in images.label]
+    columns = {"real": real_model, Path(augmented_model).parent.name: augmented_model}
+    panels = {}
+    for name, weights in columns.items():
+        net = load_classifier(model, weights)
+        predicted = predict(net, pixels, len(pixels)).argmax(axis=1)
+        panels[name] = (cam_overlays(net, model, pixels, targets), predicted)
+    _draw(images, pixels, panels, figure, f"{model}, fold {fold}")
+
+
+def _draw(
+    images: pd.DataFrame,
+    pixels: torch.Tensor,
+    panels: dict[str, tuple[np.ndarray, np.ndarray]],
+    figure: str,
+    title: str,
+) -> None:
+    """One row per image: the image, then each classifier's overlay titled with its prediction."""
+    n = len(images)
+    fig, axes = plt.subplots(n, 1 + len(panels), figsize=(2.0 * (1 + len(panels)), 2.1 * n))
+    axes = np.atleast_2d(axes)
+    for i, (image_id, label) in enumerate(zip(images.id, images.label, strict=True)):
+        axes[i][0].imshow(pixels[i, 0].numpy(), cmap="gray", vmin=0, vmax=255)
+        axes[i][0].set_title(f"{image_id} ({label})", fontsize=7)
+        for j, (name, (overlays, predicted)) in enumerate(panels.items(), start=1):
+            axes[i][j].imshow(overlays[i])
+            axes[i][j].set_title(f"{name}: predicts {CLASSES[predicted[i]]}", fontsize=7)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.suptitle(f"Grad-CAM of the true class ({title})", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(figure) as tmp:
+        fig.savefig(tmp, dpi=100, metadata={"Software": None})
+    plt.close(fig)

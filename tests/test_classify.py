@@ -1,0 +1,313 @@
+"""Downstream classifiers on phantom data: trainsets, models, selection on val, determinism."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file, safe_open
+from torchvision.models import get_model
+
+from meddap import classify
+from meddap.classify import CLASSES, Images, build_model, load_images, train_classifier
+from meddap.errors import MeddapError
+from meddap.folds import make_splits
+from meddap.ingest import build_manifest
+from meddap.phantom import generate_phantom
+from meddap.trainsets import load_synthetic, parse_trainset, synthetic_prefix
+
+SETTINGS = {
+    "image_size": 32,
+    "epochs": 2,
+    "batch_size": 16,
+    "learning_rate": 1e-3,
+    "pretrained": "none",
+    "augment": {"hflip": True, "rotation": 10.0},
+    "device": "cpu",
+    "models": ["squeezenet1_1"],  # other keys of the config section are not this job's
+}
+PHANTOM = {"image_size": 64, "duplicates": 0, "conflicting": 0, "second_mask_fraction": 0.0}
+
+
+def _phantom(root: Path, dataset: str, patients: int, seed: int, **shift: float) -> Path:
+    generate_phantom(root / dataset, patients=patients, seed=seed, shift=shift or None, **PHANTOM)
+    path = root / f"{dataset}.parquet"
+    build_manifest(root / dataset, dataset, "busi", root / f"{dataset}_masks").to_parquet(path)
+    return path
+
+
+def _synthetic(root: Path, manifest: Path, splits: Path) -> Path:
+    """A nested 'synthetic' set for fold 0 (rank 2, none): flipped train images, 100% ratio."""
+    table = pd.read_parquet(splits)
+    train_ids = table[(table.fold == 0) & (table.split == "train")].id
+    train = pd.read_parquet(manifest).set_index("id").loc[sorted(train_ids)]
+    (root / "synth").mkdir()
+    rows = []
+    for index, (label, source) in enumerate(zip(train.label, train.image_path, strict=True)):
+        path = root / "synth" / f"{index:06d}.png"
+        Image.open(source).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(path)
+        rows.append({"index": index, "id": f"s{index}", "label": label, "image_path": str(path)})
+    frame = pd.DataFrame(rows).assign(fold=0, rank=2, adjective="none")
+    frame.sample(frac=1, random_state=0).to_parquet(root / "synth.parquet")  # stored shuffled
+    return root / "synth.parquet"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("classify")
+    manifest = _phantom(root, "phantom", patients=30, seed=0)
+    splits = root / "splits.parquet"
+    make_splits(pd.read_parquet(manifest), k=3, val_fraction=0.2, seed=0).to_parquet(splits)
+    external = _phantom(root, "phantom_b", patients=6, seed=1, gain=1.3, speckle=1.5)
+    synthetic = _synthetic(root, manifest, splits)
+    return {"manifest": manifest, "splits": splits, "external": external, "synthetic": synthetic}
+
+
+def _train(data: dict[str, Path], out: Path, **job: object) -> dict:
+    """Run the job into `out` (squeezenet1_1, fold 0, real, seed 0 unless given)."""
+    settings = {**SETTINGS, **job.pop("settings", {})}
+    kwargs = {"fold": 0, "model": "squeezenet1_1", "trainset": "real", "seed": 0, **job}
+    train_classifier(
+        manifest=str(data["manifest"]),
+        splits=str(data["splits"]),
+        synthetic=kwargs.pop("synthetic", []),
+        external=kwargs.pop("external", [str(data["external"])]),
+        weights=str(out / "model.safetensors"),
+        predictions=str(out / "predictions.parquet"),
+        metrics=str(out / "metrics.json"),
+        settings=settings,
+        **kwargs,
+    )
+    return json.loads((out / "metrics.json").read_text())
+
+
+def _spy(monkeypatch: pytest.MonkeyPatch, events: list) -> None:
+    """Record every training epoch (its data size) and every prediction (its images)."""
+    epoch, predict = classify._train_epoch, classify.predict
+
+    def train_spy(model: torch.nn.Module, optimizer: object, data: Images, *args: object) -> float:
+        events.append(("train", len(data.targets)))
+        return epoch(model, optimizer, data, *args)
+
+    def predict_spy(model: torch.nn.Module, pixels: torch.Tensor, batch_size: int) -> np.ndarray:
+        events.append(("predict", pixels))
+        return predict(model, pixels, batch_size)
+
+    monkeypatch.setattr(classify, "_train_epoch", train_spy)
+    monkeypatch.setattr(classify, "predict", predict_spy)
+
+
+@pytest.fixture(scope="module")
+def real_run(data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out, events = tmp_path_factory.mktemp("real"), []
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _spy(monkeypatch, events)
+        metrics = _train(data, out)
+    return {"out": out, "metrics": metrics, "events": events}
+
+
+def _split_images(data: dict[str, Path], split: str) -> tuple[pd.DataFrame, torch.Tensor]:
+    table = pd.read_parquet(data["splits"])
+    ids = sorted(table[(table.fold == 0) & (table.split == split)].id)
+    rows = pd.read_parquet(data["manifest"]).set_index("id").loc[ids].reset_index()
+    return rows, load_images(list(rows.image_path), SETTINGS["image_size"])
+
+
+def test_outputs_of_a_real_run(real_run: dict, data: dict[str, Path]) -> None:
+    preds = pd.read_parquet(real_run["out"] / "predictions.parquet")
+    probs = [f"prob_{c}" for c in CLASSES]
+    assert list(preds.columns) == ["id", "split", "label", *probs, "prediction"]
+    assert set(preds.split) == {"val", "test", "external:phantom_b"}
+    for split in ("val", "test"):
+        assert list(preds[preds.split == split].id) == list(_split_images(data, split)[0].id)
+    assert len(preds[preds.split == "external:phantom_b"]) == len(pd.read_parquet(data["external"]))
+    np.testing.assert_allclose(preds[probs].sum(axis=1), 1.0)
+    assert (preds.prediction == [CLASSES[k] for k in preds[probs].to_numpy().argmax(1)]).all()
+    metrics = real_run["metrics"]
+    n_train = len(_split_images(data, "train")[0])
+    assert (metrics["n_train_real"], metrics["n_train_synthetic"]) == (n_train, 0)
+    assert metrics["pretrained_used"] == "none"
+    assert metrics["test"]["confusion_matrix"] and len(metrics["history"]) == SETTINGS["epochs"]
+    external = metrics["external"]["phantom_b"]
+    assert external["classes"] == ["benign", "malignant"] and "normal" in external["rule"]
+    with safe_open(real_run["out"] / "model.safetensors", "pt") as weights:
+        meta = json.loads(weights.metadata()["meddap"])
+    assert meta["best_epoch"] == metrics["best_epoch"] and meta["classes"] == list(CLASSES)
+    assert (meta["model"], meta["image_size"]) == ("squeezenet1_1", SETTINGS["image_size"])
+
+
+def test_test_images_are_predicted_once_after_training(real_run: dict, data: dict) -> None:
+    events = real_run["events"]
+    test_pixels = _split_images(data, "test")[1]
+    val_pixels = _split_images(data, "val")[1]
+    on_test = [
+        i for i, (kind, x) in enumerate(events) if kind == "predict" and _same(x, test_pixels)
+    ]
+    on_val = [i for i, (kind, x) in enumerate(events) if kind == "predict" and _same(x, val_pixels)]
+    last_epoch = max(i for i, (kind, _) in enumerate(events) if kind == "train")
+    assert len(on_test) == 1 and on_test[0] > last_epoch
+    assert len(on_val) == SETTINGS["epochs"] and max(on_val) < on_test[0]
+
+
+def _same(x: torch.Tensor, y: torch.Tensor) -> bool:
+    return x.shape == y.shape and torch.equal(x, y)
+
+
+def test_kept_checkpoint_is_the_best_val_epoch(real_run: dict, data: dict[str, Path]) -> None:
+    metrics, history = real_run["metrics"], real_run["metrics"]["history"]
+    best = max(history, key=lambda h: (h["val_accuracy"], -h["val_loss"], -h["epoch"]))
+    assert metrics["best_epoch"] == best["epoch"]
+    assert metrics["val"]["accuracy"] == pytest.approx(best["val_accuracy"])
+    model = build_model("squeezenet1_1", len(CLASSES), "none")
+    model.load_state_dict(load_file(real_run["out"] / "model.safetensors"))
+    preds = pd.read_parquet(real_run["out"] / "predictions.parquet")
+    for split in ("val", "test"):
+        again = classify.predict(model, _split_images(data, split)[1], 8)
+        saved = preds[preds.split == split][[f"prob_{c}" for c in CLASSES]].to_numpy()
+        np.testing.assert_allclose(again, saved, atol=1e-6)
+
+
+def test_same_seed_same_bytes(real_run: dict, data: dict[str, Path], tmp_path: Path) -> None:
+    _train(data, tmp_path / "again")
+    first = (real_run["out"] / "model.safetensors").read_bytes()
+    assert (tmp_path / "again" / "model.safetensors").read_bytes() == first
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "again" / "predictions.parquet"),
+        pd.read_parquet(real_run["out"] / "predictions.parquet"),
+    )
+    _train(data, tmp_path / "other", seed=1, settings={"epochs": 1}, external=[])
+    assert (tmp_path / "other" / "model.safetensors").read_bytes() != first
+
+
+def test_synthetic_rows_join_the_training_set(
+    data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list = []
+    _spy(monkeypatch, events)
+    synthetic = str(data["synthetic"])  # Snakemake passes a single input as a plain path
+    job = {"settings": {"epochs": 1}, "external": [], "synthetic": synthetic}
+    metrics = _train(data, tmp_path, trainset="r2-none-50", **job)
+    n_real = len(_split_images(data, "train")[0])
+    assert metrics["n_train_real"] == n_real
+    assert metrics["n_train_synthetic"] == math.ceil(n_real / 2)
+    assert [size for kind, size in events if kind == "train"] == [n_real + math.ceil(n_real / 2)]
+
+
+def test_trainset_and_synthetic_manifests_must_agree(data: dict[str, Path], tmp_path: Path) -> None:
+    synthetic = [str(data["synthetic"])]
+    with pytest.raises(MeddapError, match="needs 0 synthetic manifest"):
+        _train(data, tmp_path, synthetic=synthetic)
+    with pytest.raises(MeddapError, match="needs 1 synthetic manifest"):
+        _train(data, tmp_path, trainset="r2-none-50")
+    with pytest.raises(MeddapError, match="needs rank 4"):
+        _train(data, tmp_path, trainset="r4-none-50", synthetic=synthetic)
+    with pytest.raises(MeddapError, match="without gaps"):
+        _train(data, tmp_path, trainset="r2-none-200", synthetic=synthetic)
+    assert not list(tmp_path.iterdir())
+
+
+def test_external_manifests_are_checked_before_training(
+    data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list = []
+    _spy(monkeypatch, events)
+    external = pd.read_parquet(data["external"])
+    external.drop(columns="dataset").to_parquet(tmp_path / "nameless.parquet")
+    external[external.label == "normal"].to_parquet(tmp_path / "normal.parquet")
+    for name, message in [
+        ("nameless", "exactly one dataset"),
+        ("normal", "no benign or malignant image"),
+    ]:
+        with pytest.raises(MeddapError, match=message):
+            _train(data, tmp_path / "out", external=[str(tmp_path / f"{name}.parquet")])
+    with pytest.raises(MeddapError, match="same dataset twice"):
+        _train(data, tmp_path / "out", external=[str(data["external"])] * 2)
+    assert not events and not (tmp_path / "out").exists()
+
+
+def test_missing_setting_is_named(data: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(MeddapError, match=r"classifier\.augment\.rotation"):
+        _train(data, tmp_path, settings={"augment": {"hflip": True}})
+    with pytest.raises(MeddapError, match=r"classifier\.device"):
+        _train(data, tmp_path, settings={"device": "tpu"})
+
+
+@pytest.mark.parametrize("name", ["densenet121", "resnet34", "squeezenet1_1"])
+def test_models_have_three_class_heads(name: str) -> None:
+    model = build_model(name, 3, "none").eval()
+    with torch.no_grad():
+        assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 3)
+
+
+def test_imagenet_weights_come_only_from_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(MeddapError, match=r"classifier\.pretrained.*squeezenet1_1-b8a52dc0\.pth"):
+        build_model("squeezenet1_1", 3, "imagenet")
+    torch.manual_seed(5)
+    imagenet = get_model("squeezenet1_1")  # stands in for the cached ImageNet file
+    (tmp_path / "checkpoints").mkdir()
+    torch.save(imagenet.state_dict(), tmp_path / "checkpoints" / "squeezenet1_1-b8a52dc0.pth")
+    model = build_model("squeezenet1_1", 3, "imagenet")
+    assert torch.equal(model.features[0].weight, imagenet.features[0].weight)
+    assert model.classifier[1].out_channels == 3
+
+
+def test_unknown_model_or_weights_are_refused() -> None:
+    with pytest.raises(MeddapError, match=r"classifier\.models"):
+        build_model("vgg16", 3, "none")
+    with pytest.raises(MeddapError, match=r"classifier\.pretrained"):
+        build_model("resnet34", 3, "laion")
+
+
+def test_unreadable_image_is_named(tmp_path: Path) -> None:
+    (tmp_path / "broken.png").write_text("not a png")
+    with pytest.raises(MeddapError, match="broken.png"):
+        load_images([str(tmp_path / "broken.png")], 32)
+
+
+@pytest.mark.parametrize(
+    ("name", "parsed"),
+    [
+        ("real", None),
+        ("r4-high-contrast-100", (4, "high-contrast", 100)),
+        ("r2-none-50", (2, "none", 50)),
+    ],
+)
+def test_parse_trainset(name: str, parsed: tuple | None) -> None:
+    assert parse_trainset(name) == parsed
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", "Real", "r0-none-50", "r4-High-50", "r4--50", "4-none-50", "r4-none-", "r4-none-5x"],
+)
+def test_parse_trainset_refuses_bad_names(name: str) -> None:
+    with pytest.raises(MeddapError, match="r\\{rank\\}-\\{adjective\\}-\\{ratio\\}"):
+        parse_trainset(name)
+
+
+def test_prefixes_are_nested_and_sized_by_ratio() -> None:
+    table = pd.DataFrame({"index": range(30), "id": [f"s{i}" for i in range(30)]})
+    table = table.assign(label="benign", image_path="x.png").sample(frac=1, random_state=1)
+    half, full, double = (synthetic_prefix(table, 11, r) for r in (50, 100, 200))
+    assert (len(half), len(full), len(double)) == (6, 11, 22)
+    assert list(half.id) == list(full.id[:6]) and list(full.id) == list(double.id[:11])
+    assert list(double["index"]) == list(range(22))
+    with pytest.raises(MeddapError, match="indices 0..32"):
+        synthetic_prefix(table, 11, 300)
+    with pytest.raises(MeddapError, match="without gaps"):
+        synthetic_prefix(table[table["index"] != 3], 11, 50)
+
+
+def test_load_synthetic_checks_the_fold(data: dict[str, Path]) -> None:
+    with pytest.raises(MeddapError, match="needs fold 1"):
+        load_synthetic(str(data["synthetic"]), 1, "r2-none-50", 10)
+    assert len(load_synthetic(str(data["synthetic"]), 0, "r2-none-50", 10)) == 5

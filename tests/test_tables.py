@@ -1,0 +1,262 @@
+"""Tables 1-3 and single cells from fake metrics.json trees with known accuracies."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import ttest_rel
+
+from meddap import tables
+from meddap.errors import MeddapError
+
+MODELS = ("densenet121", "squeezenet1_1")
+RANKS = {0: 4, 1: 4, 2: 2}  # fold -> the rank chosen for that fold
+QUALITY_METRIC = "fd_squeezenet1_1_real_only"
+# Per-fold test and val accuracy of densenet121; squeezenet1_1 scores 0.1 less.
+# Best by val is dark-100, best by test would be bright-50.
+TEST = {
+    "real": [0.70, 0.73, 0.71],
+    "bright-50": [0.93, 0.88, 0.92],
+    "bright-100": [0.80, 0.81, 0.79],
+    "dark-50": [0.75, 0.78, 0.77],
+    "dark-100": [0.82, 0.86, 0.80],
+}
+VAL = {
+    "real": [0.70, 0.70, 0.71],
+    "bright-50": [0.80, 0.81, 0.80],
+    "bright-100": [0.70, 0.72, 0.70],
+    "dark-50": [0.75, 0.74, 0.73],
+    "dark-100": [0.90, 0.91, 0.89],
+}
+
+
+def _trainset(setting: str, fold: int) -> str:
+    return "real" if setting == "real" else f"r{RANKS[fold]}-{setting}"
+
+
+def _scores(accuracy: float, fold: int) -> dict:
+    macro = {"sensitivity": accuracy - 0.05 * fold, "specificity": accuracy + 0.01 * fold**2}
+    macro |= {"precision": accuracy - 0.02, "f1": accuracy - 0.03 * (fold % 2)}
+    return {"accuracy": accuracy, "macro": macro}
+
+
+def _metrics(model: str, setting: str, fold: int) -> dict:
+    shift = MODELS.index(model) * 0.1
+    test = TEST[setting][fold] - shift
+    external = test - (0.1 if setting == "real" else 0.02 * fold)
+    return {
+        "val": _scores(VAL[setting][fold] - shift, fold),
+        "test": _scores(test, fold),
+        "external": {"ext": {"accuracy": external, "rule": "benign vs malignant"}},
+        "best_epoch": 1,
+    }
+
+
+def _write(path: Path, record: dict) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+    return str(path)
+
+
+def _tree(root: Path, folds: tuple[int, ...] = (0, 1, 2)) -> tuple[list[str], list[str]]:
+    """Every metrics.json of the grid and every quality JSON, under `root`/results."""
+    metrics = [
+        _write(
+            root / f"results/cls/ds/fold{f}/{m}/{_trainset(s, f)}/metrics.json", _metrics(m, s, f)
+        )
+        for f in folds
+        for m in MODELS
+        for s in TEST
+    ]
+    quality = [
+        _write(
+            root / f"results/quality/ds/fold{f}/r{RANKS[f]}/{a}.json",
+            {QUALITY_METRIC: (10 if a == "bright" else 20) + f, "fid_inception": "unavailable"},
+        )
+        for f in folds
+        for a in ("bright", "dark")
+    ]
+    return metrics, quality
+
+
+@pytest.fixture()
+def tree(tmp_path: Path) -> tuple[list[str], list[str]]:
+    return _tree(tmp_path)
+
+
+def _outputs(tmp_path: Path, name: str) -> dict[str, str]:
+    return {k: str(tmp_path / f"tables/{name}.{e}") for k, e in [("parquet", "parquet"),
+            ("csv", "csv"), ("markdown", "md")]}  # fmt: skip
+
+
+def _row(frame: pd.DataFrame, model: str, trainset: str) -> pd.Series:
+    rows = frame[(frame.model == model) & (frame.trainset == trainset)]
+    assert len(rows) == 1
+    return rows.iloc[0]
+
+
+def test_collect_runs_parses_paths_and_scores(tree: tuple[list[str], list[str]]) -> None:
+    runs = tables.collect_runs(tree[0])
+    assert len(runs) == 3 * len(MODELS) * len(TEST)
+    run = runs[(runs.model == "squeezenet1_1") & (runs.trainset == "r2-dark-100")].iloc[0]
+    assert (run.fold, run["rank"], run.adjective, run.ratio) == (2, 2, "dark", 100)
+    assert run.test_accuracy == pytest.approx(0.70)
+    assert run["external:ext"] == pytest.approx(0.70 - 0.04)
+    assert run.source.endswith("fold2/squeezenet1_1/r2-dark-100/metrics.json")
+    real = runs[runs.trainset == "real"]
+    assert real["rank"].isna().all() and real.ratio.isna().all()
+
+
+def test_table1_means_stds_quality_and_sources(tmp_path: Path, tree: tuple) -> None:
+    out = _outputs(tmp_path, "table1")
+    tables.table1(metrics=tree[0], quality=tree[1], **out)
+    frame = pd.read_parquet(out["parquet"])
+    assert len(frame) == len(MODELS) * len(TEST)
+    row = _row(frame, "densenet121", "dark-100")
+    assert row.accuracy_mean == pytest.approx(np.mean(TEST["dark-100"]))
+    assert row.accuracy_std == pytest.approx(np.std(TEST["dark-100"], ddof=1))
+    assert row.accuracy == f"{np.mean(TEST['dark-100']) * 100:.2f} ± {row.accuracy_std * 100:.2f}"
+    assert (row.n_folds, row.ranks, row.folds) == (3, "2;4", "0;1;2")
+    assert (row.quality_metric, row.quality_mean) == (QUALITY_METRIC, pytest.approx(21.0))
+    expected = [p for p in tree[0] if "/densenet121/" in p and p.endswith("dark-100/metrics.json")]
+    assert row.sources.split(";") == sorted(expected, key=lambda p: p.split("/fold")[1])
+    assert all(Path(p).is_file() for p in row.quality_sources.split(";"))
+    real = _row(frame, "squeezenet1_1", "real")
+    assert real.accuracy_mean == pytest.approx(np.mean(TEST["real"]) - 0.1)
+    assert np.isnan(real.quality_mean) and real.quality_sources == ""
+    csv = pd.read_csv(out["csv"])
+    assert csv.accuracy_mean.tolist() == pytest.approx(frame.accuracy_mean.tolist())
+    lines = Path(out["markdown"]).read_text().splitlines()
+    assert lines[0].startswith("Table 1:") and QUALITY_METRIC in lines[0]
+    assert lines[2] == "| model | trainset | ranks | n_folds | accuracy | quality_mean |"
+    assert sum(line.startswith("| densenet121 |") for line in lines) == len(TEST)
+
+
+def test_table2_chooses_best_by_validation_and_tests_over_folds(
+    tmp_path: Path, tree: tuple
+) -> None:
+    out = _outputs(tmp_path, "table2")
+    tables.table2(metrics=tree[0], **out)
+    frame = pd.read_parquet(out["parquet"])
+    assert frame.groupby("model").trainset.apply(list).to_dict() == {
+        m: ["real", "dark-100"] for m in MODELS
+    }
+    best, real = _row(frame, "densenet121", "dark-100"), _row(frame, "densenet121", "real")
+    assert best.accuracy_mean == pytest.approx(np.mean(TEST["dark-100"]))
+    assert best.p_accuracy == pytest.approx(ttest_rel(TEST["real"], TEST["dark-100"]).pvalue)
+    sens = [np.array(TEST[s]) - 0.05 * np.arange(3) for s in ("real", "dark-100")]
+    assert best.p_sensitivity == pytest.approx(ttest_rel(*sens).pvalue)
+    assert best.sensitivity_mean == pytest.approx(sens[1].mean())
+    assert np.isnan(real.p_accuracy) and best.sources.count("metrics.json") == 3
+    caption = Path(out["markdown"]).read_text().splitlines()[0]
+    assert "highest mean validation accuracy" in caption and "not on test" in caption
+
+
+def test_table3_external_accuracy_of_real_and_best(tmp_path: Path, tree: tuple) -> None:
+    out = _outputs(tmp_path, "table3")
+    tables.table3(metrics=tree[0], **out)
+    frame = pd.read_parquet(out["parquet"])
+    assert set(frame.external) == {"ext"} and len(frame) == 2 * len(MODELS)
+    real, best = _row(frame, "densenet121", "real"), _row(frame, "densenet121", "dark-100")
+    real_ext = np.array(TEST["real"]) - 0.1
+    best_ext = np.array(TEST["dark-100"]) - 0.02 * np.arange(3)
+    assert real.accuracy_mean == pytest.approx(real_ext.mean())
+    assert best.accuracy_mean == pytest.approx(best_ext.mean())
+    assert best.p_accuracy == pytest.approx(ttest_rel(real_ext, best_ext).pvalue)
+    assert Path(out["markdown"]).read_text().startswith("Table 3:")
+
+
+def test_single_fold_gives_nan_p_values(tmp_path: Path) -> None:
+    metrics, _ = _tree(tmp_path, folds=(0,))
+    out = _outputs(tmp_path, "table2")
+    tables.table2(metrics=metrics, **out)
+    frame = pd.read_parquet(out["parquet"])
+    assert frame.p_accuracy.isna().all() and frame.accuracy_std.isna().all()
+    assert "± n/a" in Path(out["markdown"]).read_text()
+
+
+def test_cell_from_its_own_files_only(tmp_path: Path, tree: tuple) -> None:
+    mine = [p for p in tree[0] if "/densenet121/" in p and "-bright-50/" in p]
+    quality = [p for p in tree[1] if p.endswith("bright.json")]
+    target = tmp_path / "results/cells/table1/densenet121/bright/50.json"
+    tables.cell(
+        metrics=mine,
+        quality=quality,
+        cell=str(target),
+        table="table1",
+        model="densenet121",
+        adjective="bright",
+        ratio=50,
+    )
+    record = json.loads(target.read_text())
+    assert record["accuracy_mean"] == pytest.approx(np.mean(TEST["bright-50"]))
+    assert record["accuracy_std"] == pytest.approx(np.std(TEST["bright-50"], ddof=1))
+    assert [f["test_accuracy"] for f in record["per_fold"]] == pytest.approx(TEST["bright-50"])
+    assert [f["rank"] for f in record["per_fold"]] == [4, 4, 2]
+    assert record["quality_mean"] == pytest.approx(11.0)
+    hashes = {s["path"]: s["sha256"] for s in record["sources"]}
+    assert set(hashes) == set(mine) | set(quality)
+    assert all(hashlib.sha256(Path(p).read_bytes()).hexdigest() == h for p, h in hashes.items())
+
+
+def test_cell_without_matching_runs_fails(tmp_path: Path, tree: tuple) -> None:
+    with pytest.raises(MeddapError, match="densenet121 bright 200%"):
+        tables.cell(
+            metrics=tree[0],
+            quality=tree[1],
+            cell=str(tmp_path / "c.json"),
+            table="table1",
+            model="densenet121",
+            adjective="bright",
+            ratio=200,
+        )
+    assert not (tmp_path / "c.json").exists()
+
+
+def test_missing_quality_names_the_metrics_file(tmp_path: Path, tree: tuple) -> None:
+    quality = [p for p in tree[1] if "fold1/r4/dark" not in p]
+    with pytest.raises(MeddapError, match=r"fold1/densenet121/r4-dark-100/metrics.json"):
+        tables.table1(metrics=tree[0], quality=quality, **_outputs(tmp_path, "t1"))
+    assert not (tmp_path / "tables").exists()
+
+
+def test_bad_paths_and_mixed_datasets_are_refused(tmp_path: Path, tree: tuple) -> None:
+    stray = _write(tmp_path / "elsewhere/metrics.json", _metrics("densenet121", "real", 0))
+    with pytest.raises(MeddapError, match="elsewhere/metrics.json is not results/cls"):
+        tables.collect_runs([stray])
+    other = _write(tmp_path / "results/cls/ds2/fold0/densenet121/real/metrics.json", {})
+    with pytest.raises(MeddapError, match="lacks the score"):
+        tables.collect_runs([other])
+    _write(Path(other), _metrics("densenet121", "real", 0))
+    with pytest.raises(MeddapError, match="one dataset"):
+        tables.table2(metrics=[*tree[0], other], **_outputs(tmp_path, "t2"))
+
+
+def test_markdown_table_escapes_and_formats() -> None:
+    frame = pd.DataFrame({"a": ["x|y", None], "b": [0.123456, float("nan")]})
+    assert tables.markdown_table(frame).splitlines() == [
+        "| a | b |",
+        "| --- | --- |",
+        "| x\\|y | 0.1235 |",
+        "|  | n/a |",
+    ]
+
+
+def test_table1_uses_inception_fid_only_when_every_set_has_it(tmp_path: Path, tree: tuple) -> None:
+    for k, path in enumerate(tree[1]):  # bright sets of folds 0-2 get 100, 102, 104
+        record = json.loads(Path(path).read_text())
+        Path(path).write_text(json.dumps(record | {"fid_inception": 100.0 + k}))
+    out = _outputs(tmp_path, "table1")
+    tables.table1(metrics=tree[0], quality=tree[1], **out)
+    frame = pd.read_parquet(out["parquet"])
+    bright = _row(frame, "densenet121", "bright-50")
+    assert (bright.quality_metric, bright.quality_mean) == ("fid_inception", pytest.approx(102.0))
+    Path(tree[1][0]).write_text(json.dumps({QUALITY_METRIC: 10, "fid_inception": "unavailable"}))
+    tables.table1(metrics=tree[0], quality=tree[1], **out)
+    bright = _row(pd.read_parquet(out["parquet"]), "densenet121", "bright-50")
+    assert (bright.quality_metric, bright.quality_mean) == (QUALITY_METRIC, pytest.approx(11.0))

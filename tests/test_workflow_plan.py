@@ -1,0 +1,36 @@
+"""Dry runs: what a target plans (single cells build only what they need)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.snakemake_runner import planned_jobs
+
+FIXED_RANK = {"synthesis": {"rank": 2}}
+
+
+def test_a_table1_cell_plans_only_its_own_jobs(tmp_path: Path) -> None:
+    jobs = planned_jobs(
+        tmp_path, "results/cells/table1/squeezenet1_1/bright/100.json", config=FIXED_RANK
+    )
+    folds = 3
+    assert jobs == {
+        "fetch_dataset": 2,  # phantom and the external phantom every classifier is scored on
+        "ingest": 2,
+        "find_duplicates": 1,
+        "curate": 1,
+        "split_folds": 1,
+        "build_tiny_sd": 1,
+        "encode_fold": folds,
+        "train_lora": folds,  # rank 2 only
+        "synthesize": folds,  # the 'bright' set only
+        "quality": folds,
+        "train_classifier": 2 * folds,  # r2-bright-100, and real-only for the quality features
+        "table1_cell": 1,
+    }
+
+
+def test_the_default_grid_plans_every_fold_and_rank(tmp_path: Path) -> None:
+    jobs = planned_jobs(tmp_path)
+    assert jobs["train_lora"] == 3 * 2 and jobs["encode_fold"] == 3
+    assert jobs["select_rank"] == 3 and jobs["synthesize"] == 3 * 2  # 'none' per rank, pre-choice
