@@ -1,4 +1,4 @@
-"""The data stage through real Snakemake: phantom default, the real BUSI sample by path, bad input."""
+"""The data stage through real Snakemake: phantom default, real BUSI sample by path, bad input."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def test_phantom_data_stage_finds_planted_duplicates(phantom_run: Path) -> None:
     truth = pd.read_csv(phantom_run / "results" / "raw" / "phantom" / "duplicates_truth.csv")
     by_source = manifest.set_index(manifest.image_path.map(lambda p: Path(p).name)).id
     planted = {
-        frozenset(by_source[Path(i).name] for i in group.image) for _, group in truth.groupby("group")
+        frozenset(by_source[Path(i).name] for i in g.image) for _, g in truth.groupby("group")
     }
     assert _groups(pd.read_parquet(data / "duplicates.parquet")) == planted
     curated = pd.read_parquet(data / "curated.parquet")
@@ -66,7 +66,7 @@ def test_phantom_outputs_carry_provenance_and_rerun_is_a_no_op(phantom_run: Path
 
 
 def test_busi_sample_by_path(tmp_path: Path, busi_sample: Path) -> None:
-    config = {"dataset": "busi", "datasets": {"busi": {"path": str(busi_sample)}}, "folds": {"k": 3}}
+    config = {"dataset": "busi", "datasets": {"busi": {"path": str(busi_sample)}}}
     run = snakemake(tmp_path, "results/data/busi/splits.parquet", config=config)
     assert run.returncode == 0, run.stderr[-3000:]
     data = tmp_path / "results" / "data" / "busi"

@@ -122,7 +122,7 @@ def predict(model: torch.nn.Module, pixels: torch.Tensor, batch_size: int) -> np
     device = next(model.parameters()).device
     with torch.no_grad():
         batches = [
-            model(_normalise(pixels[i : i + batch_size]).to(device)).double().softmax(1).cpu()
+            model(normalise(pixels[i : i + batch_size]).to(device)).double().softmax(1).cpu()
             for i in range(0, len(pixels), batch_size)
         ]
     return torch.cat(batches).numpy()
@@ -214,7 +214,7 @@ def _read(path: str, size: int) -> torch.Tensor:
     return torch.from_numpy(np.array(gray))[None]
 
 
-def _normalise(pixels: torch.Tensor) -> torch.Tensor:
+def normalise(pixels: torch.Tensor) -> torch.Tensor:
     """uint8 (B, 1, H, W) -> float (B, 3, H, W), ImageNet-normalised."""
     return v2.functional.normalize(pixels.float().div(255).expand(-1, 3, -1, -1), MEAN, STD)
 
@@ -253,7 +253,7 @@ def _train_epoch(
         if augment is not None:
             pixels = torch.stack([augment(image) for image in pixels])
         optimizer.zero_grad()
-        loss = F.cross_entropy(model(_normalise(pixels).to(device)), data.targets[index].to(device))
+        loss = F.cross_entropy(model(normalise(pixels).to(device)), data.targets[index].to(device))
         loss.backward()
         optimizer.step()
         total += loss.item() * len(index)

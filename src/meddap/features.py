@@ -15,9 +15,8 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
-from torchvision.transforms import v2
 
-from meddap.classify import CLASSES, HEADS, MEAN, STD, build_model
+from meddap.classify import CLASSES, HEADS, build_model, normalise
 from meddap.errors import MeddapError
 
 
@@ -52,12 +51,7 @@ def penultimate_features(
     device = next(trunk.parameters()).device
     with torch.no_grad():
         batches = [
-            trunk(_normalise(images[i : i + batch_size]).to(device)).flatten(1).double().cpu()
+            trunk(normalise(images[i : i + batch_size]).to(device)).flatten(1).double().cpu()
             for i in range(0, len(images), batch_size)
         ]
     return torch.cat(batches).numpy()
-
-
-def _normalise(pixels: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, 1, H, W) -> float (B, 3, H, W), ImageNet-normalised as in training."""
-    return v2.functional.normalize(pixels.float().div(255).expand(-1, 3, -1, -1), MEAN, STD)

@@ -17,7 +17,7 @@ from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from meddap.atomic import atomic_path
-from meddap.classify import CLASSES, _normalise, load_images, predict
+from meddap.classify import CLASSES, load_images, normalise, predict
 from meddap.errors import MeddapError
 from meddap.features import load_classifier
 
@@ -46,7 +46,7 @@ def cam_overlays(
     layer = net.get_submodule(TARGET_LAYERS[model])
     with GradCAM(model=net.eval(), target_layers=[layer]) as cam:
         maps = cam(
-            input_tensor=_normalise(pixels), targets=[ClassifierOutputTarget(t) for t in targets]
+            input_tensor=normalise(pixels), targets=[ClassifierOutputTarget(t) for t in targets]
         )
     gray = pixels.expand(-1, 3, -1, -1).permute(0, 2, 3, 1).numpy().astype(np.float32) / 255
     return np.stack(
