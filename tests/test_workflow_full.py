@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from meddap import provenance
+from meddap.audit import audit
 from tests.snakemake_runner import planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
@@ -68,6 +69,9 @@ def test_table_provenance_hashes_its_inputs(run: Path) -> None:
     assert record["rule"] == "table1"
     for item in record["inputs"]["metrics"]:
         assert item["sha256"] == provenance.file_sha256(run / item["path"])
+    lineage = audit("results/tables/table1.parquet", str(run))
+    assert "rule train_lora" in lineage and "rule fetch_dataset" in lineage
+    assert "results/raw/phantom\n  rule fetch_dataset" in lineage
 
 
 def test_a_cell_after_the_grid_needs_one_job_and_reruns_are_no_ops(run: Path) -> None:

@@ -15,6 +15,12 @@ def _lora_params(args: argparse.Namespace) -> None:
     print(lora_params_table(tuple(args.ranks)))
 
 
+def _audit(args: argparse.Namespace) -> None:
+    from meddap.audit import audit
+
+    print(audit(args.path, args.root))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meddap", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -24,6 +30,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     lora.add_argument("--ranks", type=int, nargs="+", default=[2, 4, 8])
     lora.set_defaults(func=_lora_params)
+    check = sub.add_parser(
+        "audit", help="verify an output's provenance back to the raw data and print its lineage"
+    )
+    check.add_argument("path", help="any workflow output (table, cell, weights, image set...)")
+    check.add_argument("--root", default=".", help="the workflow's working directory")
+    check.set_defaults(func=_audit)
     return parser
 
 

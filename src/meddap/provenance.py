@@ -19,6 +19,7 @@ from meddap import __version__
 from meddap.atomic import write_json
 
 SIDECAR_SUFFIX = ".prov.json"
+SNAKEMAKE_MARKER = ".snakemake_timestamp"  # touched by Snakemake in directory outputs after a job
 PACKAGES = (
     "torch", "torchvision", "diffusers", "peft", "transformers", "accelerate", "snakemake",
     "monai", "numpy", "pandas", "scikit-image", "scikit-learn", "pillow",
@@ -40,13 +41,17 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def _bookkeeping(path: Path) -> bool:
+    return path.name.endswith(SIDECAR_SUFFIX) or path.name == SNAKEMAKE_MARKER
+
+
 def path_sha256(path: str | os.PathLike[str]) -> str:
     """sha256 of a file, or of a directory's sorted (relative path, file hash) listing."""
     p = Path(path)
     if not p.is_dir():
         return file_sha256(p)
     digest = hashlib.sha256()
-    for f in sorted(q for q in p.rglob("*") if q.is_file() and not q.name.endswith(SIDECAR_SUFFIX)):
+    for f in sorted(q for q in p.rglob("*") if q.is_file() and not _bookkeeping(q)):
         digest.update(f"{f.relative_to(p).as_posix()}\0{file_sha256(f)}\n".encode())
     return digest.hexdigest()
 

@@ -1,0 +1,63 @@
+"""`meddap audit`: a verified lineage, and a clear failure for changed, missing or swapped files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from meddap import provenance
+from meddap.atomic import write_json
+from meddap.audit import audit
+from meddap.cli import main
+from meddap.errors import MeddapError
+
+
+def _job(root: Path, rule: str, inputs: list[str], output: str, text: str) -> None:
+    (root / output).write_text(text)
+    record = provenance.build_record(
+        rule=rule,
+        inputs={"source": [str(root / p) for p in inputs]},
+        outputs=[str(root / output)],
+        params={"text": text},
+        wildcards={"dataset": "toy"},
+        started=provenance.now(),
+        ended=provenance.now(),
+    )
+    for item, relative in zip(record["inputs"]["source"], inputs, strict=True):
+        item["path"] = relative  # as Snakemake records them: relative to the working directory
+    record["outputs"][0]["path"] = output
+    write_json(record, provenance.sidecar(root / output))
+
+
+@pytest.fixture()
+def chain(tmp_path: Path) -> Path:
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "img.png").write_bytes(b"pixels")
+    _job(tmp_path, "ingest", ["raw"], "manifest.txt", "m")
+    _job(tmp_path, "table", ["manifest.txt"], "table.md", "t")
+    return tmp_path
+
+
+def test_audit_prints_the_verified_lineage(chain: Path, capsys: pytest.CaptureFixture) -> None:
+    main(["audit", "table.md", "--root", str(chain)])
+    out = capsys.readouterr().out
+    assert out.index("rule table") < out.index("rule ingest") < out.index("raw input")
+    assert "3 files verified" in out
+
+
+@pytest.mark.parametrize(
+    ("tamper", "named"),
+    [
+        (lambda root: (root / "raw" / "img.png").write_bytes(b"other"), "raw"),
+        (lambda root: (root / "manifest.txt").unlink(), "manifest.txt is missing"),
+        (lambda root: (root / "table.md").write_text("swapped"), "table.md has changed"),
+    ],
+)
+def test_a_broken_link_fails_naming_the_file(chain: Path, tamper, named: str) -> None:  # noqa: ANN001
+    tamper(chain)
+    with pytest.raises(MeddapError, match=named):
+        audit("table.md", str(chain))
+    with pytest.raises(SystemExit) as stop:
+        main(["audit", "table.md", "--root", str(chain)])
+    assert named.split()[0] in str(stop.value)
