@@ -29,6 +29,8 @@ def planned_jobs(workdir: Path, *targets: str, config: dict | None = None) -> di
     """Job counts per rule that a dry run of `targets` plans."""
     run = snakemake(workdir, *targets, config=config, extra=("-n",))
     assert run.returncode == 0, run.stderr
+    if "Nothing to be done" in run.stdout:
+        return {}
     table = run.stdout.split("Job stats:")[1].split("\ntotal")[0]
     rows = (line.split() for line in table.splitlines())
     return {r[0]: int(r[1]) for r in rows if len(r) == 2 and r[1].isdigit() and r[0] != "all"}

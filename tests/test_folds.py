@@ -129,3 +129,13 @@ def test_job_takes_duplicate_groups_from_the_duplicates_table(tmp_path: Path) ->
     for fold in range(3):
         assert splits[fold]["img_001"] == splits[fold]["img_040"]
         assert splits[fold]["img_007"] == splits[fold]["img_033"] == splits[fold]["img_050"]
+
+
+def test_tiny_sets_still_get_a_val_split() -> None:
+    """12 images (the curated real BUSI sample): every class of a fold's remainder is smaller
+    than the val splitter's nominal n_splits, which must shrink rather than fail."""
+    labels = ["benign"] * 5 + ["malignant"] * 3 + ["normal"] * 4
+    curated = pd.DataFrame({"id": [f"i{n:02d}" for n in range(12)], "label": labels})
+    splits = make_splits(curated, k=3, val_fraction=0.15, seed=0)
+    assert set(splits.split) == {"train", "val", "test"}
+    assert (splits.groupby("fold").split.apply(lambda s: (s == "val").sum()) > 0).all()

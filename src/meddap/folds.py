@@ -98,7 +98,10 @@ def _val_subset(
     n_groups = len(np.unique(groups))
     if n_groups < 2:
         raise MeddapError(f"config key folds.k={k} leaves too few image groups for a val split")
-    n_splits = min(max(round((1 - 1 / k) / val_fraction), 2), n_groups)
+    largest_class = int(np.unique(labels, return_counts=True)[1].max())
+    n_splits = min(max(round((1 - 1 / k) / val_fraction), 2), n_groups, largest_class)
+    if n_splits < 2:
+        raise MeddapError(f"config key folds.k={k} leaves too few images for a val split")
     inner = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
     with warnings.catch_warnings():  # a rare class may have fewer groups than n_splits
         warnings.filterwarnings("ignore", "The least populated class", UserWarning)

@@ -43,7 +43,7 @@ rule quality:
         fold=lambda wc: int(wc.fold),
         settings=QUALITY,
         seed=config["seed"],
-    threads: 2
+    threads: 1
     log:
         "results/logs/quality/{dataset}/fold{fold}/r{rank}/{adjective}.log",
     conda:
