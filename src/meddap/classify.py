@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from safetensors.torch import save_file
 from sklearn.metrics import log_loss
 from torchvision.models import get_model, get_model_weights
@@ -33,6 +32,7 @@ from meddap.atomic import atomic_path, write_json, write_parquet
 from meddap.errors import MeddapError
 from meddap.metrics import EXTERNAL_CLASSES, classification_metrics, external_metrics
 from meddap.seeds import derive_seed
+from meddap.ssim import load_gray
 from meddap.trainsets import load_synthetic, parse_trainset
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def build_model(name: str, num_classes: int, pretrained: str) -> torch.nn.Module
 
 def load_images(paths: Sequence[str], size: int) -> torch.Tensor:
     """Grayscale images resized to `size` x `size`, as one uint8 tensor (N, 1, size, size)."""
-    return torch.stack([_read(path, size) for path in paths])
+    return torch.from_numpy(load_gray(paths, size))[:, None]
 
 
 def predict(model: torch.nn.Module, pixels: torch.Tensor, batch_size: int) -> np.ndarray:
@@ -203,15 +203,6 @@ def train_classifier(
 def _paths(value: str | Sequence[str]) -> list[str]:
     """A Snakemake input given as one path or a list of paths, as a list."""
     return [value] if isinstance(value, str) else [str(path) for path in value]
-
-
-def _read(path: str, size: int) -> torch.Tensor:
-    try:
-        with Image.open(path) as image:
-            gray = image.convert("L").resize((size, size), Image.Resampling.BILINEAR)
-    except (OSError, ValueError) as err:
-        raise MeddapError(f"image {path} is unreadable ({err})") from err
-    return torch.from_numpy(np.array(gray))[None]
 
 
 def normalise(pixels: torch.Tensor) -> torch.Tensor:
