@@ -11,7 +11,11 @@ from meddap.jobs import export_source_path
 export_source_path(str(Path(workflow.basedir) / "src"))
 
 
-configfile: "config/config.yaml"
+# The default is merged under any --configfile, whatever the working directory.
+configfile: Path(workflow.basedir) / "config" / "config.yaml"
+
+
+report: "workflow/report/workflow.rst"
 
 
 validate_config(config, workflow.source_path("workflow/schemas/config.schema.yaml"))
@@ -25,7 +29,22 @@ include: "workflow/rules/downstream.smk"
 include: "workflow/rules/report.smk"
 
 
+# Light rules run where snakemake runs (a login node); everything else is a cluster job.
+localrules:
+    all,
+    fetch_dataset,
+    select_rank,
+    table1,
+    table2,
+    table3,
+    table1_cell,
+    figure_1a,
+    sample_figure,
+    ledger,
+
+
 rule all:
     input:
         stage_targets(),
+        "results/provenance.parquet",
     default_target: True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,23 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def snakemake(
-    workdir: Path, *targets: str, config: dict | None = None, extra: tuple[str, ...] = ()
+    workdir: Path,
+    *targets: str,
+    config: dict | None = None,
+    extra: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run snakemake on this repo's Snakefile in `workdir` with `config` merged over the default."""
+    """Run snakemake on this repo's Snakefile in `workdir` with `config` merged over the default.
+
+    `env` adds environment variables (e.g. XDG_CONFIG_HOME, where `--profile slurm` is found).
+    """
+    environ = {**os.environ, **(env or {})}
+    cmd = [*command(workdir, *targets, config=config), *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, env=environ)
+
+
+def command(workdir: Path, *targets: str, config: dict | None = None) -> list[str]:
+    """The snakemake command line for `targets`; `config` is written beside the run."""
     cmd = [sys.executable, "-m", "snakemake", *targets, "--snakefile", str(REPO / "Snakefile")]
     cmd += ["--directory", str(workdir), "--cores", "2", "--configfile"]
     cmd += [str(REPO / "config" / "config.yaml")]
@@ -22,7 +37,7 @@ def snakemake(
         override = workdir / "override.yaml"
         override.write_text(yaml.safe_dump(config))
         cmd.append(str(override))
-    return subprocess.run([*cmd, *extra], capture_output=True, text=True)
+    return cmd
 
 
 def planned_jobs(workdir: Path, *targets: str, config: dict | None = None) -> dict[str, int]:

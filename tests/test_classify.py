@@ -185,6 +185,56 @@ def test_same_seed_same_bytes(real_run: dict, data: dict[str, Path], tmp_path: P
     assert (tmp_path / "other" / "model.safetensors").read_bytes() != first
 
 
+OUTPUTS = ("model.safetensors", "predictions.parquet", "metrics.json")
+
+
+class Killed(Exception):
+    """Stands in for a SIGKILL in the middle of training."""
+
+
+def _train_until_killed(data: dict[str, Path], out: Path, epochs: int, **job: object) -> None:
+    """Run the job into `out` and stop it when epoch `epochs` + 1 starts."""
+    train_epoch, calls = classify._train_epoch, []
+
+    def dying(*args: object) -> float:
+        calls.append(args)
+        if len(calls) > epochs:
+            raise Killed
+        return train_epoch(*args)
+
+    with pytest.MonkeyPatch.context() as monkeypatch, pytest.raises(Killed):
+        monkeypatch.setattr(classify, "_train_epoch", dying)
+        _train(data, out, **job)
+    assert (out / "checkpoint.pt").is_file()
+    assert not [name for name in OUTPUTS if (out / name).exists()]
+
+
+def _assert_same_outputs(out: Path, reference: Path) -> None:
+    for name in OUTPUTS:
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+    assert not (out / "checkpoint.pt").exists()
+
+
+def test_resumed_run_has_the_bytes_of_an_uninterrupted_one(
+    real_run: dict, data: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _train_until_killed(data, tmp_path, epochs=1)
+    with caplog.at_level("INFO", logger="meddap.classify"):
+        _train(data, tmp_path)
+    assert "checkpoint.pt (epoch 1)" in caplog.text
+    _assert_same_outputs(tmp_path, real_run["out"])
+
+
+def test_checkpoint_of_other_settings_is_discarded(
+    real_run: dict, data: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _train_until_killed(data, tmp_path, epochs=1, settings={"learning_rate": 1e-2})
+    with caplog.at_level("INFO", logger="meddap.classify"):
+        _train(data, tmp_path)
+    assert "discarding" in caplog.text and "resumed" not in caplog.text
+    _assert_same_outputs(tmp_path, real_run["out"])
+
+
 def test_synthetic_rows_join_the_training_set(
     data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

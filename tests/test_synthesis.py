@@ -41,7 +41,7 @@ def test_every_prefix_keeps_the_class_mix(counts: dict[str, int]) -> None:
 
 def test_plan_prompts_and_seeds() -> None:
     labels = pd.Series(["benign"] * 4 + ["malignant"] * 2 + ["normal"] * 2)
-    rows = plan(labels, [50, 200], seed=0, fold=1, rank=4, adjective="high-contrast")
+    rows = plan(labels, 200, seed=0, fold=1, rank=4, adjective="high-contrast")
     assert len(rows) == 16 and list(rows["index"]) == list(range(16))
     assert set(rows.prompt) == {
         "high-contrast ultrasound image of benign tumor in the breast",
@@ -49,9 +49,9 @@ def test_plan_prompts_and_seeds() -> None:
         "high-contrast ultrasound image of no tumor in the breast",
     }
     assert rows.seed.is_unique
-    other = plan(labels, [50, 200], seed=0, fold=1, rank=4, adjective="dark")
+    other = plan(labels, 200, seed=0, fold=1, rank=4, adjective="dark")
     assert not set(rows.seed) & set(other.seed)
-    assert list(plan(labels, [100], seed=0, fold=1, rank=4, adjective="none").prompt[:1]) == [
+    assert list(plan(labels, 100, seed=0, fold=1, rank=4, adjective="none").prompt[:1]) == [
         "ultrasound image of benign tumor in the breast"
     ]
 
@@ -86,7 +86,7 @@ def _run(inputs: dict[str, str], out: Path) -> None:
         fold=0,
         rank=2,
         adjective="bright",
-        ratios=[50, 200],
+        pool=200,
         sampling=SAMPLING,
         seed=3,
     )
@@ -108,6 +108,7 @@ def test_synthesis_writes_the_largest_ratio_and_regenerates_identically(
     (tmp_path / "images").rename(partial)
     for name in ("000008.png", "000009.png"):
         (partial / name).unlink()
+    (partial / ".000008.tmp4242.png").write_bytes(b"half a PNG")  # the killed writer's file
     (tmp_path / "manifest.parquet").unlink()
     _run(inputs, tmp_path)
     assert {p.name: file_sha256(p) for p in (tmp_path / "images").iterdir()} == first

@@ -1,7 +1,12 @@
-"""The whole pipeline through real Snakemake on a tiny config: data to tables, cells, provenance."""
+"""The whole grid through `snakemake --profile slurm` on the local cluster, on a tiny config.
+
+Data to tables, GPU rules on the cluster's fake GPUs; then provenance, cells, and what dry runs
+plan after editing the grid (only new jobs; a changed stage and what depends on it).
+"""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -33,12 +38,35 @@ TINY = {
 CELL = "results/cells/table1/squeezenet1_1/bright/100.json"
 
 
+CLUSTER_RULES = ("train_lora", "synthesize", "train_classifier", "curate", "quality")
+DATA_AND_LORA = ("fetch_dataset", "ingest", "curate", "split_folds", "encode_fold", "train_lora")
+
+
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def run(tmp_path_factory: pytest.TempPathFactory, slurm_env: dict[str, str]) -> Path:
     work = tmp_path_factory.mktemp("full")
-    done = snakemake(work, config=TINY)
+    done = snakemake(work, config=TINY, extra=("--profile", "slurm"), env=slurm_env)
     assert done.returncode == 0, done.stderr[-4000:]
+    assert "Using profile slurm" in done.stderr
     return work
+
+
+def edited(**changes: object) -> dict:
+    """TINY with dotted keys replaced, e.g. edited(**{"lora.ranks": [2, 4, 8]})."""
+    config = copy.deepcopy(TINY)
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split(".")
+        node = config
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return config
+
+
+def records(run: Path, rule: str) -> list[dict]:
+    """Provenance records of every output of `rule`."""
+    found = [json.loads(p.read_text()) for p in (run / "results").rglob("*.prov.json")]
+    return [r for r in found if r["rule"] == rule]
 
 
 def test_tables_cover_the_grid_with_sources(run: Path) -> None:
@@ -81,3 +109,72 @@ def test_a_cell_after_the_grid_needs_one_job_and_reruns_are_no_ops(run: Path) ->
     assert done.returncode == 0, done.stderr[-2000:]
     cell = json.loads((run / CELL).read_text())
     assert len(cell["per_fold"]) == 2
+
+
+def test_cluster_jobs_ran_on_slurm_gpu_rules_on_its_gpus(run: Path) -> None:
+    for rule in CLUSTER_RULES:
+        ids = {r["slurm_job_id"] for r in records(run, rule)}
+        assert ids and all(i and i.isdigit() for i in ids), (rule, ids)
+    assert all(r["slurm_job_id"] is None for r in records(run, "table1"))  # a local rule
+    log = next((run / ".snakemake" / "log").glob("*.snakemake.log")).read_text()
+    assert "gpu=1" in log
+
+
+def test_adding_an_adjective_schedules_only_its_jobs(run: Path) -> None:
+    jobs = planned_jobs(run, config=edited(**{"synthesis.adjectives": ["none", "bright", "dark"]}))
+    folds, ratios = 2, 2
+    assert jobs["synthesize"] == folds and jobs["quality"] == folds
+    assert jobs["train_classifier"] == folds * ratios
+    assert not set(jobs) & {*DATA_AND_LORA, "select_rank"}
+
+
+def test_adding_a_ratio_within_the_pool_schedules_only_its_classifiers(run: Path) -> None:
+    jobs = planned_jobs(run, config=edited(**{"synthesis.ratios": [50, 75, 100]}))
+    assert jobs["train_classifier"] == 2 * 2  # 2 folds x 2 adjectives
+    assert not set(jobs) & {*DATA_AND_LORA, "synthesize", "quality", "select_rank"}
+
+
+def test_adding_a_rank_trains_only_that_rank(run: Path) -> None:
+    jobs = planned_jobs(run, config=edited(**{"lora.ranks": [2, 4, 8]}))
+    assert jobs["train_lora"] == 2 and jobs["synthesize"] >= 2 and jobs["select_rank"] == 2
+    assert not set(jobs) & {"encode_fold", "build_tiny_sd", "curate", "split_folds"}
+
+
+def test_adding_a_model_trains_only_that_model(run: Path) -> None:
+    jobs = planned_jobs(run, config=edited(**{"classifier.models": ["squeezenet1_1", "resnet34"]}))
+    assert jobs["train_classifier"] == 2 * (1 + 2 * 2)  # per fold: real + 2 adjectives x 2 ratios
+    assert not set(jobs) & {*DATA_AND_LORA, "synthesize", "quality", "select_rank"}
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "rule", "at_least", "untouched"),
+    [
+        ("lora.learning_rate", 5e-4, "train_lora", 4, ("encode_fold", "curate")),
+        ("synthesis.sampling.steps", 3, "synthesize", 4, DATA_AND_LORA),
+        ("classifier.epochs", 3, "train_classifier", 2, (*DATA_AND_LORA, "synthesize")),
+        ("curation.policy", "keep_one_consistent", "curate", 1, ("ingest", "find_duplicates")),
+    ],
+)
+def test_changing_a_stage_reruns_it_and_its_dependants_only(
+    run: Path, key: str, value: object, rule: str, at_least: int, untouched: tuple[str, ...]
+) -> None:
+    """Jobs behind a rank choice that reruns show up only once it has run (a checkpoint)."""
+    jobs = planned_jobs(run, config=edited(**{key: value}))
+    assert jobs.get(rule, 0) >= at_least, jobs
+    assert not set(jobs) & set(untouched), jobs
+
+
+def test_the_ledger_has_a_row_per_job_and_the_report_shows_tables_figures_ledger(
+    run: Path,
+) -> None:
+    ledger = pd.read_parquet(run / "results" / "provenance.parquet")
+    jobs = ledger.rule.value_counts()
+    assert jobs["train_lora"] == 2 * 2 and jobs["train_classifier"] == 2 * (1 + 2 * 2)
+    assert ledger[ledger.rule == "train_lora"].slurm_job_id.str.isdigit().all()
+    assert (ledger.seconds >= 0).all() and ledger.source_sha256.nunique() == 1
+    html = run / "report.html"
+    done = snakemake(run, config=TINY, extra=("--report", str(html)))
+    assert done.returncode == 0, done.stderr[-2000:]
+    page = html.read_text()
+    for shown in ("table1.csv", "table3.csv", "fig1a_phantom", "fig2_phantom", "provenance.csv"):
+        assert shown in page, shown

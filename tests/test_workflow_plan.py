@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.snakemake_runner import planned_jobs
+import yaml
+
+from tests.snakemake_runner import REPO, planned_jobs
 
 FIXED_RANK = {"synthesis": {"rank": 2}}
 
@@ -34,3 +36,15 @@ def test_the_default_grid_plans_every_fold_and_rank(tmp_path: Path) -> None:
     jobs = planned_jobs(tmp_path)
     assert jobs["train_lora"] == 3 * 2 and jobs["encode_fold"] == 3
     assert jobs["select_rank"] == 3 and jobs["synthesize"] == 3 * 2  # 'none' per rank, pre-choice
+
+
+def test_the_paper_grid_plans_every_cell(tmp_path: Path) -> None:
+    """5 folds x 3 ranks x 10 adjectives x 3 ratios x 3 models (a fixed rank shows it all)."""
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    jobs = planned_jobs(tmp_path, config={**paper, "synthesis": {**paper["synthesis"], "rank": 4}})
+    folds, ranks, adjectives, ratios, models = 5, 3, 10, 3, 3
+    assert jobs["train_lora"] == folds * ranks
+    assert jobs["synthesize"] == folds * adjectives  # the fixed rank's sets
+    assert jobs["train_classifier"] == folds * models * (1 + adjectives * ratios)
+    assert jobs["evaluate_on_synthetic"] == folds * models * adjectives
+    assert jobs["ledger"] == 1 and jobs["table1"] == 1

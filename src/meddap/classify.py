@@ -5,6 +5,9 @@ normalised with the ImageNet mean and std. Training uses Adam and cross-entropy 
 on-the-fly flips and rotations. After every epoch the model predicts the val split; the kept
 checkpoint is the epoch with the highest val accuracy (ties: lower val cross-entropy, then the
 earlier epoch). Test and external images are read and predicted once, after training.
+After every epoch the job saves its state in checkpoint.pt beside the weights; a rerun of the
+same job continues from there (on CPU with the bytes of an uninterrupted run), and the file is
+deleted once all outputs are written.
 The initial weights depend on (seed, fold, model) only, so the trainsets of a fold and model
 start from the same network and differ only by their data.
 """
@@ -15,7 +18,7 @@ import json
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -83,6 +86,14 @@ class Fit:
     history: list[dict]
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where `fit` saves its state after every epoch, and the fingerprint of the run it is for."""
+
+    path: Path
+    run: str
+
+
 def imagenet_checkpoint(name: str) -> Path:
     """Where torchvision's IMAGENET1K_V1 weights of model `name` lie in the torch hub cache."""
     url = get_model_weights(name).IMAGENET1K_V1.url
@@ -128,15 +139,27 @@ def predict(model: torch.nn.Module, pixels: torch.Tensor, batch_size: int) -> np
     return torch.cat(batches).numpy()
 
 
-def fit(model: torch.nn.Module, train: Images, val: Images, how: Settings, seed: int) -> Fit:
-    """Train for `how.epochs` epochs and keep the epoch that scores best on `val`."""
+def fit(
+    model: torch.nn.Module,
+    train: Images,
+    val: Images,
+    how: Settings,
+    seed: int,
+    *,
+    checkpoint: Checkpoint | None = None,
+) -> Fit:
+    """Train for `how.epochs` epochs and keep the epoch that scores best on `val`.
+
+    With `checkpoint`, continue from its file if it holds this run, and save it after every epoch.
+    """
     if how.epochs < 1:
         raise MeddapError(f"config key classifier.epochs must be at least 1, got {how.epochs}")
     optimizer = torch.optim.Adam(model.parameters(), lr=how.learning_rate)
     order = torch.Generator().manual_seed(seed)
     augment = _augmenter(how.augment)
-    history: list[dict] = []
-    for epoch in range(1, how.epochs + 1):
+    best = _resume(checkpoint, model, optimizer, order) if checkpoint else None
+    history = best.history if best else []
+    for epoch in range(len(history) + 1, how.epochs + 1):
         loss = _train_epoch(model, optimizer, train, how.batch_size, order, augment)
         probs = predict(model, val.pixels, how.batch_size)
         scores = _val_scores(epoch, loss, val.targets.numpy(), probs)
@@ -144,9 +167,11 @@ def fit(model: torch.nn.Module, train: Images, val: Images, how: Settings, seed:
             "epoch %d: train loss %.4f, val accuracy %.4f", epoch, loss, scores["val_accuracy"]
         )
         if not history or _rank(scores) > max(map(_rank, history)):
-            best = (_copy_state(model), epoch, probs)
+            best = Fit(_copy_state(model), epoch, probs, history)
         history.append(scores)
-    return Fit(*best, history)
+        if checkpoint:
+            _save_checkpoint(checkpoint, model, optimizer, order, best)
+    return best
 
 
 def train_classifier(
@@ -174,9 +199,13 @@ def train_classifier(
     torch.manual_seed(job_seed)
     net = build_model(model, len(CLASSES), how.pretrained).to(device)
     log.info("%s: %d real + %d synthetic train images", model, len(tables["train"]), len(synth))
+    n_train, n_val = len(tables["train"]) + len(synth), len(tables["val"])
+    run = {"model": model, "trainset": trainset, "fold": fold, "seed": seed}
+    checkpoint = _checkpoint(weights, how, **run, n_train=n_train, n_val=n_val)
     with _deterministic(device):
         train = _images(pd.concat([tables["train"], synth], ignore_index=True), how.image_size)
-        best = fit(net, train, _images(tables["val"], how.image_size), how, job_seed)
+        val = _images(tables["val"], how.image_size)
+        best = fit(net, train, val, how, job_seed, checkpoint=checkpoint)
         net.load_state_dict(best.state)
         scored = {"val": (tables["val"], best.val_probabilities)}
         for name, table in afterwards:
@@ -198,6 +227,7 @@ def train_classifier(
         "history": best.history,
     }
     write_json({**summary, **_scores(scored)}, metrics)
+    checkpoint.path.unlink(missing_ok=True)
 
 
 def _paths(value: str | Sequence[str]) -> list[str]:
@@ -268,6 +298,61 @@ def _rank(scores: dict) -> tuple[float, float, int]:
 
 def _copy_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _checkpoint(weights: str, how: Settings, **run: object) -> Checkpoint:
+    """checkpoint.pt beside `weights`, fingerprinted by `run` and the settings as JSON."""
+    fingerprint = json.dumps({**run, "settings": asdict(how)}, sort_keys=True)
+    return Checkpoint(Path(weights).parent / "checkpoint.pt", fingerprint)
+
+
+def _save_checkpoint(
+    checkpoint: Checkpoint,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    order: torch.Generator,
+    best: Fit,
+) -> None:
+    """Atomically save all that the next epochs depend on: weights, optimizer, RNGs, best."""
+    state = {
+        "run": checkpoint.run,
+        "epoch": len(best.history),
+        "model": _copy_state(model),
+        "optimizer": optimizer.state_dict(),
+        "order": order.get_state(),
+        "rng": torch.get_rng_state(),  # the augmentations and dropout draw from it
+        "best": {
+            "state": best.state,
+            "epoch": best.epoch,
+            "val_probabilities": torch.from_numpy(best.val_probabilities),
+        },
+        "history": best.history,
+    }
+    with atomic_path(checkpoint.path) as tmp:
+        torch.save(state, tmp)
+
+
+def _resume(
+    checkpoint: Checkpoint,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    order: torch.Generator,
+) -> Fit | None:
+    """Restore a saved state of this run and return its best epoch; drop one of another run."""
+    if not checkpoint.path.is_file():
+        return None
+    state = torch.load(checkpoint.path, map_location="cpu", weights_only=True)
+    if state["run"] != checkpoint.run:
+        log.warning("discarding %s: it was saved by another run", checkpoint.path)
+        checkpoint.path.unlink()
+        return None
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    order.set_state(state["order"])
+    torch.set_rng_state(state["rng"])
+    log.info("resumed from %s (epoch %d)", checkpoint.path, state["epoch"])
+    best = state["best"]
+    return Fit(best["state"], best["epoch"], best["val_probabilities"].numpy(), state["history"])
 
 
 def _device(choice: str) -> torch.device:

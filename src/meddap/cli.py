@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from meddap.errors import MeddapError
 
@@ -19,6 +20,44 @@ def _audit(args: argparse.Namespace) -> None:
     from meddap.audit import audit
 
     print(audit(args.path, args.root))
+
+
+def _slurm_profile(args: argparse.Namespace) -> None:
+    from meddap.slurm_profile import Cluster, write_profile
+
+    cluster = Cluster(
+        partition=args.partition,
+        account=args.account,
+        jobs=args.jobs,
+        retries=args.retries,
+        status_command=args.status_command,
+        init_seconds=args.init_seconds,
+    )
+    print(f"wrote {write_profile(cluster, args.dest, force=args.force)}")
+
+
+def _add_slurm_profile(sub: argparse._SubParsersAction) -> None:
+    slurm = sub.add_parser(
+        "slurm-profile",
+        help="write the user profile that `snakemake --profile slurm` reads (cluster specifics)",
+    )
+    slurm.add_argument("--partition", help="SLURM partition (default: the cluster's default)")
+    slurm.add_argument("--account", help="SLURM account (default: submit without one)")
+    slurm.add_argument("--jobs", type=int, default=100, help="jobs queued at once")
+    slurm.add_argument(
+        "--retries", type=int, default=2, help="resubmissions of a killed job (it resumes)"
+    )
+    slurm.add_argument(
+        "--status-command",
+        choices=("sacct", "squeue"),
+        help="how job states are polled; squeue where sacct has no accounting database",
+    )
+    slurm.add_argument("--init-seconds", type=int, help="seconds before the first status check")
+    slurm.add_argument(
+        "--dest", type=Path, help="profile folder (default: ~/.config/snakemake/slurm)"
+    )
+    slurm.add_argument("--force", action="store_true", help="replace an existing profile")
+    slurm.set_defaults(func=_slurm_profile)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("path", help="any workflow output (table, cell, weights, image set...)")
     check.add_argument("--root", default=".", help="the workflow's working directory")
     check.set_defaults(func=_audit)
+    _add_slurm_profile(sub)
     return parser
 
 

@@ -53,6 +53,12 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
     rank = config["synthesis"]["rank"]
     if rank != "best" and rank not in config["lora"]["ranks"]:
         raise MeddapError(f"config key 'synthesis.rank': {rank} is not in lora.ranks")
+    pool, ratios = config["synthesis"]["pool"], config["synthesis"]["ratios"]
+    if max(ratios) > pool:
+        raise MeddapError(
+            f"config key 'synthesis.ratios': {max(ratios)} exceeds synthesis.pool ({pool}), "
+            "the size of each generated set"
+        )
 
 
 def _check_dataset(config: dict[str, Any], name: str, key: str) -> None:

@@ -52,10 +52,10 @@ def prefix_size(n_train: int, ratio: int) -> int:
 
 
 def plan(
-    train_labels: pd.Series, ratios: list[int], seed: int, fold: int, rank: int, adjective: str
+    train_labels: pd.Series, pool: int, seed: int, fold: int, rank: int, adjective: str
 ) -> pd.DataFrame:
-    """One row per synthetic image of the largest ratio: index, label, prompt, seed."""
-    total = prefix_size(len(train_labels), max(ratios))
+    """One row per image of a `pool`% synthetic set: index, label, prompt, seed."""
+    total = prefix_size(len(train_labels), pool)
     labels = class_sequence(train_labels.value_counts().to_dict(), total)
     return pd.DataFrame(
         {
@@ -133,9 +133,25 @@ def image_name(index: int) -> str:
 
 
 def _pending_batches(rows: pd.DataFrame, partial: Path, batch_size: int) -> list[pd.DataFrame]:
-    """Fixed batches of `batch_size` rows whose images are not all in `partial` yet (resume)."""
+    """Fixed batches of `batch_size` rows whose images are not all in `partial` yet (resume).
+
+    Files of a killed writer (temporary names) are removed first.
+    """
+    names = {image_name(i) for i in rows["index"]}
+    for stray in [p for p in partial.iterdir() if p.name not in names]:
+        stray.unlink()
     batches = [rows.iloc[i : i + batch_size] for i in range(0, len(rows), batch_size)]
-    return [b for b in batches if not all((partial / image_name(i)).exists() for i in b["index"])]
+    pending = [
+        b for b in batches if not all((partial / image_name(i)).exists() for i in b["index"])
+    ]
+    if len(pending) < len(batches):
+        log.info(
+            "resumed: %d of %d batches already in %s",
+            len(batches) - len(pending),
+            len(batches),
+            partial,
+        )
+    return pending
 
 
 def synthesize(
@@ -149,17 +165,17 @@ def synthesize(
     fold: int,
     rank: int,
     adjective: str,
-    ratios: list[int],
+    pool: int,
     sampling: dict,
     seed: int,
 ) -> None:
-    """Generate max(ratios)% of the fold's train size, class mix kept in every prefix.
+    """Generate `pool`% of the fold's train size, class mix kept in every prefix (each ratio).
 
     Images land one batch at a time in a hidden partial folder beside `images`, so a killed job
     resumes at its first missing batch; the folder becomes `images` only when complete.
     """
     how = Sampling(**sampling)
-    rows = plan(train_labels(manifest, splits, fold), ratios, seed, fold, rank, adjective)
+    rows = plan(train_labels(manifest, splits, fold), pool, seed, fold, rank, adjective)
     partial = Path(images).with_name(".images.partial")
     partial.mkdir(parents=True, exist_ok=True)
     pending = _pending_batches(rows, partial, how.batch_size)

@@ -39,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     labels = pd.Series(["benign", "malignant", "normal"] * args.images)[: args.images]
-    rows = plan(labels, [100], seed=0, fold=0, rank=4, adjective="none")
+    rows = plan(labels, 100, seed=0, fold=0, rank=4, adjective="none")
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "tiny-sd"
         build_tiny_sd(model=str(model), seed=0)

@@ -22,6 +22,7 @@ LORA = config["lora"]
 SYNTH = config["synthesis"]
 QUALITY = config["quality"]
 CLS = config["classifier"]
+CPU_RESOURCES = config["resources"]  # every rule without its own section
 FOLDS = range(config["folds"]["k"])
 TINY_SD = "results/models/tiny-sd"
 BASE_MODEL = TINY_SD if config["diffusion"]["base_model"] == "tiny" else config["diffusion"]["base_model"]
@@ -137,10 +138,10 @@ def best_augmented_model(wildcards):
 
 
 def table_outputs(name):
-    """Parquet, CSV and Markdown versions of results/tables/{name}."""
+    """Parquet, CSV (shown in the HTML report) and Markdown versions of results/tables/{name}."""
     return {
         "parquet": f"results/tables/{name}.parquet",
-        "csv": f"results/tables/{name}.csv",
+        "csv": report(f"results/tables/{name}.csv", caption=f"../report/{name}.rst", category="Tables"),
         "markdown": f"results/tables/{name}.md",
     }
 

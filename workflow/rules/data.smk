@@ -7,6 +7,8 @@ rule fetch_dataset:
     params:
         dataset="{dataset}",
         entry=dataset_entry,
+    resources:
+        **CPU_RESOURCES,
     log:
         "results/logs/fetch_dataset/{dataset}.log",
     conda:
@@ -24,6 +26,8 @@ rule ingest:
     params:
         dataset="{dataset}",
         layout=lambda wc: dataset_entry(wc)["layout"],
+    resources:
+        **CPU_RESOURCES,
     log:
         "results/logs/ingest/{dataset}.log",
     conda:
@@ -41,6 +45,8 @@ rule find_duplicates:
         image_size=config["curation"]["image_size"],
         threshold=config["curation"]["ssim_threshold"],
     threads: 2
+    resources:
+        **CPU_RESOURCES,
     log:
         "results/logs/find_duplicates/{dataset}.log",
     conda:
@@ -57,6 +63,8 @@ rule curate:
         curated="results/data/{dataset}/curated.parquet",
     params:
         policy=config["curation"]["policy"],
+    resources:
+        **CPU_RESOURCES,
     log:
         "results/logs/curate/{dataset}.log",
     conda:
@@ -75,6 +83,8 @@ rule split_folds:
         k=config["folds"]["k"],
         val_fraction=config["folds"]["val_fraction"],
         seed=config["folds"]["seed"],
+    resources:
+        **CPU_RESOURCES,
     log:
         "results/logs/split_folds/{dataset}.log",
     conda:

@@ -6,6 +6,8 @@ rule build_tiny_sd:
         model=directory("results/models/tiny-sd"),
     params:
         seed=config["diffusion"]["tiny_seed"],
+    resources:
+        **CPU_RESOURCES,
     log:
         "results/logs/build_tiny_sd.log",
     conda:

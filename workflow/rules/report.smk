@@ -1,5 +1,5 @@
 # Report stage: Tables 1-3, Fig. 1a (real-only classifiers on synthetic sets), Fig. 2 (Grad-CAM),
-# single Table-1 cells.
+# single Table-1 cells, the provenance ledger. Outputs marked report() go into `snakemake --report`.
 
 
 rule table1:
@@ -8,6 +8,8 @@ rule table1:
         quality=all_quality,
     output:
         **table_outputs("table1"),
+    resources:
+        **CPU_RESOURCES,
     log:
         "results/logs/table1.log",
     conda:
@@ -21,6 +23,8 @@ checkpoint table2:
         metrics=all_metrics,
     output:
         **table_outputs("table2"),
+    resources:
+        **CPU_RESOURCES,
     log:
         "results/logs/table2.log",
     conda:
@@ -34,6 +38,8 @@ rule table3:
         metrics=all_metrics,
     output:
         **table_outputs("table3"),
+    resources:
+        **CPU_RESOURCES,
     log:
         "results/logs/table3.log",
     conda:
@@ -53,6 +59,8 @@ rule table1_cell:
         model="{model}",
         adjective="{adjective}",
         ratio=lambda wc: int(wc.ratio),
+    resources:
+        **CPU_RESOURCES,
     log:
         "results/logs/table1_cell/{model}/{adjective}/{ratio}.log",
     conda:
@@ -70,6 +78,8 @@ rule evaluate_on_synthetic:
     params:
         model="{model}",
         image_size=CLS["image_size"],
+    resources:
+        **CPU_RESOURCES,
     log:
         "results/logs/evaluate_on_synthetic/{dataset}/fold{fold}/{model}/r{rank}-{adjective}.log",
     conda:
@@ -82,7 +92,13 @@ rule figure_1a:
     input:
         results=synthetic_evaluations,
     output:
-        figure="results/figures/fig1a_{dataset}_real_only_on_synthetic.png",
+        figure=report(
+            "results/figures/fig1a_{dataset}_real_only_on_synthetic.png",
+            caption="../report/fig1a.rst",
+            category="Figures",
+        ),
+    resources:
+        **CPU_RESOURCES,
     log:
         "results/logs/figure_1a/{dataset}.log",
     conda:
@@ -98,15 +114,37 @@ rule figure_2:
         real_model="results/cls/{dataset}/fold{fold}/{model}/real/model.safetensors",
         augmented_model=best_augmented_model,
     output:
-        figure="results/figures/fig2_{dataset}_gradcam_{model}_fold{fold}.png",
+        figure=report(
+            "results/figures/fig2_{dataset}_gradcam_{model}_fold{fold}.png",
+            caption="../report/fig2.rst",
+            category="Figures",
+        ),
     params:
         model="{model}",
         fold=lambda wc: int(wc.fold),
         image_size=CLS["image_size"],
         n_images=4,
+    resources:
+        **CPU_RESOURCES,
     log:
         "results/logs/figure_2/{dataset}/{model}/fold{fold}.log",
     conda:
         "../../envs/meddap.yaml"
     script:
         "../scripts/figure_2.py"
+
+
+rule ledger:
+    input:
+        stage_targets(),
+    output:
+        parquet="results/provenance.parquet",
+        csv=report("results/provenance.csv", caption="../report/ledger.rst", category="Provenance"),
+    resources:
+        **CPU_RESOURCES,
+    log:
+        "results/logs/ledger.log",
+    conda:
+        "../../envs/meddap.yaml"
+    script:
+        "../scripts/ledger.py"

@@ -15,7 +15,7 @@ rule synthesize:
         fold=lambda wc: int(wc.fold),
         rank=lambda wc: int(wc.rank),
         adjective="{adjective}",
-        ratios=SYNTH["ratios"],
+        pool=SYNTH["pool"],
         sampling=SYNTH["sampling"],
         seed=config["seed"],
     threads: 2
@@ -44,6 +44,8 @@ rule quality:
         settings=QUALITY,
         seed=config["seed"],
     threads: 1
+    resources:
+        **CPU_RESOURCES,
     log:
         "results/logs/quality/{dataset}/fold{fold}/r{rank}/{adjective}.log",
     conda:
@@ -60,6 +62,8 @@ checkpoint select_rank:
     params:
         ranks=LORA["ranks"],
         choice=SYNTH["rank"],
+    resources:
+        **CPU_RESOURCES,
     log:
         "results/logs/select_rank/{dataset}/fold{fold}.log",
     conda:
@@ -74,10 +78,16 @@ rule sample_figure:
         splits="results/data/{dataset}/splits.parquet",
         synthetic=chosen_synthetic_sets,
     output:
-        figure="results/figures/samples_{dataset}_fold{fold}.png",
+        figure=report(
+            "results/figures/samples_{dataset}_fold{fold}.png",
+            caption="../report/samples.rst",
+            category="Synthetic samples",
+        ),
     params:
         fold=lambda wc: int(wc.fold),
         per_class=3,
+    resources:
+        **CPU_RESOURCES,
     log:
         "results/logs/sample_figure/{dataset}/fold{fold}.log",
     conda:
