@@ -51,7 +51,7 @@ def test_paper_config_is_valid_with_a_busi_path(default: dict, busi_sample: Path
         ({"folds": {"val_fraction": "a lot"}}, "folds.val_fraction", "not of type"),
         ({"dataset": "nosuch"}, "dataset", "not in 'datasets'"),
         ({"synthesis": {"ratios": [50, 200]}}, "synthesis.ratios", "exceeds synthesis.pool (100)"),
-        ({"resources": {"mem_mb": 2000}}, "resources.runtime", "is required but missing"),
+        ({"resources": {"mem_mb": 50}}, "resources.mem_mb", "less than the minimum"),
         ({"dataset": "udiat"}, "datasets.udiat", "has no source"),
         ({"datasets": {"busi": {"path": "/no/such/dir"}}, "dataset": "busi"},
          "datasets.busi.path", "does not exist"),
