@@ -10,8 +10,9 @@ import pytest
 
 from meddap.lora_train import adapt_unet, save_adapter
 from meddap.provenance import file_sha256
-from meddap.synthesis import class_sequence, plan, prefix_size, synthesize
+from meddap.synthesis import class_sequence, plan, synthesize
 from meddap.tiny_sd import build_tiny_sd, load_pipeline
+from meddap.trainsets import prefix_size
 
 SAMPLING = {
     "scheduler": "dpm_multistep",

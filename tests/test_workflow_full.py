@@ -17,7 +17,7 @@ from meddap import provenance
 from meddap.audit import audit
 from tests.snakemake_runner import planned_jobs, snakemake
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
 TINY = {
     "datasets": {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from meddap.errors import MeddapError
 from meddap.prompts import prompt
 from meddap.provenance import file_sha256
 from meddap.seeds import derive_seed
+from meddap.trainsets import prefix_size
 
 log = logging.getLogger(__name__)
 SCHEDULERS = {
@@ -44,11 +44,6 @@ def class_sequence(counts: dict[str, int], total: int) -> list[str]:
         taken[label] += 1
         order.append(label)
     return order
-
-
-def prefix_size(n_train: int, ratio: int) -> int:
-    """Number of synthetic images for `ratio` percent of a train split of `n_train` images."""
-    return math.ceil(n_train * ratio / 100)
 
 
 def plan(

@@ -6,16 +6,21 @@ ceil(n_train * ratio / 100) images of that fold's nested synthetic set (rank, ad
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
 import pandas as pd
 
 from meddap.errors import MeddapError
-from meddap.synthesis import prefix_size
 
 _NAME = re.compile(r"r(?P<rank>[1-9]\d*)-(?P<adjective>[a-z]+(?:-[a-z]+)*)-(?P<ratio>[1-9]\d*)")
 SYNTH_COLUMNS = ("id", "index", "label", "image_path")
+
+
+def prefix_size(n_train: int, ratio: int) -> int:
+    """Number of synthetic images for `ratio` percent of a train split of `n_train` images."""
+    return math.ceil(n_train * ratio / 100)
 
 
 def parse_trainset(name: str) -> tuple[int, str, int] | None:
