@@ -85,7 +85,12 @@ def test_gradcam_figure_is_written_deterministically(
     real, _ = _weights(tmp_path / "real.safetensors", 1)
     (tmp_path / "r4-bright-50").mkdir()
     augmented, _ = _weights(tmp_path / "r4-bright-50/model.safetensors", 2)
-    args = dict(dataset, real_model=real, augmented_model=augmented, model="squeezenet1_1")
+    table2 = tmp_path / "table2.parquet"
+    rows = {"model": ["squeezenet1_1"] * 2, "adjective": [None, "bright"], "ratio": [None, 50]}
+    pd.DataFrame(rows).to_parquet(table2)
+    others = [str(tmp_path / f"r4-{t}/model.safetensors") for t in ("bright-100", "dark-50")]
+    args = dict(dataset, real_model=real, model="squeezenet1_1", table2=str(table2))
+    args["augmented_models"] = [others[0], augmented, others[1]]
     args |= {"fold": 0, "image_size": SIZE, "n_images": 2}
     paths = [tmp_path / "fig2.png", tmp_path / "again.png"]
     for path in paths:
@@ -93,6 +98,8 @@ def test_gradcam_figure_is_written_deterministically(
     assert paths[0].read_bytes() == paths[1].read_bytes()
     with Image.open(paths[0]) as image:
         assert image.size == (600, 420)  # 3 columns x 2 image rows at 100 dpi
+    with pytest.raises(MeddapError, match="best setting bright-50"):
+        gradcam.gradcam_figure(**{**args, "augmented_models": others}, figure=str(paths[0]))
 
 
 def test_real_only_classifier_on_a_synthetic_set(tmp_path: Path, dataset: dict[str, str]) -> None:

@@ -20,6 +20,7 @@ from meddap.atomic import atomic_path
 from meddap.classify import CLASSES, load_images, normalise, predict
 from meddap.errors import MeddapError
 from meddap.features import load_classifier
+from meddap.trainsets import parse_trainset
 
 TARGET_LAYERS = {"densenet121": "features", "resnet34": "layer4", "squeezenet1_1": "features"}
 
@@ -54,22 +55,45 @@ def cam_overlays(
     )
 
 
+def best_augmented(table2: str, model: str, augmented_models: list[str]) -> str:
+    """The weights among `augmented_models` of Table 2's best augmented setting for `model`."""
+    table = pd.read_parquet(table2)
+    rows = table[(table.model == model) & table.ratio.notna()]
+    if rows.empty:
+        raise MeddapError(f"{table2} has no augmented row for model {model}")
+    wanted = (rows.adjective.iloc[0], int(rows.ratio.iloc[0]))
+    found = [
+        path
+        for path in augmented_models
+        if (parsed := parse_trainset(Path(path).parent.name)) and parsed[1:] == wanted
+    ]
+    if len(found) != 1:
+        raise MeddapError(
+            f"expected one {model} classifier of Table 2's best setting {wanted[0]}-{wanted[1]} "
+            f"({table2}) among the inputs, found {len(found)}"
+        )
+    return found[0]
+
+
 def gradcam_figure(
     *,
     manifest: str,
     splits: str,
     real_model: str,
-    augmented_model: str,
+    augmented_models: list[str],
+    table2: str,
     figure: str,
     model: str,
     fold: int,
     image_size: int,
     n_images: int,
 ) -> None:
-    """Job: test image | real-only heat map | augmented heat map, one row per image (Fig. 2).
+    """Job: test image | real-only heat map | best augmented heat map, one row per image (Fig. 2).
 
-    The augmented column is named after the trainset folder that holds `augmented_model`.
+    The augmented classifier is Table 2's best setting (chosen on validation); its column is
+    named after the trainset folder that holds it.
     """
+    augmented_model = best_augmented(table2, model, augmented_models)
     images = first_test_images(manifest, splits, fold, n_images)
     pixels = load_images(list(images.image_path), image_size)
     targets = [CLASSES.index(label) for label in images.label]

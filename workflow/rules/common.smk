@@ -128,13 +128,14 @@ def synthetic_evaluations(wildcards):
     ]
 
 
-def best_augmented_model(wildcards):
-    """The model of Table 2's best augmented setting (chosen on validation) in this fold."""
-    table = pd.read_parquet(checkpoints.table2.get().output.parquet)
-    best = table[(table.model == wildcards.model) & table.ratio.notna()].iloc[0]
-    rank = fold_rank(wildcards.dataset, wildcards.fold)
-    trainset = f"r{rank}-{best.adjective}-{int(best.ratio)}"
-    return f"results/cls/{wildcards.dataset}/fold{wildcards.fold}/{wildcards.model}/{trainset}/model.safetensors"
+def augmented_models(wildcards):
+    """Every augmented classifier of the fold and model; Fig. 2 shows Table 2's best one."""
+    pattern = "results/cls/{dataset}/fold{fold}/{model}/{trainset}/model.safetensors"
+    return [
+        pattern.format(dataset=wildcards.dataset, fold=wildcards.fold, model=wildcards.model, trainset=t)
+        for t in fold_trainsets(wildcards.dataset, wildcards.fold)
+        if t != "real"
+    ]
 
 
 def table_outputs(name):

@@ -18,7 +18,7 @@ rule table1:
         "../scripts/table1.py"
 
 
-checkpoint table2:
+rule table2:
     input:
         metrics=all_metrics,
     output:
@@ -112,7 +112,8 @@ rule figure_2:
         manifest="results/data/{dataset}/curated.parquet",
         splits="results/data/{dataset}/splits.parquet",
         real_model="results/cls/{dataset}/fold{fold}/{model}/real/model.safetensors",
-        augmented_model=best_augmented_model,
+        augmented_models=augmented_models,
+        table2="results/tables/table2.parquet",
     output:
         figure=report(
             "results/figures/fig2_{dataset}_gradcam_{model}_fold{fold}.png",
