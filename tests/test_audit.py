@@ -61,3 +61,11 @@ def test_a_broken_link_fails_naming_the_file(chain: Path, tamper, named: str) ->
     with pytest.raises(SystemExit) as stop:
         main(["audit", "table.md", "--root", str(chain)])
     assert named.split()[0] in str(stop.value)
+
+
+def test_an_upstream_file_substituted_with_its_own_record_fails(chain: Path) -> None:
+    """A rerun of ingest with other data has a valid record, but not the one table.md read."""
+    _job(chain, "ingest", ["raw"], "manifest.txt", "substituted")
+    audit("manifest.txt", str(chain))  # consistent on its own
+    with pytest.raises(MeddapError, match="manifest.txt"):
+        audit("table.md", str(chain))

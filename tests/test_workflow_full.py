@@ -63,6 +63,12 @@ def edited(**changes: object) -> dict:
     return config
 
 
+def next_image_set(run: Path) -> str:
+    """One synthetic image folder of the run, relative to it."""
+    images = next((run / "results" / "synth").rglob("images"))
+    return str(images.relative_to(run))
+
+
 def records(run: Path, rule: str) -> list[dict]:
     """Provenance records of every output of `rule`."""
     found = [json.loads(p.read_text()) for p in (run / "results").rglob("*.prov.json")]
@@ -100,6 +106,9 @@ def test_table_provenance_hashes_its_inputs(run: Path) -> None:
     lineage = audit("results/tables/table1.parquet", str(run))
     assert "rule train_lora" in lineage and "rule fetch_dataset" in lineage
     assert "results/raw/phantom\n  rule fetch_dataset" in lineage
+    selection = "results/quality/phantom/fold0/rank_selection.json"  # a checkpoint's output
+    for output in (selection, next_image_set(run)):
+        assert "raw input" in audit(output, str(run))
 
 
 def test_a_cell_after_the_grid_needs_one_job_and_reruns_are_no_ops(run: Path) -> None:
@@ -116,8 +125,9 @@ def test_cluster_jobs_ran_on_slurm_gpu_rules_on_its_gpus(run: Path) -> None:
         ids = {r["slurm_job_id"] for r in records(run, rule)}
         assert ids and all(i and i.isdigit() for i in ids), (rule, ids)
     assert all(r["slurm_job_id"] is None for r in records(run, "table1"))  # a local rule
-    log = next((run / ".snakemake" / "log").glob("*.snakemake.log")).read_text()
-    assert "gpu=1" in log
+    for rule in ("train_lora", "synthesize", "train_classifier"):  # SLURM gave each a fake GPU
+        assert {r["cuda_visible_devices"] for r in records(run, rule)} <= {"0", "1"}, rule
+    assert all(r["cuda_visible_devices"] is None for r in records(run, "curate"))
 
 
 def test_adding_an_adjective_schedules_only_its_jobs(run: Path) -> None:

@@ -25,7 +25,7 @@ CODE_KEYS = ("meddap", "source_sha256", "git_commit", "git_dirty")
 COLUMNS = (
     "rule", "wildcards", "params", "outputs", "output_sha256", "n_inputs", "input_sha256",
     "meddap_version", "source_sha256", "git_commit", "git_dirty", "packages", "device", "host",
-    "slurm_job_id", "started", "ended", "seconds",
+    "slurm_job_id", "cuda_visible_devices", "started", "ended", "seconds",
 )  # fmt: skip
 
 
@@ -77,6 +77,7 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
         "device": record["device"],
         "host": record["host"],
         "slurm_job_id": None if slurm is None else str(slurm),
+        "cuda_visible_devices": record.get("cuda_visible_devices"),
         "started": record["started"],
         "ended": record["ended"],
         "seconds": elapsed.total_seconds(),

@@ -125,6 +125,7 @@ def build_record(
         "device": device_name(),
         "host": socket.gethostname(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # GPUs SLURM allotted
         "started": started.isoformat(),
         "ended": ended.isoformat(),
     }
