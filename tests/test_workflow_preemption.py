@@ -2,7 +2,8 @@
 
 One workdir runs LoRA training, synthesis and a classifier uninterrupted; a copy of it kills each
 of those jobs once its first checkpoint (or image) is on disk, the way SLURM kills a job at its
-time limit or on preemption, then reruns the same target.
+time limit or on preemption, then reruns the same target. On the local SLURM cluster, a LoRA job
+killed with scancel is resubmitted by the profile's retries and resumes.
 """
 
 from __future__ import annotations
@@ -82,13 +83,25 @@ def _started(marker: Path) -> bool:
     return marker.is_file() or (marker.is_dir() and any(marker.iterdir()))
 
 
+def _start(work: Path, target: str, *extra: str, env: dict | None = None) -> subprocess.Popen:
+    cmd = [*command(work, target, config=CONFIG), *extra]
+    environ = {**os.environ, **(env or {})}
+    return subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=environ
+    )
+
+
+def _wait_for(marker: Path, main: subprocess.Popen) -> None:
+    """Until `marker` shows progress (or snakemake ends, or 10 minutes pass)."""
+    deadline = time.monotonic() + 600
+    while not _started(marker) and main.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def _kill_when(work: Path, target: str, script: str, marker: Path) -> None:
     """Run `target`; SIGKILL the job's script process once `marker` shows progress."""
-    cmd = command(work, target, config=CONFIG)
-    main = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 600
-    while not _started(work / marker) and main.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    main = _start(work, target)
+    _wait_for(work / marker, main)
     victims = [p for p in _descendants(main.pid) if f"{script}.py" in _cmdline(p)]
     assert victims, f"no running {script} job to kill"
     for pid in victims:
@@ -113,24 +126,25 @@ def _same(a: Path, b: Path, target: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def twins(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """An uninterrupted run and a copy of its upstream state, ready for the killed runs."""
+def twins(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """An uninterrupted run, and two copies of its upstream state for the killed runs."""
     plain = tmp_path_factory.mktemp("plain")
     done = snakemake(plain, *UPSTREAM, config=CONFIG)
     assert done.returncode == 0, done.stderr[-3000:]
-    killed = tmp_path_factory.mktemp("killed")
-    shutil.copytree(plain, killed, dirs_exist_ok=True, symlinks=True)
+    killed, on_slurm = tmp_path_factory.mktemp("killed"), tmp_path_factory.mktemp("on_slurm")
+    for copy in (killed, on_slurm):
+        shutil.copytree(plain, copy, dirs_exist_ok=True, symlinks=True)
     targets = [target for target, _, _ in JOBS.values()]
     done = snakemake(plain, *targets, config=CONFIG)
     assert done.returncode == 0, done.stderr[-3000:]
-    return plain, killed
+    return plain, killed, on_slurm
 
 
 @pytest.mark.parametrize("job", list(JOBS))  # in pipeline order: each needs the one before
 def test_a_killed_job_leaves_no_output_and_its_rerun_resumes_to_the_same_result(
-    twins: tuple[Path, Path], job: str
+    twins: tuple[Path, Path, Path], job: str
 ) -> None:
-    plain, killed = twins
+    plain, killed, _ = twins
     target, script, marker = JOBS[job]
     _kill_when(killed, target, script, Path(marker))
     assert not (killed / target).exists()
@@ -141,3 +155,31 @@ def test_a_killed_job_leaves_no_output_and_its_rerun_resumes_to_the_same_result(
     assert any("resumed" in p.read_text() for p in log)
     assert not (killed / marker).exists()
     _same(plain, killed, target)
+
+
+def _slurm_job(rule: str, work: Path) -> str:
+    """The id of the SLURM job of `rule` running for `work` (its log lies in `work`)."""
+    fields = ["squeue", "-h", "-O", "JobID:20,StdOut:2000"]
+    queue = subprocess.run(fields, capture_output=True, text=True).stdout
+    rows = [line.split() for line in queue.splitlines()]
+    jobs = [j for j, log in rows if log.startswith(str(work)) and f"/rule_{rule}/" in log]
+    assert len(jobs) == 1, queue
+    return jobs[0]
+
+
+@pytest.mark.slurm
+def test_a_slurm_job_killed_mid_way_is_resubmitted_and_resumes(
+    twins: tuple[Path, Path, Path], slurm_env: dict[str, str]
+) -> None:
+    """scancel --signal=KILL, as on preemption; the profile's `retries` resubmit the job."""
+    plain, _, work = twins
+    target, script, marker = JOBS["lora"]
+    main = _start(work, target, "--profile", "slurm", env=slurm_env)
+    _wait_for(work / marker, main)
+    killed = subprocess.run(["scancel", "--signal=KILL", "--full", _slurm_job(script, work)])
+    assert killed.returncode == 0
+    _, stderr = main.communicate(timeout=900)
+    assert main.returncode == 0, stderr[-3000:]
+    assert "Trying to restart job" in stderr
+    assert "resumed from" in (work / "results/logs/train_lora/phantom/fold0/r2.log").read_text()
+    _same(plain, work, target)
