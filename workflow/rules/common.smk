@@ -2,8 +2,6 @@
 import json
 from pathlib import Path
 
-import pandas as pd
-
 from meddap.registry import local_dataset_dir
 from meddap.trainsets import parse_trainset
 
