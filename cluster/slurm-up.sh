@@ -2,7 +2,7 @@
 # A real single-node SLURM cluster on this machine (Debian 12, slurm 22.05, no systemd), for the
 # test suite and for trying `snakemake --profile slurm`. Installs slurm-wlm and munge if missing,
 # writes /etc/slurm/{slurm,gres}.conf with two fake GPUs, starts munged, slurmctld and slurmd, and
-# waits until the node is idle. Needs root. Stop it with cluster/slurm-down.sh.
+# waits until the node takes jobs. Needs root. Stop it with cluster/slurm-down.sh.
 set -euo pipefail
 
 GPUS=${MEDDAP_FAKE_GPUS:-2}
@@ -12,7 +12,8 @@ if [[ $(id -u) -ne 0 ]]; then
     echo "slurm-up.sh: run as root (it installs packages and starts daemons)" >&2
     exit 1
 fi
-if sinfo -h -o %T 2>/dev/null | grep -qx idle; then
+UP='^(idle|mixed|allocated|completing)$'
+if sinfo -h -o %T 2>/dev/null | grep -qE "$UP"; then
     echo "slurm-up.sh: a cluster is already up"
     exit 0
 fi
@@ -74,8 +75,8 @@ pgrep -x slurmctld >/dev/null || /usr/sbin/slurmctld
 pgrep -x slurmd >/dev/null || /usr/sbin/slurmd
 for _ in $(seq 60); do
     state=$(sinfo -h -n "$node" -o %T 2>/dev/null || true)
-    if [[ $state == idle ]]; then
-        echo "slurm-up.sh: node ${node} idle (${cpus} CPUs, ${memory} MB, ${GPUS} fake GPUs, partition ${PARTITION})"
+    if [[ $state =~ $UP ]]; then
+        echo "slurm-up.sh: node ${node} ${state} (${cpus} CPUs, ${memory} MB, ${GPUS} fake GPUs, partition ${PARTITION})"
         exit 0
     fi
     [[ $state == down* || $state == drain* ]] && scontrol update nodename="$node" state=resume || true
