@@ -317,7 +317,7 @@ def _save_checkpoint(
     state = {
         "run": checkpoint.run,
         "epoch": len(best.history),
-        "model": _copy_state(model),
+        "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "order": order.get_state(),
         "rng": torch.get_rng_state(),  # the augmentations and dropout draw from it
