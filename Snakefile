@@ -5,8 +5,8 @@ from pathlib import Path
 # Jobs use this checkout's code, whatever environment (local, conda, cluster node) runs them.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from meddap.config import validate_config
-from meddap.jobs import export_source_path
+from meddap.run.config import validate_config
+from meddap.run.jobs import export_source_path
 
 export_source_path(str(Path(workflow.basedir) / "src"))
 
@@ -25,7 +25,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/lora.smk"
 include: "workflow/rules/synth.smk"
-include: "workflow/rules/downstream.smk"
+include: "workflow/rules/cls.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from meddap import archive
-from meddap.archive import safe_extract
-from meddap.errors import MeddapError
+from meddap.common.errors import MeddapError
+from meddap.data import archive
+from meddap.data.archive import safe_extract
 
 TREE = {"Dataset_BUSI_with_GT/benign/benign (1).png": b"image", "README.txt": b"notes"}
 

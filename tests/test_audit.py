@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from meddap import provenance
-from meddap.atomic import write_json
-from meddap.audit import audit
 from meddap.cli import main
-from meddap.errors import MeddapError
+from meddap.common.atomic import write_json
+from meddap.common.errors import MeddapError
+from meddap.run import provenance
+from meddap.run.audit import audit
 
 
 def _job(root: Path, rule: str, inputs: list[str], output: str, text: str) -> None:

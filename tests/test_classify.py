@@ -14,13 +14,16 @@ from PIL import Image
 from safetensors.torch import load_file, safe_open
 from torchvision.models import get_model
 
-from meddap import classify
-from meddap.classify import CLASSES, Images, build_model, load_images, train_classifier
-from meddap.errors import MeddapError
-from meddap.folds import make_splits
-from meddap.ingest import build_manifest
-from meddap.phantom import generate_phantom
-from meddap.trainsets import load_synthetic, parse_trainset, synthetic_prefix
+from meddap.cls import train as classify
+from meddap.cls.models import build_model
+from meddap.cls.train import Images, train_classifier
+from meddap.common.errors import MeddapError
+from meddap.common.images import load_images
+from meddap.common.labels import CLASSES
+from meddap.common.trainsets import load_synthetic, parse_trainset, synthetic_prefix
+from meddap.data.folds import make_splits
+from meddap.data.ingest import build_manifest
+from meddap.data.phantom import generate_phantom
 
 SETTINGS = {
     "image_size": 32,
@@ -219,7 +222,7 @@ def test_resumed_run_has_the_bytes_of_an_uninterrupted_one(
     real_run: dict, data: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     _train_until_killed(data, tmp_path, epochs=1)
-    with caplog.at_level("INFO", logger="meddap.classify"):
+    with caplog.at_level("INFO", logger="meddap.cls.train"):
         _train(data, tmp_path)
     assert "checkpoint.pt (epoch 1)" in caplog.text
     _assert_same_outputs(tmp_path, real_run["out"])
@@ -229,7 +232,7 @@ def test_checkpoint_of_other_settings_is_discarded(
     real_run: dict, data: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     _train_until_killed(data, tmp_path, epochs=1, settings={"learning_rate": 1e-2})
-    with caplog.at_level("INFO", logger="meddap.classify"):
+    with caplog.at_level("INFO", logger="meddap.cls.train"):
         _train(data, tmp_path)
     assert "discarding" in caplog.text and "resumed" not in caplog.text
     _assert_same_outputs(tmp_path, real_run["out"])

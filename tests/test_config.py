@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from meddap.config import validate_config
-from meddap.errors import MeddapError
+from meddap.common.errors import MeddapError
+from meddap.run.config import validate_config
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"

@@ -11,9 +11,16 @@ import pytest
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from meddap.curation import POLICIES, apply_policy, curate, find_duplicates, find_duplicates_job
-from meddap.errors import MeddapError
-from meddap.ssim import load_gray, pairwise_ssim
+from meddap.common.errors import MeddapError
+from meddap.common.images import load_gray
+from meddap.data.curation import (
+    POLICIES,
+    apply_policy,
+    curate,
+    find_duplicates,
+    find_duplicates_job,
+)
+from meddap.data.ssim import pairwise_ssim
 
 KNOWN_GROUPS = [
     {"benign_131", "benign_42", "malignant_51"},

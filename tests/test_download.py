@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from meddap.download import download, fetch_dataset, kaggle_download
-from meddap.errors import MeddapError
-from meddap.ingest import build_manifest
+from meddap.common.errors import MeddapError
+from meddap.data.download import download, fetch_dataset, kaggle_download
+from meddap.data.ingest import build_manifest
 
 KEY = "datasets.busi.sha256"
 
@@ -62,7 +62,7 @@ def test_download_with_wrong_sha256_leaves_nothing(tmp_path: Path, payload: Path
 def test_download_without_sha256_logs_it(
     tmp_path: Path, payload: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="meddap.download"):
+    with caplog.at_level(logging.INFO, logger="meddap.data.download"):
         download(payload.as_uri(), tmp_path / "dl", None, KEY)
     assert f"sha256 of {payload.as_uri()} is {_sha(payload)}; pin it with config key {KEY}" in (
         caplog.text
@@ -167,9 +167,9 @@ def test_fetch_from_url_copies_a_plain_file(tmp_path: Path, payload: Path) -> No
 
 def test_fetch_phantom_calls_the_generator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[Path, dict[str, Any]]] = []
-    module = types.ModuleType("meddap.phantom")
+    module = types.ModuleType("meddap.data.phantom")
     module.generate_phantom = lambda root, **kw: calls.append((Path(root), kw))  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "meddap.phantom", module)
+    monkeypatch.setitem(sys.modules, "meddap.data.phantom", module)
     params = {"patients": 3, "image_size": 32, "seed": 1}
     fetch_dataset(
         root=str(tmp_path / "r"), dataset="p", entry={"layout": "busi", "phantom": params}

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from meddap.errors import MeddapError
-from meddap.folds import leakage_groups, make_splits, split_folds
+from meddap.common.errors import MeddapError
+from meddap.data.folds import leakage_groups, make_splits, split_folds
 
 LABELS = {"benign": 0.5, "malignant": 0.3, "normal": 0.2}
 

@@ -13,9 +13,12 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from meddap import gradcam, synthetic_eval
-from meddap.classify import CLASSES, build_model, load_images
-from meddap.errors import MeddapError
+from meddap.cls import evaluate as synthetic_eval
+from meddap.cls.models import build_model
+from meddap.common.errors import MeddapError
+from meddap.common.images import load_images
+from meddap.common.labels import CLASSES
+from meddap.report import figures, gradcam
 
 SIZE = 64
 LABELS = ("benign", "malignant", "normal", "benign", "benign", "malignant")
@@ -151,9 +154,9 @@ def test_figure_1a_from_results(tmp_path: Path) -> None:
         record = {"model": model, "adjective": adjective, "fold": fold, "rank": 4}
         path.write_text(json.dumps(record | {"accuracy": 0.5 + 0.05 * k}))
         results.append(str(path))
-    synthetic_eval.figure_1a(results=results, figure=str(tmp_path / "fig1a.png"))
+    figures.figure_1a(results=results, figure=str(tmp_path / "fig1a.png"))
     with Image.open(tmp_path / "fig1a.png") as image:
         assert (image.format, image.size) == ("PNG", (400, 320))
     (tmp_path / "bad.json").write_text(json.dumps({"model": "resnet34"}))
     with pytest.raises(MeddapError, match="bad.json lacks the key"):
-        synthetic_eval.figure_1a(results=[str(tmp_path / "bad.json")], figure=str(tmp_path / "x"))
+        figures.figure_1a(results=[str(tmp_path / "bad.json")], figure=str(tmp_path / "x"))

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from meddap.errors import MeddapError
-from meddap.ingest import COLUMNS, build_manifest, ingest
+from meddap.common.errors import MeddapError
+from meddap.data.ingest import COLUMNS, build_manifest, ingest
 
 W, H = 24, 16
 

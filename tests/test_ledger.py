@@ -10,8 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from meddap import ledger, provenance
-from meddap.errors import MeddapError
+from meddap.common import hashing
+from meddap.common.errors import MeddapError
+from meddap.run import ledger, provenance
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -57,8 +58,8 @@ def test_one_row_per_job_with_two_outputs(workdir: Path) -> None:
     assert (rows["outputs"] == prep0["outputs"]).sum() == 1
     assert prep0["outputs"] == "results/prep/0/a.txt;results/prep/0/b.txt"
     assert prep0["output_sha256"].split(";") == [
-        provenance.file_sha256("results/prep/0/a.txt"),
-        provenance.file_sha256("results/prep/0/b.txt"),
+        hashing.file_sha256("results/prep/0/a.txt"),
+        hashing.file_sha256("results/prep/0/b.txt"),
     ]
     assert prep0["params"] == '{"fold": 0, "seed": 7}'
     assert (prep0["n_inputs"], prep0["seconds"]) == (1, 90.0)
@@ -66,7 +67,7 @@ def test_one_row_per_job_with_two_outputs(workdir: Path) -> None:
 
 
 def test_stale_record_is_skipped(workdir: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="meddap.ledger"):
+    with caplog.at_level(logging.INFO, logger="meddap.run.ledger"):
         rows = ledger.collect(workdir)
     assert len(rows) == 3
     assert not rows["outputs"].str.contains("prep/2").any()

@@ -14,12 +14,13 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from meddap import lora_train
-from meddap.errors import MeddapError
-from meddap.lora_cache import encode_fold, load_cache
-from meddap.lora_params import count_lora_params, lora_params_table
-from meddap.lora_train import resolve_precision, train_lora
-from meddap.tiny_sd import build_tiny_sd, load_pipeline
+from meddap.common.errors import MeddapError
+from meddap.diffusion.pipeline import load_pipeline
+from meddap.diffusion.tiny import build_tiny_sd
+from meddap.lora import train as lora_train
+from meddap.lora.cache import encode_fold, load_cache
+from meddap.lora.params import count_lora_params, lora_params_table
+from meddap.lora.train import resolve_precision, train_lora
 
 LABELS = ["normal", "benign", "malignant"]
 MODES = ["L", "RGB", "RGBA", "LA"]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import precision_recall_fscore_support, recall_score, roc_auc_score
 
-from meddap.errors import MeddapError
-from meddap.metrics import EXTERNAL_RULE, classification_metrics, external_metrics
+from meddap.cls.metrics import EXTERNAL_RULE, classification_metrics, external_metrics
+from meddap.common.errors import MeddapError
 
 CLASSES = ("normal", "benign", "malignant")
 

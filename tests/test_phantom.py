@@ -14,9 +14,9 @@ from scipy import ndimage
 from skimage.measure import label, regionprops
 from skimage.metrics import structural_similarity
 
-import meddap.phantom as phantom
-from meddap.errors import MeddapError
-from meddap.phantom import generate_phantom
+import meddap.data.phantom as phantom
+from meddap.common.errors import MeddapError
+from meddap.data.phantom import generate_phantom
 
 DEFAULT = {
     "patients": 60,

@@ -9,9 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from meddap import jobs, provenance
-from meddap.atomic import atomic_dir, atomic_path, write_json
-from meddap.errors import MeddapError
+from meddap.common import hashing
+from meddap.common.atomic import atomic_dir, atomic_path, write_json
+from meddap.common.errors import MeddapError
+from meddap.run import jobs, provenance
 
 
 def test_atomic_path_removes_partial_file(tmp_path: Path) -> None:
@@ -37,9 +38,9 @@ def test_atomic_dir_replaces_only_on_success(tmp_path: Path) -> None:
 def test_directory_hash_changes_with_content(tmp_path: Path) -> None:
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "x.txt").write_text("x")
-    before = provenance.path_sha256(tmp_path / "d")
+    before = hashing.path_sha256(tmp_path / "d")
     (tmp_path / "d" / "x.txt").write_text("y")
-    assert provenance.path_sha256(tmp_path / "d") != before
+    assert hashing.path_sha256(tmp_path / "d") != before
 
 
 class _Named(list):

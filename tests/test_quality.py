@@ -22,11 +22,12 @@ from torchmetrics.image.kid import KernelInceptionDistance
 from torchvision.models import get_model
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from meddap import quality
-from meddap.classify import load_images
-from meddap.errors import MeddapError
-from meddap.features import load_classifier, penultimate_features
-from meddap.quality import (
+from meddap.cls.features import penultimate_features
+from meddap.cls.models import load_classifier
+from meddap.common.errors import MeddapError
+from meddap.common.images import load_images
+from meddap.synth import quality
+from meddap.synth.quality import (
     frechet_distance,
     inception_fid_kid,
     inception_weights,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from meddap.errors import MeddapError
-from meddap.slurm_profile import Cluster, default_dir, write_profile
+from meddap.common.errors import MeddapError
+from meddap.run.slurm_profile import Cluster, default_dir, write_profile
 
 
 def test_the_profile_lands_where_snakemake_looks_up_slurm(

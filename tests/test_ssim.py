@@ -11,8 +11,9 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 from skimage.metrics import structural_similarity
 
-from meddap.errors import MeddapError
-from meddap.ssim import load_gray, pairwise_ssim
+from meddap.common.errors import MeddapError
+from meddap.common.images import load_gray
+from meddap.data.ssim import pairwise_ssim
 
 
 def skimage_matrix(images: np.ndarray) -> np.ndarray:

@@ -8,11 +8,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from meddap.lora_train import adapt_unet, save_adapter
-from meddap.provenance import file_sha256
-from meddap.synthesis import class_sequence, plan, synthesize
-from meddap.tiny_sd import build_tiny_sd, load_pipeline
-from meddap.trainsets import prefix_size
+from meddap.common.hashing import file_sha256
+from meddap.common.trainsets import prefix_size
+from meddap.diffusion.pipeline import load_pipeline
+from meddap.diffusion.tiny import build_tiny_sd
+from meddap.lora.train import adapt_unet, save_adapter
+from meddap.synth.generate import class_sequence, plan, synthesize
 
 SAMPLING = {
     "scheduler": "dpm_multistep",

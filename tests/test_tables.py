@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from scipy.stats import ttest_rel
 
-from meddap import tables
-from meddap.errors import MeddapError
+from meddap.common.errors import MeddapError
+from meddap.report import tables
 
 MODELS = ("densenet121", "squeezenet1_1")
 RANKS = {0: 4, 1: 4, 2: 2}  # fold -> the rank chosen for that fold

@@ -8,9 +8,15 @@ import pytest
 import torch
 from transformers import CLIPTokenizer
 
-from meddap.errors import MeddapError
-from meddap.prompts import ADJECTIVES, prompt
-from meddap.tiny_sd import bpe_merges, build_tiny_sd, load_pipeline, prompt_words, write_tokenizer
+from meddap.common.errors import MeddapError
+from meddap.diffusion.pipeline import load_pipeline
+from meddap.diffusion.prompts import ADJECTIVES, prompt
+from meddap.diffusion.tiny import (
+    bpe_merges,
+    build_tiny_sd,
+    prompt_words,
+    write_tokenizer,
+)
 
 
 @pytest.fixture(scope="module")

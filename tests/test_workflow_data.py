@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from meddap import provenance
+from meddap.common import hashing
+from meddap.run import provenance
 from tests.snakemake_runner import planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
@@ -59,9 +60,9 @@ def test_phantom_outputs_carry_provenance_and_rerun_is_a_no_op(phantom_run: Path
     splits = phantom_run / "results" / "data" / "phantom" / "splits.parquet"
     record = json.loads(provenance.sidecar(splits).read_text())
     assert record["rule"] == "split_folds" and record["params"]["k"] == 3
-    assert record["outputs"][0]["sha256"] == provenance.file_sha256(splits)
+    assert record["outputs"][0]["sha256"] == hashing.file_sha256(splits)
     curated = record["inputs"]["curated"][0]
-    assert curated["sha256"] == provenance.file_sha256(phantom_run / curated["path"])
+    assert curated["sha256"] == hashing.file_sha256(phantom_run / curated["path"])
     assert planned_jobs(phantom_run, "results/data/phantom/splits.parquet") == {}
 
 

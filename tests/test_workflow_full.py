@@ -13,8 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from meddap import provenance
-from meddap.audit import audit
+from meddap.common import hashing
+from meddap.run import provenance
+from meddap.run.audit import audit
 from tests.snakemake_runner import planned_jobs, snakemake
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
@@ -102,7 +103,7 @@ def test_table_provenance_hashes_its_inputs(run: Path) -> None:
     record = json.loads(provenance.sidecar(table).read_text())
     assert record["rule"] == "table1"
     for item in record["inputs"]["metrics"]:
-        assert item["sha256"] == provenance.file_sha256(run / item["path"])
+        assert item["sha256"] == hashing.file_sha256(run / item["path"])
     lineage = audit("results/tables/table1.parquet", str(run))
     assert "rule train_lora" in lineage and "rule fetch_dataset" in lineage
     assert "results/raw/phantom\n  rule fetch_dataset" in lineage

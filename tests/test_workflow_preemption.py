@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from meddap.provenance import path_sha256
+from meddap.common.hashing import path_sha256
 from tests.snakemake_runner import command, snakemake
 
 pytestmark = pytest.mark.slow

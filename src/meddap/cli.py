@@ -7,23 +7,23 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from meddap.errors import MeddapError
+from meddap.common.errors import MeddapError
 
 
 def _lora_params(args: argparse.Namespace) -> None:
-    from meddap.lora_params import lora_params_table
+    from meddap.lora.params import lora_params_table
 
     print(lora_params_table(tuple(args.ranks)))
 
 
 def _audit(args: argparse.Namespace) -> None:
-    from meddap.audit import audit
+    from meddap.run.audit import audit
 
     print(audit(args.path, args.root))
 
 
 def _slurm_profile(args: argparse.Namespace) -> None:
-    from meddap.slurm_profile import Cluster, write_profile
+    from meddap.run.slurm_profile import Cluster, write_profile
 
     cluster = Cluster(
         partition=args.partition,

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from skimage.metrics import structural_similarity
 
-from meddap.ssim import pairwise_ssim
+from meddap.data.ssim import pairwise_ssim
 
 N_IMAGES, SIZE, N_SUBSET, THREADS = 780, 128, 2000, 2
 BUSI = Path(__file__).resolve().parents[3] / "shared/data/busi-sample/Dataset_BUSI_with_GT"

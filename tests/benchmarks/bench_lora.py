@@ -23,11 +23,12 @@ from accelerate import Accelerator
 from diffusers import UNet2DConditionModel
 from PIL import Image
 
-from meddap.lora_cache import encode_fold, load_cache, load_image
-from meddap.lora_params import SD14_UNET_CONFIG
-from meddap.lora_train import adapt_unet, optimizer_step
-from meddap.prompts import prompt
-from meddap.tiny_sd import build_tiny_sd, load_pipeline, training_scheduler
+from meddap.diffusion.pipeline import load_pipeline
+from meddap.diffusion.prompts import prompt
+from meddap.diffusion.tiny import build_tiny_sd, training_scheduler
+from meddap.lora.cache import encode_fold, load_cache, load_image
+from meddap.lora.params import SD14_UNET_CONFIG
+from meddap.lora.train import adapt_unet, optimizer_step
 
 LABELS = ("normal", "benign", "malignant")
 

@@ -3,7 +3,7 @@
     python tests/benchmarks/bench_synthesis.py [--images 32] [--batch 16]
 
 Builds the tiny Stable Diffusion and a rank-4 LoRA in a temporary folder, then times
-`meddap.synthesis.render` for the default multistep solver (10 and 25 steps) and for 50 PNDM
+`meddap.synth.generate.render` for the default multistep solver (10 and 25 steps) and for 50 PNDM
 steps (the SD v1.4 pipeline default used by the paper).
 """
 
@@ -17,9 +17,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from meddap.lora_train import adapt_unet, save_adapter
-from meddap.synthesis import Sampling, load_generator, plan, render
-from meddap.tiny_sd import build_tiny_sd, load_pipeline
+from meddap.diffusion.pipeline import load_pipeline
+from meddap.diffusion.tiny import build_tiny_sd
+from meddap.lora.train import adapt_unet, save_adapter
+from meddap.synth.generate import Sampling, load_generator, plan, render
 
 SETTINGS = (("dpm_multistep", 10), ("dpm_multistep", 25), ("pndm", 50))
 

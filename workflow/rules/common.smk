@@ -2,8 +2,8 @@
 import json
 from pathlib import Path
 
-from meddap.registry import local_dataset_dir
-from meddap.trainsets import parse_trainset
+from meddap.data.registry import local_dataset_dir
+from meddap.common.trainsets import parse_trainset
 
 
 wildcard_constraints:

@@ -1,5 +1,6 @@
 # Report stage: Tables 1-3, Fig. 1a (real-only classifiers on synthetic sets), Fig. 2 (Grad-CAM),
-# single Table-1 cells, the provenance ledger. Outputs marked report() go into `snakemake --report`.
+# sample grids, single Table-1 cells, the provenance ledger.
+# Outputs marked report() go into `snakemake --report`.
 
 
 rule table1:
@@ -133,6 +134,30 @@ rule figure_2:
         "../../envs/meddap.yaml"
     script:
         "../scripts/figure_2.py"
+
+
+rule sample_figure:
+    input:
+        manifest="results/data/{dataset}/curated.parquet",
+        splits="results/data/{dataset}/splits.parquet",
+        synthetic=chosen_synthetic_sets,
+    output:
+        figure=report(
+            "results/figures/samples_{dataset}_fold{fold}.png",
+            caption="../report/samples.rst",
+            category="Synthetic samples",
+        ),
+    params:
+        fold=lambda wc: int(wc.fold),
+        per_class=3,
+    resources:
+        **CPU_RESOURCES,
+    log:
+        "results/logs/sample_figure/{dataset}/fold{fold}.log",
+    conda:
+        "../../envs/meddap.yaml"
+    script:
+        "../scripts/sample_figure.py"
 
 
 rule ledger:

@@ -71,26 +71,3 @@ checkpoint select_rank:
     script:
         "../scripts/select_rank.py"
 
-
-rule sample_figure:
-    input:
-        manifest="results/data/{dataset}/curated.parquet",
-        splits="results/data/{dataset}/splits.parquet",
-        synthetic=chosen_synthetic_sets,
-    output:
-        figure=report(
-            "results/figures/samples_{dataset}_fold{fold}.png",
-            caption="../report/samples.rst",
-            category="Synthetic samples",
-        ),
-    params:
-        fold=lambda wc: int(wc.fold),
-        per_class=3,
-    resources:
-        **CPU_RESOURCES,
-    log:
-        "results/logs/sample_figure/{dataset}/fold{fold}.log",
-    conda:
-        "../../envs/meddap.yaml"
-    script:
-        "../scripts/sample_figure.py"

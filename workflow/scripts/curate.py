@@ -1,4 +1,4 @@
-from meddap import jobs
-from meddap.curation import curate
+from meddap.data.curation import curate
+from meddap.run import jobs
 
 jobs.run(snakemake, curate)  # noqa: F821

@@ -1,4 +1,4 @@
-from meddap import jobs
-from meddap.synthetic_eval import evaluate_on_synthetic
+from meddap.cls.evaluate import evaluate_on_synthetic
+from meddap.run import jobs
 
 jobs.run(snakemake, evaluate_on_synthetic)  # noqa: F821

@@ -1,4 +1,4 @@
-from meddap import jobs
-from meddap.ingest import ingest
+from meddap.data.ingest import ingest
+from meddap.run import jobs
 
 jobs.run(snakemake, ingest)  # noqa: F821

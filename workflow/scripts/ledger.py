@@ -1,4 +1,4 @@
-from meddap import jobs
-from meddap.ledger import write_ledger
+from meddap.run import jobs
+from meddap.run.ledger import write_ledger
 
 jobs.run(snakemake, write_ledger)  # noqa: F821

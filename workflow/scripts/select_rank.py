@@ -1,4 +1,4 @@
-from meddap import jobs
-from meddap.rank_selection import select_rank
+from meddap.run import jobs
+from meddap.synth.rank import select_rank
 
 jobs.run(snakemake, select_rank)  # noqa: F821

@@ -1,4 +1,4 @@
-from meddap import jobs
-from meddap.folds import split_folds
+from meddap.data.folds import split_folds
+from meddap.run import jobs
 
 jobs.run(snakemake, split_folds)  # noqa: F821

@@ -1,4 +1,4 @@
-from meddap import jobs
-from meddap.synthesis import synthesize
+from meddap.run import jobs
+from meddap.synth.generate import synthesize
 
 jobs.run(snakemake, synthesize)  # noqa: F821

@@ -1,4 +1,4 @@
-from meddap import jobs
-from meddap.tables import table1
+from meddap.report.tables import table1
+from meddap.run import jobs
 
 jobs.run(snakemake, table1)  # noqa: F821

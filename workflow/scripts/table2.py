@@ -1,4 +1,4 @@
-from meddap import jobs
-from meddap.tables import table2
+from meddap.report.tables import table2
+from meddap.run import jobs
 
 jobs.run(snakemake, table2)  # noqa: F821

@@ -1,0 +1,4 @@
+"""The class labels every stage shares, in the order of model outputs."""
+
+CLASSES = ("normal", "benign", "malignant")
+LESION_CLASSES = ("benign", "malignant")  # the classes with a lesion (external tests, masks)

@@ -1,0 +1,172 @@
+"""Per-fold cache of the frozen parts of Stable Diffusion: VAE latents and text embeddings.
+
+The VAE and text encoder run once per image and prompt; every LoRA rank of the fold reuses
+the cache. Latents are stored as the VAE posterior's mean and standard deviation (already
+multiplied by the VAE scaling factor), so training still samples a fresh latent at every step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, ImageOps
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from meddap.common.atomic import atomic_path
+from meddap.common.errors import MeddapError
+from meddap.diffusion.pipeline import load_pipeline
+from meddap.diffusion.prompts import prompt
+
+log = logging.getLogger(__name__)
+CHUNK = 8
+# One metadata entry: safetensors writes several entries in a random order (non-reproducible bytes).
+META_KEY = "meddap"
+
+
+def _read(path: str, columns: set[str]) -> pd.DataFrame:
+    table = pd.read_parquet(path)
+    missing = sorted(columns - set(table.columns))
+    if missing:
+        raise MeddapError(f"{path}: missing column(s) {', '.join(missing)}")
+    return table
+
+
+def train_ids(splits: str, fold: int) -> set[str]:
+    """Ids of fold `fold`'s train split in the splits table `splits`."""
+    table = _read(splits, {"id", "fold", "split"})
+    ids = set(table.loc[(table["fold"] == fold) & (table["split"] == "train"), "id"].astype(str))
+    if not ids:
+        raise MeddapError(f"{splits}: fold {fold} has no train images")
+    return ids
+
+
+def _train_rows(manifest: str, splits: str, fold: int) -> pd.DataFrame:
+    """Manifest rows of the fold's train split, sorted by id."""
+    ids = train_ids(splits, fold)
+    table = _read(manifest, {"id", "label", "image_path"})
+    table["id"] = table["id"].astype(str)
+    rows = table[table["id"].isin(ids)].sort_values("id", kind="stable")
+    missing = sorted(ids - set(rows["id"]))
+    if missing:
+        raise MeddapError(f"{manifest}: train id {missing[0]!r} of fold {fold} is not listed")
+    return rows.reset_index(drop=True)
+
+
+def load_image(path: str, resolution: int) -> torch.Tensor:
+    """A (3, R, R) tensor in [-1, 1]: grayscale, centre-cropped to a square, replicated to RGB."""
+    try:
+        with Image.open(path) as im:
+            gray = ImageOps.fit(im.convert("L"), (resolution, resolution), Image.Resampling.BICUBIC)
+    except OSError as err:
+        raise MeddapError(f"{path}: cannot be read as an image ({err})") from err
+    pixels = torch.from_numpy(np.asarray(gray, dtype=np.float32) / 127.5 - 1.0)
+    return pixels.expand(3, -1, -1)
+
+
+@torch.no_grad()
+def _encode_images(
+    vae: Any, paths: list[str], resolution: int, flip: bool
+) -> dict[str, torch.Tensor]:
+    """Posterior mean and std of every image (and of its mirror image when `flip`)."""
+    parts: dict[str, list[torch.Tensor]] = {}
+    for start in range(0, len(paths), CHUNK):
+        pixels = torch.stack([load_image(p, resolution) for p in paths[start : start + CHUNK]])
+        views = {"latents": pixels, **({"latents_flip": pixels.flip(-1)} if flip else {})}
+        for name, x in views.items():
+            dist = vae.encode(x.to(vae.device, vae.dtype)).latent_dist
+            parts.setdefault(name, []).append(dist.mean.float().cpu())
+            parts.setdefault(f"{name}_std", []).append(dist.std.float().cpu())
+    scale = vae.config.scaling_factor
+    return {name: (torch.cat(chunks) * scale).contiguous() for name, chunks in parts.items()}
+
+
+def encode_fold(
+    *,
+    manifest: str,
+    splits: str,
+    cache: str,
+    base_model: str,
+    fold: int,
+    resolution: int,
+    flip: bool,
+    adjective: str,
+) -> None:
+    """Encode fold `fold`'s train images and prompts with the frozen VAE and text encoder."""
+    rows = _train_rows(manifest, splits, fold)
+    texts = [prompt(label, adjective) for label in rows["label"]]
+    unique = sorted(set(texts))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    pipe = load_pipeline(base_model, device=device)
+    if resolution % pipe.vae_scale_factor:
+        raise MeddapError(
+            f"config key 'lora.resolution': {resolution} is not a multiple of the VAE's "
+            f"downsampling factor {pipe.vae_scale_factor}"
+        )
+    log.info("fold %d: encoding %d train images, %d prompts", fold, len(rows), len(unique))
+    tensors = _encode_images(pipe.vae, list(rows["image_path"]), resolution, flip)
+    with torch.no_grad():
+        embeds = pipe.encode_prompt(unique, device, 1, False)[0]
+    tensors["text_embeddings"] = embeds.float().cpu()
+    tensors["prompt_index"] = torch.tensor([unique.index(t) for t in texts])
+    meta = {
+        "ids": list(rows["id"]),
+        "prompts": unique,
+        "fold": fold,
+        "base_model": base_model,
+        "resolution": resolution,
+        "flip": flip,
+        "adjective": adjective,
+    }
+    with atomic_path(cache) as tmp:
+        save_file(tensors, tmp, metadata={META_KEY: json.dumps(meta, sort_keys=True)})
+
+
+@dataclass
+class LatentCache:
+    """A fold's cached latents and text embeddings (see `encode_fold`)."""
+
+    tensors: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+
+    @property
+    def ids(self) -> list[str]:
+        """Image ids, in the order of the latent rows."""
+        return self.meta["ids"]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def latents(
+        self, index: torch.Tensor, flipped: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
+        """Sample VAE latents of images `index`, mirrored where `flipped` (needs a flip cache)."""
+        t, pick = self.tensors, flipped[:, None, None, None]
+        mean, std = t["latents"][index], t["latents_std"][index]
+        if flipped.any():
+            mean = torch.where(pick, t["latents_flip"][index], mean)
+            std = torch.where(pick, t["latents_flip_std"][index], std)
+        return mean + std * torch.randn(mean.shape, generator=generator)
+
+    def text(self, index: torch.Tensor) -> torch.Tensor:
+        """Text embeddings of the prompts of images `index`."""
+        return self.tensors["text_embeddings"][self.tensors["prompt_index"][index]]
+
+
+def load_cache(path: str) -> LatentCache:
+    """Read a cache written by `encode_fold`."""
+    try:
+        with safe_open(path, framework="pt") as fh:
+            meta = json.loads((fh.metadata() or {}).get(META_KEY, "{}"))
+        tensors = load_file(path)
+    except (OSError, SafetensorError) as err:
+        raise MeddapError(f"{path}: not a readable LoRA latent cache ({err})") from err
+    if "ids" not in meta or "latents" not in tensors:
+        raise MeddapError(f"{path}: not a LoRA latent cache written by encode_fold")
+    return LatentCache(tensors, meta)

@@ -1,0 +1,376 @@
+"""Tables 1-3 of the paper and single Table-1 cells, computed from classifier metrics.json files.
+
+Every row names the metrics.json (and quality JSON) files it was computed from, so each number
+can be traced back. Accuracies are fractions in the numeric columns and percentages in the
+"mean ± std" text columns; std is the sample standard deviation over folds (ddof=1).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import ttest_rel
+
+from meddap.common.atomic import atomic_path, write_json, write_parquet
+from meddap.common.errors import MeddapError
+from meddap.common.hashing import file_sha256
+from meddap.common.trainsets import parse_trainset
+from meddap.synth.rank import INCEPTION, selection_metric
+
+MACRO = ("sensitivity", "specificity", "precision", "f1")
+TABLE2_METRICS = ("accuracy", *MACRO)
+_FOLD = re.compile(r"fold(\d+)")
+_RANK = re.compile(r"r(\d+)")
+CLS_PATTERN = "results/cls/{dataset}/fold{fold}/{model}/{trainset}/metrics.json"
+QUALITY_PATTERN = "results/quality/{dataset}/fold{fold}/r{rank}/{adjective}.json"
+CAPTION1 = (
+    "Table 1: test accuracy in % (mean ± sample std over folds) per classifier, adjective and "
+    "synthetic ratio, with the synthetic set's quality ({metric}, mean over folds; lower is "
+    "better); 'real' rows train on real images only. Source files are listed in the CSV/Parquet."
+)
+CAPTION2 = (
+    "Table 2: test scores (mean ± sample std over folds; macro averages over classes) of real-only "
+    "vs the best augmented setting per model, where best = highest mean validation accuracy over "
+    "folds, chosen per model, not on test data (the paper does not say how it chose); p = paired "
+    "t-test (scipy ttest_rel) over folds against real-only, NaN with fewer than 2 paired folds. "
+    "Source files are listed in the CSV/Parquet."
+)
+CAPTION3 = (
+    "Table 3: external test accuracy in % (mean ± sample std over folds; benign vs malignant, "
+    "normal images left out) of real-only vs the Table-2 best setting per model (best by "
+    "validation accuracy on the training dataset); p = paired t-test over folds, NaN with fewer "
+    "than 2 paired folds. Source files are listed in the CSV/Parquet."
+)
+
+
+def collect_runs(metrics: list[str]) -> pd.DataFrame:
+    """One row per metrics.json: keys from its path (`CLS_PATTERN`), scores from its content."""
+    if not metrics:
+        raise MeddapError("the table needs at least one classifier metrics.json, got none")
+    runs = pd.DataFrame([_run_row(path) for path in metrics])
+    key = ["dataset", "model", "trainset", "fold"]
+    duplicated = runs[runs.duplicated(key, keep=False)]
+    if not duplicated.empty:
+        raise MeddapError(f"{duplicated.source.iloc[0]} repeats a (dataset, fold, model, trainset)")
+    runs["rank"] = runs["rank"].astype("Int64")
+    runs["ratio"] = runs["ratio"].astype("Int64")
+    return runs.sort_values(key, kind="stable").reset_index(drop=True)
+
+
+def table1(
+    *, metrics: list[str], quality: list[str], parquet: str, csv: str, markdown: str
+) -> None:
+    """Job: Table 1, test accuracy per model x adjective x ratio (+ real-only) with quality."""
+    frame = _table1_frame(_one_dataset(collect_runs(metrics)), quality)
+    metric = next((m for m in frame.quality_metric if m), "quality")
+    shown = ["model", "trainset", "ranks", "n_folds", "accuracy", "quality_mean"]
+    _write_table(frame, shown, CAPTION1.format(metric=metric), parquet, csv, markdown)
+
+
+def table2(*, metrics: list[str], parquet: str, csv: str, markdown: str) -> None:
+    """Job: Table 2, real-only vs best-by-validation setting per model, with paired t-tests."""
+    runs = _one_dataset(collect_runs(metrics))
+    frame = pd.concat([_table2_rows(runs, m) for m in sorted(runs.model.unique())])
+    shown = ["model", "trainset", "ranks", "n_folds", "val_accuracy_mean"]
+    shown += [c for m in TABLE2_METRICS for c in (m, f"p_{m}")]
+    _write_table(frame, shown, CAPTION2, parquet, csv, markdown)
+
+
+def table3(*, metrics: list[str], parquet: str, csv: str, markdown: str) -> None:
+    """Job: Table 3, external accuracy of real-only vs the Table-2 best setting per model."""
+    runs = _one_dataset(collect_runs(metrics))
+    externals = sorted(c.removeprefix("external:") for c in runs if c.startswith("external:"))
+    if not externals:
+        raise MeddapError(
+            f"none of the {len(metrics)} metrics.json inputs (e.g. {metrics[0]}) holds an "
+            "external evaluation"
+        )
+    rows = [_table3_rows(runs, m, e) for m in sorted(runs.model.unique()) for e in externals]
+    shown = ["model", "external", "trainset", "ranks", "n_folds", "accuracy", "p_accuracy"]
+    _write_table(pd.concat(rows), shown, CAPTION3, parquet, csv, markdown)
+
+
+def cell(
+    *,
+    metrics: list[str],
+    quality: list[str],
+    cell: str,
+    table: str,
+    model: str,
+    adjective: str,
+    ratio: int,
+) -> None:
+    """Job: one Table-1 cell as JSON (mean, std, per-fold values, sources with sha256)."""
+    if table != "table1":
+        raise MeddapError(f"cell table {table!r} is not supported; only table1 cells exist")
+    runs = _one_dataset(collect_runs(metrics))
+    setting = runs.ratio.eq(ratio).fillna(False) & (runs.adjective == adjective)
+    mask = setting & (runs.model == model)
+    if not mask.any():
+        raise MeddapError(f"no metrics.json among the inputs is {model} {adjective} {ratio}%")
+    row = _table1_frame(runs[mask], quality).iloc[0]
+    sources = row.sources.split(";") + [p for p in row.quality_sources.split(";") if p]
+    write_json(
+        {
+            "table": table,
+            "dataset": row.dataset,
+            "model": model,
+            "adjective": adjective,
+            "ratio": int(ratio),
+            "accuracy_mean": row.accuracy_mean,
+            "accuracy_std": row.accuracy_std,
+            "accuracy": row.accuracy,
+            "quality_metric": row.quality_metric,
+            "quality_mean": row.quality_mean,
+            "per_fold": _per_fold(runs[mask], _quality_records(quality)),
+            "sources": [{"path": p, "sha256": file_sha256(p)} for p in sources],
+        },
+        cell,
+    )
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub-style Markdown table of `frame` (no index).
+
+    Floats show 4 significant digits and NaN as n/a; other missing cells are empty.
+    """
+
+    def line(cells: list[str] | tuple[str, ...]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    columns = [_column_text(frame[name]) for name in frame.columns]
+    body = [line(cells) for cells in zip(*columns, strict=True)]
+    return "\n".join([line(list(map(str, frame.columns))), line(["---"] * frame.shape[1]), *body])
+
+
+def _run_row(path: str) -> dict:
+    """The keys of one metrics.json from its path, its scores from its content."""
+    parts = Path(path).parts
+    fold = _FOLD.fullmatch(parts[-4]) if len(parts) >= 5 else None
+    if fold is None or Path(path).name != "metrics.json":
+        raise MeddapError(f"{path} is not {CLS_PATTERN}")
+    parsed = parse_trainset(parts[-2]) or (None, None, None)
+    record = _read_json(path)
+    try:
+        row = {
+            "val_accuracy": record["val"]["accuracy"],
+            "test_accuracy": record["test"]["accuracy"],
+            **{f"test_{k}": record["test"]["macro"][k] for k in MACRO},
+            **{f"external:{d}": e["accuracy"] for d, e in record.get("external", {}).items()},
+        }
+    except (KeyError, TypeError) as err:
+        raise MeddapError(f"{path} lacks the score {err} under val/test/external") from None
+    keys = dict(dataset=parts[-5], fold=int(fold[1]), model=parts[-3], trainset=parts[-2])
+    keys |= dict(zip(("rank", "adjective", "ratio"), parsed, strict=True))
+    return {**keys, **row, "source": path}
+
+
+def _read_json(path: str) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise MeddapError(f"{path} could not be read as JSON ({err})") from err
+
+
+def _one_dataset(runs: pd.DataFrame) -> pd.DataFrame:
+    names = sorted(runs.dataset.unique())
+    if len(names) != 1:
+        raise MeddapError(f"a table covers one dataset but its metrics.json inputs hold {names}")
+    return runs
+
+
+def _summary(values: pd.Series, percent: bool = True) -> dict:
+    """mean, sample std and the "mean ± std" text of per-fold values."""
+    mean = float(values.mean())
+    std = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+    scale = 100 if percent else 1
+    digits = 2 if percent else 3
+    spread = "n/a" if np.isnan(std) else f"{std * scale:.{digits}f}"
+    return {"mean": mean, "std": std, "text": f"{mean * scale:.{digits}f} ± {spread}"}
+
+
+def _describe(group: pd.DataFrame) -> dict:
+    """Keys shared by every table row: setting, ranks, folds and source files."""
+    adjective, ratio = group.adjective.iloc[0], group.ratio.iloc[0]
+    real = pd.isna(ratio)
+    return {
+        "dataset": group.dataset.iloc[0],
+        "model": group.model.iloc[0],
+        "trainset": "real" if real else f"{adjective}-{ratio}",
+        "adjective": None if real else adjective,
+        "ratio": pd.NA if real else int(ratio),
+        "ranks": ";".join(map(str, sorted(group["rank"].dropna().unique()))),
+        "n_folds": len(group),
+        "folds": ";".join(map(str, group.fold)),
+        "sources": ";".join(group.source),
+    }
+
+
+def _groups(runs: pd.DataFrame) -> list[pd.DataFrame]:
+    """Runs per (model, adjective, ratio) across folds (ranks may differ by fold); real first."""
+    by = ["model", "_augmented", "adjective", "ratio"]
+    ordered = runs.assign(_augmented=runs.ratio.notna()).sort_values([*by, "fold"])
+    return [g.drop(columns="_augmented") for _, g in ordered.groupby(by, sort=False, dropna=False)]
+
+
+def _table1_frame(runs: pd.DataFrame, quality: list[str]) -> pd.DataFrame:
+    """Table-1 rows of `runs`; one quality metric for all rows (see `_quality_metric`)."""
+    records = _quality_records(quality)
+    augmented = runs[runs.ratio.notna()]
+    used = [_quality_for(run, records) for run in augmented.itertuples()]
+    metric = _quality_metric(used) if used else ""
+    rows = []
+    for group in _groups(runs):
+        accuracy = _summary(group.test_accuracy)
+        rows.append(
+            {
+                **_describe(group),
+                "accuracy_mean": accuracy["mean"],
+                "accuracy_std": accuracy["std"],
+                "accuracy": accuracy["text"],
+                **_quality_cell(group, records, metric),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _quality_records(quality: list[str]) -> dict[tuple[int, int, str], tuple[str, dict]]:
+    """(fold, rank, adjective) -> (path, record) of each quality JSON (`QUALITY_PATTERN`)."""
+    records = {}
+    for path in quality:
+        parts = Path(path).parts
+        fold = _FOLD.fullmatch(parts[-3]) if len(parts) >= 3 else None
+        rank = _RANK.fullmatch(parts[-2]) if len(parts) >= 3 else None
+        if fold is None or rank is None or Path(path).suffix != ".json":
+            raise MeddapError(f"{path} is not {QUALITY_PATTERN}")
+        records[int(fold[1]), int(rank[1]), Path(path).stem] = (path, _read_json(path))
+    return records
+
+
+def _quality_metric(used: list[tuple[str, dict]]) -> str:
+    """fid_inception when every used record has a number for it, else the in-domain distance."""
+    names = set()
+    for path, record in used:
+        try:
+            names.add(selection_metric(record))
+        except MeddapError as err:
+            raise MeddapError(f"{path}: {err}") from None
+    if names == {INCEPTION}:
+        return INCEPTION
+    return selection_metric({k: v for k, v in used[0][1].items() if k != INCEPTION})
+
+
+def _quality_cell(group: pd.DataFrame, records: dict, metric: str) -> dict:
+    """Mean `metric` of the synthetic sets a group of runs used; empty for real-only groups."""
+    if group.ratio.isna().all():
+        return {"quality_metric": "", "quality_mean": float("nan"), "quality_sources": ""}
+    found = [_quality_for(run, records) for run in group.itertuples()]
+    values = []
+    for path, record in found:
+        if not isinstance(record.get(metric), (int, float)):
+            raise MeddapError(f"{path} has no number under {metric}")
+        values.append(float(record[metric]))
+    return {
+        "quality_metric": metric,
+        "quality_mean": float(np.mean(values)),
+        "quality_sources": ";".join(path for path, _ in found),
+    }
+
+
+def _quality_for(run: tuple, records: dict) -> tuple[str, dict]:
+    key = (run.fold, run.rank, run.adjective)
+    if key not in records:
+        raise MeddapError(
+            f"{run.source} needs the quality JSON of fold {key[0]} rank {key[1]} adjective "
+            f"{key[2]}, which is not among the quality inputs"
+        )
+    return records[key]
+
+
+def _per_fold(runs: pd.DataFrame, records: dict) -> list[dict]:
+    return [
+        {
+            "fold": int(run.fold),
+            "rank": int(run.rank),
+            "trainset": run.trainset,
+            "test_accuracy": float(run.test_accuracy),
+            "val_accuracy": float(run.val_accuracy),
+            "source": run.source,
+            "quality_source": _quality_for(run, records)[0],
+        }
+        for run in runs.sort_values("fold").itertuples()
+    ]
+
+
+def _best_group(runs: pd.DataFrame, model: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The model's real-only runs and the augmented group with the best mean val accuracy.
+
+    Ties go to the smaller ratio, then the adjective first in alphabetical order.
+    """
+    groups = _groups(runs[runs.model == model])
+    real = [g for g in groups if g.ratio.isna().all()]
+    augmented = [g for g in groups if g.ratio.notna().all()]
+    if not real or not augmented:
+        raise MeddapError(f"model {model} needs real-only and augmented metrics.json inputs")
+    best = min(
+        augmented,
+        key=lambda g: (-g.val_accuracy.mean(), g.ratio.iloc[0], g.adjective.iloc[0]),
+    )
+    return real[0], best
+
+
+def _paired(real: pd.DataFrame, other: pd.DataFrame, column: str) -> float:
+    """Paired t-test p-value over the folds both hold; NaN with fewer than 2 pairs."""
+    pairs = real[["fold", column]].merge(other[["fold", column]], on="fold")
+    if len(pairs) < 2:
+        return float("nan")
+    return float(ttest_rel(pairs[f"{column}_x"], pairs[f"{column}_y"]).pvalue)
+
+
+def _scored_row(group: pd.DataFrame, real: pd.DataFrame, columns: dict[str, str]) -> dict:
+    """mean, std, text and p-value (vs `real`; NaN for real itself) of each named column."""
+    row = {**_describe(group), "val_accuracy_mean": float(group.val_accuracy.mean())}
+    for name, column in columns.items():
+        summary = _summary(group[column], percent=name == "accuracy")
+        row |= {f"{name}_mean": summary["mean"], f"{name}_std": summary["std"]}
+        p = float("nan") if group.ratio.isna().all() else _paired(real, group, column)
+        row |= {name: summary["text"], f"p_{name}": p}
+    return row
+
+
+def _table2_rows(runs: pd.DataFrame, model: str) -> pd.DataFrame:
+    real, best = _best_group(runs, model)
+    columns = {m: f"test_{m}" for m in TABLE2_METRICS}
+    return pd.DataFrame([_scored_row(g, real, columns) for g in (real, best)])
+
+
+def _table3_rows(runs: pd.DataFrame, model: str, external: str) -> pd.DataFrame:
+    real, best = _best_group(runs, model)
+    column = f"external:{external}"
+    for group in (real, best):
+        if group[column].isna().any():
+            raise MeddapError(f"{group.source.iloc[0]} lacks the external dataset {external}")
+    rows = [_scored_row(g, real, {"accuracy": column}) for g in (real, best)]
+    return pd.DataFrame(rows).assign(external=external)
+
+
+def _column_text(column: pd.Series) -> list[str]:
+    if pd.api.types.is_float_dtype(column):
+        return ["n/a" if pd.isna(v) else f"{v:.4g}" for v in column]
+    return ["" if pd.isna(v) else str(v) for v in column]
+
+
+def _write_table(
+    frame: pd.DataFrame, shown: list[str], caption: str, parquet: str, csv: str, markdown: str
+) -> None:
+    """The full frame as Parquet and CSV; a caption and the `shown` columns as Markdown."""
+    frame = frame.reset_index(drop=True).astype({"ratio": "Int64"})
+    write_parquet(frame, parquet)
+    with atomic_path(csv) as tmp:
+        frame.to_csv(tmp, index=False)
+    with atomic_path(markdown) as tmp:
+        tmp.write_text(f"{caption}\n\n{markdown_table(frame[shown])}\n")

@@ -1,0 +1,71 @@
+"""Config validation: one clear sentence naming the offending key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from meddap.common.errors import MeddapError
+from meddap.data.registry import check_local_path, source_kind
+
+
+def _key(error: jsonschema.ValidationError) -> str:
+    parts = [str(p) for p in error.absolute_path]
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        parts.append(extra[0] if extra else "?")
+        return ".".join(parts)
+    if error.validator == "required":
+        missing = [k for k in error.validator_value if k not in error.instance]
+        parts.append(missing[0] if missing else "?")
+    return ".".join(parts) or "<root>"
+
+
+def _explain(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        allowed = ", ".join(sorted(error.schema.get("properties", {})))
+        return f"unknown key (expected one of: {allowed})"
+    if error.validator == "required":
+        return "is required but missing"
+    if error.validator == "propertyNames":
+        return f"{error.instance!r} is not a valid name (lowercase letters, digits, underscores)"
+    return f"{error.message}"
+
+
+def schema_error(config: dict[str, Any], schema: dict[str, Any]) -> str | None:
+    """The most relevant schema violation as a 'config key K: why' sentence, or None."""
+    error = jsonschema.exceptions.best_match(jsonschema.Draft7Validator(schema).iter_errors(config))
+    return None if error is None else f"config key '{_key(error)}': {_explain(error)}"
+
+
+def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
+    """Raise MeddapError (one sentence) unless `config` matches the schema and is coherent."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    error = schema_error(config, schema)
+    if error:
+        raise MeddapError(error)
+    _check_dataset(config, config["dataset"], "dataset")
+    for name in config["classifier"]["external"]:
+        _check_dataset(config, name, "classifier.external")
+    rank = config["synthesis"]["rank"]
+    if rank != "best" and rank not in config["lora"]["ranks"]:
+        raise MeddapError(f"config key 'synthesis.rank': {rank} is not in lora.ranks")
+    pool, ratios = config["synthesis"]["pool"], config["synthesis"]["ratios"]
+    if max(ratios) > pool:
+        raise MeddapError(
+            f"config key 'synthesis.ratios': {max(ratios)} exceeds synthesis.pool ({pool}), "
+            "the size of each generated set"
+        )
+
+
+def _check_dataset(config: dict[str, Any], name: str, key: str) -> None:
+    """The dataset named by config key `key` is registered, has a source and exists if local."""
+    if name not in config["datasets"]:
+        known = ", ".join(sorted(config["datasets"]))
+        raise MeddapError(f"config key '{key}': {name!r} is not in 'datasets' ({known})")
+    entry = config["datasets"][name]
+    source_kind(name, entry)
+    check_local_path(name, entry)
