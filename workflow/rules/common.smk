@@ -2,6 +2,7 @@
 import json
 from pathlib import Path
 
+from meddap.common.settings import job_params
 from meddap.data.registry import local_dataset_dir
 from meddap.common.trainsets import parse_trainset
 
@@ -21,6 +22,7 @@ SYNTH = config["synthesis"]
 QUALITY = config["quality"]
 CLS = config["classifier"]
 CPU_RESOURCES = config["resources"]  # every rule without its own section
+SETTINGS = job_params(config)  # each section as the plain dict its jobs get (meddap.common.settings)
 FOLDS = range(config["folds"]["k"])
 TINY_SD = "results/models/tiny-sd"
 BASE_MODEL = TINY_SD if config["diffusion"]["base_model"] == "tiny" else config["diffusion"]["base_model"]

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import typing
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from meddap.common.errors import MeddapError
+from meddap.common.settings import Section
 from meddap.run import provenance
 
 
@@ -36,6 +38,17 @@ def _input_paths(all_inputs: Any, named: dict[str, Any]) -> dict[str, list[str]]
     return {**paths, "other": other} if other else paths
 
 
+def typed_params(func: Callable[..., Any], params: dict[str, Any]) -> dict[str, Any]:
+    """`params` with each config section turned into the settings class `func` annotates it with."""
+    hints = typing.get_type_hints(func)
+    typed = {}
+    for name, value in params.items():
+        kind = hints.get(name)
+        section = isinstance(kind, type) and issubclass(kind, Section)
+        typed[name] = kind.from_params(value) if section else value
+    return typed
+
+
 def _setup_logging(log_files: list[str]) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     handlers += [logging.FileHandler(f, mode="w") for f in log_files]
@@ -52,7 +65,8 @@ def _set_threads(threads: int) -> None:
 def run(smk: Any, func: Callable[..., Any]) -> None:
     """Call `func(**inputs, **outputs, **params)` for job `smk`, then record its provenance.
 
-    Input, output and param names of the rule are the keyword names of `func`.
+    Input, output and param names of the rule are the keyword names of `func`; a param that
+    `func` annotates with a settings class (`meddap.common.settings`) arrives as that class.
     A `MeddapError` ends the job with its one-sentence message and no traceback.
     """
     _setup_logging(list(smk.log))
@@ -60,7 +74,7 @@ def run(smk: Any, func: Callable[..., Any]) -> None:
     inputs, outputs, params = _named(smk.input), _named(smk.output), _named(smk.params)
     started = provenance.now()
     try:
-        func(**inputs, **outputs, **params)
+        func(**inputs, **outputs, **typed_params(func, params))
     except MeddapError as err:
         logging.getLogger("meddap").error("%s", err)
         sys.exit(f"meddap: {err}")
