@@ -12,6 +12,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from meddap.common.errors import MeddapError
+from meddap.common.settings import Curation
 from meddap.common.images import load_gray
 from meddap.data.curation import (
     POLICIES,
@@ -173,10 +174,11 @@ def test_unreadable_image_names_the_file(tmp_path: Path) -> None:
 def test_jobs_write_the_tables(tmp_path: Path, manifest: pd.DataFrame) -> None:
     manifest.to_parquet(tmp_path / "manifest.parquet", index=False)
     paths = {n: str(tmp_path / f"{n}.parquet") for n in ("manifest", "duplicates", "curated")}
+    settings = Curation(image_size=128, ssim_threshold=0.45, policy="drop_all")
     find_duplicates_job(
-        manifest=paths["manifest"], duplicates=paths["duplicates"], image_size=128, threshold=0.45
+        manifest=paths["manifest"], duplicates=paths["duplicates"], curation=settings
     )
-    curate(**paths, policy="drop_all")
+    curate(**paths, curation=settings)
     assert groups_of(pd.read_parquet(paths["duplicates"])) == KNOWN_GROUPS
     curated = pd.read_parquet(paths["curated"])
     assert len(curated) == 12 and curated["duplicate_group"].isna().all()
@@ -187,5 +189,7 @@ def test_job_names_a_manifest_without_required_columns(tmp_path: Path) -> None:
     pd.DataFrame({"id": ["a"], "label": ["benign"]}).to_parquet(path)
     with pytest.raises(MeddapError, match="manifest.parquet lacks .*image_path"):
         find_duplicates_job(
-            manifest=str(path), duplicates=str(tmp_path / "d.parquet"), image_size=32, threshold=0.5
+            manifest=str(path),
+            duplicates=str(tmp_path / "d.parquet"),
+            curation=Curation(image_size=32, ssim_threshold=0.5, policy="drop_all"),
         )

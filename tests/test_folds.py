@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from meddap.common.errors import MeddapError
+from meddap.common.settings import Folds
 from meddap.data.folds import leakage_groups, make_splits, split_folds
 
 LABELS = {"benign": 0.5, "malignant": 0.3, "normal": 0.2}
@@ -121,9 +122,7 @@ def test_job_takes_duplicate_groups_from_the_duplicates_table(tmp_path: Path) ->
         curated=str(tmp_path / "curated.parquet"),
         duplicates=str(tmp_path / "duplicates.parquet"),
         splits=str(out),
-        k=3,
-        val_fraction=0.2,
-        seed=0,
+        folds=Folds(k=3, val_fraction=0.2, seed=0),
     )
     splits = pd.read_parquet(out).set_index(["fold", "id"])["split"]
     for fold in range(3):

@@ -42,8 +42,7 @@ rule find_duplicates:
     output:
         duplicates="results/data/{dataset}/duplicates.parquet",
     params:
-        image_size=config["curation"]["image_size"],
-        threshold=config["curation"]["ssim_threshold"],
+        curation=SETTINGS["curation"],
     threads: 2
     resources:
         **CPU_RESOURCES,
@@ -62,7 +61,7 @@ rule curate:
     output:
         curated="results/data/{dataset}/curated.parquet",
     params:
-        policy=config["curation"]["policy"],
+        curation=SETTINGS["curation"],
     resources:
         **CPU_RESOURCES,
     log:
@@ -80,9 +79,7 @@ rule split_folds:
     output:
         splits="results/data/{dataset}/splits.parquet",
     params:
-        k=config["folds"]["k"],
-        val_fraction=config["folds"]["val_fraction"],
-        seed=config["folds"]["seed"],
+        folds=SETTINGS["folds"],
     resources:
         **CPU_RESOURCES,
     log:

@@ -5,7 +5,7 @@ rule build_tiny_sd:
     output:
         model=directory("results/models/tiny-sd"),
     params:
-        seed=config["diffusion"]["tiny_seed"],
+        diffusion=SETTINGS["diffusion"],
     resources:
         **CPU_RESOURCES,
     log:

@@ -15,6 +15,7 @@ from sklearn.metrics import jaccard_score
 
 from meddap.common.atomic import write_parquet
 from meddap.common.errors import MeddapError
+from meddap.common.settings import Curation
 from meddap.common.images import load_gray
 from meddap.data.ssim import WIN, pairwise_ssim
 
@@ -79,16 +80,15 @@ def apply_policy(manifest: pd.DataFrame, duplicates: pd.DataFrame, policy: str) 
     return curated[keep].reset_index(drop=True)
 
 
-def find_duplicates_job(
-    *, manifest: str, duplicates: str, image_size: int, threshold: float
-) -> None:
+def find_duplicates_job(*, manifest: str, duplicates: str, curation: Curation) -> None:
     """Snakemake job: manifest.parquet -> duplicates.parquet."""
     table = pd.read_parquet(manifest)
     _check_manifest(table, manifest)
-    write_parquet(find_duplicates(table, image_size, threshold), duplicates)
+    pairs = find_duplicates(table, curation.image_size, curation.ssim_threshold)
+    write_parquet(pairs, duplicates)
 
 
-def curate(*, manifest: str, duplicates: str, curated: str, policy: str) -> None:
+def curate(*, manifest: str, duplicates: str, curated: str, curation: Curation) -> None:
     """Snakemake job: manifest.parquet + duplicates.parquet -> curated.parquet."""
     table = pd.read_parquet(manifest)
     _check_manifest(table, manifest)
@@ -96,7 +96,7 @@ def curate(*, manifest: str, duplicates: str, curated: str, policy: str) -> None
     missing = [c for c in DUPLICATE_COLUMNS if c not in pairs.columns]
     if missing:
         raise MeddapError(f"{duplicates} lacks the columns {missing} of a duplicates table")
-    write_parquet(apply_policy(table, pairs, policy), curated)
+    write_parquet(apply_policy(table, pairs, curation.policy), curated)
 
 
 def _check_manifest(manifest: pd.DataFrame, name: str) -> None:

@@ -20,6 +20,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from meddap.common.atomic import write_parquet
 from meddap.common.errors import MeddapError
+from meddap.common.settings import Folds
 from meddap.data.curation import member_groups
 
 GROUP_KEYS = ("patient_id", "duplicate_group")
@@ -69,16 +70,15 @@ def make_splits(curated: pd.DataFrame, k: int, val_fraction: float, seed: int) -
     return pd.concat(folds, ignore_index=True)
 
 
-def split_folds(
-    *, curated: str, duplicates: str, splits: str, k: int, val_fraction: float, seed: int
-) -> None:
+def split_folds(*, curated: str, duplicates: str, splits: str, folds: Folds) -> None:
     """Snakemake job: curated.parquet (+ duplicate groups from duplicates.parquet) -> splits."""
     table = pd.read_parquet(curated)
     missing = [c for c in ("id", "label") if c not in table.columns]
     if missing:
         raise MeddapError(f"{curated} lacks the columns {missing}")
     groups = table["id"].map(member_groups(pd.read_parquet(duplicates))).astype("Int64")
-    write_parquet(make_splits(table.assign(duplicate_group=groups), k, val_fraction, seed), splits)
+    table = table.assign(duplicate_group=groups)
+    write_parquet(make_splits(table, folds.k, folds.val_fraction, folds.seed), splits)
 
 
 def _check_k(labels: np.ndarray, groups: np.ndarray, k: int) -> None:

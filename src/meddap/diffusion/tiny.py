@@ -16,6 +16,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 from meddap.common.atomic import atomic_dir
+from meddap.common.settings import Diffusion
 from meddap.diffusion.prompts import ADJECTIVES, LABEL_WORDS, TEMPLATE
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
@@ -143,3 +144,8 @@ def build_tiny_sd(*, model: str, seed: int) -> None:
             requires_safety_checker=False,
         )
         pipe.save_pretrained(tmp, safe_serialization=True)
+
+
+def build_tiny_sd_job(*, model: str, diffusion: Diffusion) -> None:
+    """Job: the tiny Stable Diffusion of seed `diffusion.tiny_seed` into folder `model`."""
+    build_tiny_sd(model=model, seed=diffusion.tiny_seed)
