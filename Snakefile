@@ -46,5 +46,5 @@ localrules:
 rule all:
     input:
         stage_targets(),
-        "results/provenance.parquet",
+        paths.LEDGER.format(ext="parquet"),
     default_target: True

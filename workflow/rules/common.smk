@@ -1,10 +1,12 @@
-# Shared names and input functions. No logic beyond wildcards and paths.
+# Shared names and input functions. No logic beyond wildcards and paths; every path pattern
+# comes from meddap.common.paths.
 import json
 from pathlib import Path
 
+from meddap.common import paths
 from meddap.common.settings import job_params
-from meddap.data.registry import local_dataset_dir
 from meddap.common.trainsets import parse_trainset
+from meddap.data.registry import local_dataset_dir
 
 
 wildcard_constraints:
@@ -24,8 +26,7 @@ CLS = config["classifier"]
 CPU_RESOURCES = config["resources"]  # every rule without its own section
 SETTINGS = job_params(config)  # each section as the plain dict its jobs get (meddap.common.settings)
 FOLDS = range(config["folds"]["k"])
-TINY_SD = "results/models/tiny-sd"
-BASE_MODEL = TINY_SD if config["diffusion"]["base_model"] == "tiny" else config["diffusion"]["base_model"]
+BASE_MODEL = paths.TINY_SD if config["diffusion"]["base_model"] == "tiny" else config["diffusion"]["base_model"]
 
 
 def dataset_entry(wildcards):
@@ -35,20 +36,19 @@ def dataset_entry(wildcards):
 def raw_dir(wildcards):
     """The user's own folder when `path:` names one, else the folder the fetch rule makes."""
     local = local_dataset_dir(dataset_entry(wildcards))
-    return str(local) if local else f"results/raw/{wildcards.dataset}"
+    return str(local) if local else paths.RAW.format(dataset=wildcards.dataset)
 
 
 def base_model_files(wildcards):
     """The built tiny model is a workflow output; hub ids and local folders are read as params."""
-    return [TINY_SD] if BASE_MODEL == TINY_SD else []
+    return [paths.TINY_SD] if BASE_MODEL == paths.TINY_SD else []
 
 
 def rank_selection_inputs(wildcards):
     """Quality of each rank's adjective-free set, when the rank is chosen by FID."""
     if SYNTH["rank"] != "best":
         return []
-    pattern = "results/quality/{dataset}/fold{fold}/r{rank}/none.json"
-    return expand(pattern, dataset=wildcards.dataset, fold=wildcards.fold, rank=LORA["ranks"])
+    return expand(paths.QUALITY, dataset=wildcards.dataset, fold=wildcards.fold, rank=LORA["ranks"], adjective="none")
 
 
 def fold_rank(dataset, fold):
@@ -62,8 +62,7 @@ def fold_rank(dataset, fold):
 def chosen_synthetic_sets(wildcards):
     """The fold's synthetic sets of its chosen rank, one per adjective."""
     rank = fold_rank(wildcards.dataset, wildcards.fold)
-    pattern = "results/synth/{dataset}/fold{fold}/r{rank}/{adjective}/manifest.parquet"
-    return expand(pattern, dataset=wildcards.dataset, fold=wildcards.fold, rank=rank, adjective=SYNTH["adjectives"])
+    return expand(paths.SYNTH_MANIFEST, dataset=wildcards.dataset, fold=wildcards.fold, rank=rank, adjective=SYNTH["adjectives"])
 
 
 def synthetic_manifest(wildcards):
@@ -72,7 +71,7 @@ def synthetic_manifest(wildcards):
     if parsed is None:
         return []
     rank, adjective, _ = parsed
-    return f"results/synth/{wildcards.dataset}/fold{wildcards.fold}/r{rank}/{adjective}/manifest.parquet"
+    return paths.SYNTH_MANIFEST.format(dataset=wildcards.dataset, fold=wildcards.fold, rank=rank, adjective=adjective)
 
 
 def fold_trainsets(dataset, fold):
@@ -82,81 +81,82 @@ def fold_trainsets(dataset, fold):
 
 
 def all_metrics(wildcards):
-    pattern = "results/cls/{dataset}/fold{fold}/{model}/{trainset}/metrics.json"
     return [
-        pattern.format(dataset=DATASET, fold=f, model=m, trainset=t)
+        paths.CLS_METRICS.format(dataset=DATASET, fold=f, model=m, trainset=t)
         for f in FOLDS
         for m in CLS["models"]
         for t in fold_trainsets(DATASET, f)
     ]
 
 
+def quality_sets(adjectives):
+    """(fold, rank, adjective) of each fold's synthetic set of its rank, per adjective."""
+    return [{"fold": f, "rank": fold_rank(DATASET, f), "adjective": a} for f in FOLDS for a in adjectives]
+
+
 def all_quality(wildcards):
-    pattern = "results/quality/{dataset}/fold{fold}/r{rank}/{adjective}.json"
-    return [
-        pattern.format(dataset=DATASET, fold=f, rank=fold_rank(DATASET, f), adjective=a)
-        for f in FOLDS
-        for a in SYNTH["adjectives"]
-    ]
+    return [paths.QUALITY.format(dataset=DATASET, **keys) for keys in quality_sets(SYNTH["adjectives"])]
 
 
 def cell_metrics(wildcards):
     """Only what one Table-1 cell needs: its setting's classifier in every fold."""
-    pattern = "results/cls/{dataset}/fold{fold}/{model}/r{rank}-{adjective}-{ratio}/metrics.json"
     return [
-        pattern.format(dataset=DATASET, fold=f, rank=fold_rank(DATASET, f), **wildcards)
+        paths.CLS_METRICS.format(
+            dataset=DATASET, fold=f, model=wildcards.model, trainset=f"r{fold_rank(DATASET, f)}-{wildcards.adjective}-{wildcards.ratio}"
+        )
         for f in FOLDS
     ]
 
 
 def cell_quality(wildcards):
-    pattern = "results/quality/{dataset}/fold{fold}/r{rank}/{adjective}.json"
-    return [
-        pattern.format(dataset=DATASET, fold=f, rank=fold_rank(DATASET, f), adjective=wildcards.adjective)
-        for f in FOLDS
-    ]
+    return [paths.QUALITY.format(dataset=DATASET, **keys) for keys in quality_sets([wildcards.adjective])]
 
 
 def synthetic_evaluations(wildcards):
     """Fig. 1a: each fold's real-only classifiers on each synthetic set of the fold's rank."""
-    pattern = "results/cls/{dataset}/fold{fold}/{model}/real/on_synthetic/r{rank}-{adjective}.json"
     return [
-        pattern.format(dataset=wildcards.dataset, fold=f, model=m, rank=fold_rank(wildcards.dataset, f), adjective=a)
+        paths.ON_SYNTHETIC.format(dataset=wildcards.dataset, fold=f, model=m, rank=fold_rank(wildcards.dataset, f), adjective=a)
         for f in FOLDS
         for m in CLS["models"]
         for a in SYNTH["adjectives"]
     ]
 
 
+def augmented_trainsets(wildcards):
+    """The augmented training sets of the fold; Fig. 2 shows Table 2's best one."""
+    return [t for t in fold_trainsets(wildcards.dataset, wildcards.fold) if t != "real"]
+
+
 def augmented_models(wildcards):
-    """Every augmented classifier of the fold and model; Fig. 2 shows Table 2's best one."""
-    pattern = "results/cls/{dataset}/fold{fold}/{model}/{trainset}/model.safetensors"
+    """The weights of each augmented training set of the fold and model (aligned with the above)."""
     return [
-        pattern.format(dataset=wildcards.dataset, fold=wildcards.fold, model=wildcards.model, trainset=t)
-        for t in fold_trainsets(wildcards.dataset, wildcards.fold)
-        if t != "real"
+        paths.CLS_WEIGHTS.format(dataset=wildcards.dataset, fold=wildcards.fold, model=wildcards.model, trainset=t)
+        for t in augmented_trainsets(wildcards)
     ]
 
 
 def table_outputs(name):
     """Parquet, CSV (shown in the HTML report) and Markdown versions of results/tables/{name}."""
     return {
-        "parquet": f"results/tables/{name}.parquet",
-        "csv": report(f"results/tables/{name}.csv", caption=f"../report/{name}.rst", category="Tables"),
-        "markdown": f"results/tables/{name}.md",
+        "parquet": paths.TABLE.format(name=name, ext="parquet"),
+        "csv": report(paths.TABLE.format(name=name, ext="csv"), caption=f"../report/{name}.rst", category="Tables"),
+        "markdown": paths.TABLE.format(name=name, ext="md"),
     }
+
+
+def log_file(rule, pattern=""):
+    """The log of one job of `rule`: results/logs/{rule}/{pattern}.log (the rule's own wildcards)."""
+    return f"{paths.LOGS.format(rule=rule)}/{pattern}.log" if pattern else f"{paths.LOGS.format(rule=rule)}.log"
 
 
 def stage_targets():
     """Targets known before any rank is chosen: splits, every LoRA, every fold's rank choice."""
-    lora = "results/lora/{dataset}/fold{fold}/r{rank}/pytorch_lora_weights.safetensors"
-    selection = "results/quality/{dataset}/fold{fold}/rank_selection.json"
     return [
-        f"results/data/{DATASET}/splits.parquet",
-        *expand(lora, dataset=DATASET, fold=FOLDS, rank=LORA["ranks"]),
-        *expand(selection, dataset=DATASET, fold=FOLDS),
-        *expand("results/tables/table{n}.md", n=(1, 2, 3)),
-        f"results/figures/fig1a_{DATASET}_real_only_on_synthetic.png",
-        *expand("results/figures/fig2_{dataset}_gradcam_{model}_fold0.png", dataset=DATASET, model=CLS["models"]),
-        *expand("results/figures/samples_{dataset}_fold{fold}.png", dataset=DATASET, fold=FOLDS),
+        paths.SPLITS.format(dataset=DATASET),
+        *expand(paths.LORA_WEIGHTS, dataset=DATASET, fold=FOLDS, rank=LORA["ranks"]),
+        *expand(paths.RANK_SELECTION, dataset=DATASET, fold=FOLDS),
+        *expand(paths.TABLE, name=["table1", "table2", "table3"], ext="md"),
+        paths.FIG1A.format(dataset=DATASET),
+        *expand(paths.FIG2, dataset=DATASET, model=CLS["models"], fold=0),
+        *expand(paths.SAMPLES, dataset=DATASET, fold=FOLDS),
     ]

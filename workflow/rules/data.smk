@@ -3,14 +3,14 @@
 
 rule fetch_dataset:
     output:
-        root=directory("results/raw/{dataset}"),
+        root=directory(paths.RAW),
     params:
         dataset="{dataset}",
         entry=dataset_entry,
     resources:
         **CPU_RESOURCES,
     log:
-        "results/logs/fetch_dataset/{dataset}.log",
+        log_file("fetch_dataset", "{dataset}"),
     conda:
         "../../envs/meddap.yaml"
     script:
@@ -21,15 +21,15 @@ rule ingest:
     input:
         raw=raw_dir,
     output:
-        manifest="results/data/{dataset}/manifest.parquet",
-        masks=directory("results/data/{dataset}/masks"),
+        manifest=paths.MANIFEST,
+        masks=directory(paths.MASKS),
     params:
         dataset="{dataset}",
         layout=lambda wc: dataset_entry(wc)["layout"],
     resources:
         **CPU_RESOURCES,
     log:
-        "results/logs/ingest/{dataset}.log",
+        log_file("ingest", "{dataset}"),
     conda:
         "../../envs/meddap.yaml"
     script:
@@ -38,16 +38,16 @@ rule ingest:
 
 rule find_duplicates:
     input:
-        manifest="results/data/{dataset}/manifest.parquet",
+        manifest=paths.MANIFEST,
     output:
-        duplicates="results/data/{dataset}/duplicates.parquet",
+        duplicates=paths.DUPLICATES,
     params:
         curation=SETTINGS["curation"],
     threads: 2
     resources:
         **CPU_RESOURCES,
     log:
-        "results/logs/find_duplicates/{dataset}.log",
+        log_file("find_duplicates", "{dataset}"),
     conda:
         "../../envs/meddap.yaml"
     script:
@@ -56,16 +56,16 @@ rule find_duplicates:
 
 rule curate:
     input:
-        manifest="results/data/{dataset}/manifest.parquet",
-        duplicates="results/data/{dataset}/duplicates.parquet",
+        manifest=paths.MANIFEST,
+        duplicates=paths.DUPLICATES,
     output:
-        curated="results/data/{dataset}/curated.parquet",
+        curated=paths.CURATED,
     params:
         curation=SETTINGS["curation"],
     resources:
         **CPU_RESOURCES,
     log:
-        "results/logs/curate/{dataset}.log",
+        log_file("curate", "{dataset}"),
     conda:
         "../../envs/meddap.yaml"
     script:
@@ -74,16 +74,16 @@ rule curate:
 
 rule split_folds:
     input:
-        curated="results/data/{dataset}/curated.parquet",
-        duplicates="results/data/{dataset}/duplicates.parquet",
+        curated=paths.CURATED,
+        duplicates=paths.DUPLICATES,
     output:
-        splits="results/data/{dataset}/splits.parquet",
+        splits=paths.SPLITS,
     params:
         folds=SETTINGS["folds"],
     resources:
         **CPU_RESOURCES,
     log:
-        "results/logs/split_folds/{dataset}.log",
+        log_file("split_folds", "{dataset}"),
     conda:
         "../../envs/meddap.yaml"
     script:

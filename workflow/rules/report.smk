@@ -9,10 +9,13 @@ rule table1:
         quality=all_quality,
     output:
         **table_outputs("table1"),
+    params:
+        dataset=DATASET,
+        quality_sets=lambda wc: quality_sets(SYNTH["adjectives"]),
     resources:
         **CPU_RESOURCES,
     log:
-        "results/logs/table1.log",
+        log_file("table1"),
     conda:
         "../../envs/meddap.yaml"
     script:
@@ -24,10 +27,12 @@ rule table2:
         metrics=all_metrics,
     output:
         **table_outputs("table2"),
+    params:
+        dataset=DATASET,
     resources:
         **CPU_RESOURCES,
     log:
-        "results/logs/table2.log",
+        log_file("table2"),
     conda:
         "../../envs/meddap.yaml"
     script:
@@ -39,10 +44,12 @@ rule table3:
         metrics=all_metrics,
     output:
         **table_outputs("table3"),
+    params:
+        dataset=DATASET,
     resources:
         **CPU_RESOURCES,
     log:
-        "results/logs/table3.log",
+        log_file("table3"),
     conda:
         "../../envs/meddap.yaml"
     script:
@@ -54,16 +61,18 @@ rule table1_cell:
         metrics=cell_metrics,
         quality=cell_quality,
     output:
-        cell="results/cells/table1/{model}/{adjective}/{ratio}.json",
+        cell=paths.CELL,
     params:
         table="table1",
         model="{model}",
         adjective="{adjective}",
         ratio=lambda wc: int(wc.ratio),
+        dataset=DATASET,
+        quality_sets=lambda wc: quality_sets([wc.adjective]),
     resources:
         **CPU_RESOURCES,
     log:
-        "results/logs/table1_cell/{model}/{adjective}/{ratio}.log",
+        log_file("table1_cell", "{model}/{adjective}/{ratio}"),
     conda:
         "../../envs/meddap.yaml"
     script:
@@ -72,17 +81,17 @@ rule table1_cell:
 
 rule evaluate_on_synthetic:
     input:
-        classifier="results/cls/{dataset}/fold{fold}/{model}/real/model.safetensors",
-        synth_manifest="results/synth/{dataset}/fold{fold}/r{rank}/{adjective}/manifest.parquet",
+        real_model=paths.fill(paths.CLS_WEIGHTS, trainset="real"),
+        synth_manifest=paths.SYNTH_MANIFEST,
     output:
-        result="results/cls/{dataset}/fold{fold}/{model}/real/on_synthetic/r{rank}-{adjective}.json",
+        result=paths.ON_SYNTHETIC,
     params:
         model="{model}",
-        image_size=CLS["image_size"],
+        classifier=SETTINGS["classifier"],
     resources:
         **CPU_RESOURCES,
     log:
-        "results/logs/evaluate_on_synthetic/{dataset}/fold{fold}/{model}/r{rank}-{adjective}.log",
+        log_file("evaluate_on_synthetic", "{dataset}/fold{fold}/{model}/r{rank}-{adjective}"),
     conda:
         "../../envs/meddap.yaml"
     script:
@@ -93,15 +102,11 @@ rule figure_1a:
     input:
         results=synthetic_evaluations,
     output:
-        figure=report(
-            "results/figures/fig1a_{dataset}_real_only_on_synthetic.png",
-            caption="../report/fig1a.rst",
-            category="Figures",
-        ),
+        figure=report(paths.FIG1A, caption="../report/fig1a.rst", category="Figures"),
     resources:
         **CPU_RESOURCES,
     log:
-        "results/logs/figure_1a/{dataset}.log",
+        log_file("figure_1a", "{dataset}"),
     conda:
         "../../envs/meddap.yaml"
     script:
@@ -110,26 +115,23 @@ rule figure_1a:
 
 rule figure_2:
     input:
-        manifest="results/data/{dataset}/curated.parquet",
-        splits="results/data/{dataset}/splits.parquet",
-        real_model="results/cls/{dataset}/fold{fold}/{model}/real/model.safetensors",
+        manifest=paths.CURATED,
+        splits=paths.SPLITS,
+        real_model=paths.fill(paths.CLS_WEIGHTS, trainset="real"),
         augmented_models=augmented_models,
-        table2="results/tables/table2.parquet",
+        table2=paths.TABLE.format(name="table2", ext="parquet"),
     output:
-        figure=report(
-            "results/figures/fig2_{dataset}_gradcam_{model}_fold{fold}.png",
-            caption="../report/fig2.rst",
-            category="Figures",
-        ),
+        figure=report(paths.FIG2, caption="../report/fig2.rst", category="Figures"),
     params:
         model="{model}",
         fold=lambda wc: int(wc.fold),
-        image_size=CLS["image_size"],
+        augmented_trainsets=augmented_trainsets,
+        classifier=SETTINGS["classifier"],
         n_images=4,
     resources:
         **CPU_RESOURCES,
     log:
-        "results/logs/figure_2/{dataset}/{model}/fold{fold}.log",
+        log_file("figure_2", "{dataset}/{model}/fold{fold}"),
     conda:
         "../../envs/meddap.yaml"
     script:
@@ -138,22 +140,18 @@ rule figure_2:
 
 rule sample_figure:
     input:
-        manifest="results/data/{dataset}/curated.parquet",
-        splits="results/data/{dataset}/splits.parquet",
+        manifest=paths.CURATED,
+        splits=paths.SPLITS,
         synthetic=chosen_synthetic_sets,
     output:
-        figure=report(
-            "results/figures/samples_{dataset}_fold{fold}.png",
-            caption="../report/samples.rst",
-            category="Synthetic samples",
-        ),
+        figure=report(paths.SAMPLES, caption="../report/samples.rst", category="Synthetic samples"),
     params:
         fold=lambda wc: int(wc.fold),
         per_class=3,
     resources:
         **CPU_RESOURCES,
     log:
-        "results/logs/sample_figure/{dataset}/fold{fold}.log",
+        log_file("sample_figure", "{dataset}/fold{fold}"),
     conda:
         "../../envs/meddap.yaml"
     script:
@@ -164,12 +162,12 @@ rule ledger:
     input:
         stage_targets(),
     output:
-        parquet="results/provenance.parquet",
-        csv=report("results/provenance.csv", caption="../report/ledger.rst", category="Provenance"),
+        parquet=paths.LEDGER.format(ext="parquet"),
+        csv=report(paths.LEDGER.format(ext="csv"), caption="../report/ledger.rst", category="Provenance"),
     resources:
         **CPU_RESOURCES,
     log:
-        "results/logs/ledger.log",
+        log_file("ledger"),
     conda:
         "../../envs/meddap.yaml"
     script:

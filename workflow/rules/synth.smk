@@ -4,19 +4,18 @@
 rule synthesize:
     input:
         base_model_files,
-        manifest="results/data/{dataset}/curated.parquet",
-        splits="results/data/{dataset}/splits.parquet",
-        lora="results/lora/{dataset}/fold{fold}/r{rank}/pytorch_lora_weights.safetensors",
+        manifest=paths.CURATED,
+        splits=paths.SPLITS,
+        lora=paths.LORA_WEIGHTS,
     output:
-        images=directory("results/synth/{dataset}/fold{fold}/r{rank}/{adjective}/images"),
-        synth_manifest="results/synth/{dataset}/fold{fold}/r{rank}/{adjective}/manifest.parquet",
+        images=directory(paths.SYNTH_IMAGES),
+        synth_manifest=paths.SYNTH_MANIFEST,
     params:
         base_model=BASE_MODEL,
         fold=lambda wc: int(wc.fold),
         rank=lambda wc: int(wc.rank),
         adjective="{adjective}",
-        pool=SYNTH["pool"],
-        sampling=SYNTH["sampling"],
+        synthesis=SETTINGS["synthesis"],
         seed=config["seed"],
     threads: 2
     resources:
@@ -24,7 +23,7 @@ rule synthesize:
         mem_mb=SYNTH["resources"]["mem_mb"],
         runtime=SYNTH["resources"]["runtime"],
     log:
-        "results/logs/synthesize/{dataset}/fold{fold}/r{rank}/{adjective}.log",
+        log_file("synthesize", "{dataset}/fold{fold}/r{rank}/{adjective}"),
     conda:
         "../../envs/meddap.yaml"
     script:
@@ -33,21 +32,21 @@ rule synthesize:
 
 rule quality:
     input:
-        manifest="results/data/{dataset}/curated.parquet",
-        splits="results/data/{dataset}/splits.parquet",
-        synth_manifest="results/synth/{dataset}/fold{fold}/r{rank}/{adjective}/manifest.parquet",
-        classifier=f"results/cls/{{dataset}}/fold{{fold}}/{QUALITY['feature_model']}/real/model.safetensors",
+        manifest=paths.CURATED,
+        splits=paths.SPLITS,
+        synth_manifest=paths.SYNTH_MANIFEST,
+        real_model=paths.fill(paths.CLS_WEIGHTS, model=QUALITY["feature_model"], trainset="real"),
     output:
-        quality="results/quality/{dataset}/fold{fold}/r{rank}/{adjective}.json",
+        record=paths.QUALITY,
     params:
         fold=lambda wc: int(wc.fold),
-        settings=QUALITY,
+        quality=SETTINGS["quality"],
         seed=config["seed"],
     threads: 1
     resources:
         **CPU_RESOURCES,
     log:
-        "results/logs/quality/{dataset}/fold{fold}/r{rank}/{adjective}.log",
+        log_file("quality", "{dataset}/fold{fold}/r{rank}/{adjective}"),
     conda:
         "../../envs/meddap.yaml"
     script:
@@ -58,16 +57,15 @@ checkpoint select_rank:
     input:
         quality=rank_selection_inputs,
     output:
-        selection="results/quality/{dataset}/fold{fold}/rank_selection.json",
+        selection=paths.RANK_SELECTION,
     params:
         ranks=LORA["ranks"],
         choice=SYNTH["rank"],
     resources:
         **CPU_RESOURCES,
     log:
-        "results/logs/select_rank/{dataset}/fold{fold}.log",
+        log_file("select_rank", "{dataset}/fold{fold}"),
     conda:
         "../../envs/meddap.yaml"
     script:
         "../scripts/select_rank.py"
-

@@ -16,26 +16,26 @@ from meddap.common.atomic import write_json
 from meddap.common.errors import MeddapError
 from meddap.common.images import load_images
 from meddap.common.labels import CLASSES
+from meddap.common.settings import Classifier
+from meddap.common.splits import read_table
 
 BATCH_SIZE = 64
 KEYS = ("fold", "rank", "adjective")
 
 
 def evaluate_on_synthetic(
-    *, classifier: str, synth_manifest: str, result: str, model: str, image_size: int
+    *, real_model: str, synth_manifest: str, result: str, model: str, classifier: Classifier
 ) -> None:
     """Job: accuracy (and per-class scores) of a real-only classifier on one synthetic set."""
-    table = pd.read_parquet(synth_manifest)
-    missing = [c for c in ("label", "image_path", "index", *KEYS) if c not in table.columns]
-    if missing:
-        raise MeddapError(f"{synth_manifest} lacks the columns {missing}")
+    table = read_table(synth_manifest, ["label", "image_path", "index", *KEYS])
     table = table.sort_values("index", kind="stable")
     keys = {key: _single(table, key, synth_manifest) for key in KEYS}
-    net = load_classifier(model, classifier)
-    probs = predict(net, load_images(list(table.image_path), image_size), BATCH_SIZE)
+    net = load_classifier(model, real_model)
+    size = classifier.image_size
+    probs = predict(net, load_images(list(table.image_path), size), BATCH_SIZE)
     scores = classification_metrics(list(table.label), probs, CLASSES)
-    source = {"classifier": classifier, "synth_manifest": synth_manifest}
-    write_json({"model": model, "image_size": image_size, **keys, **source, **scores}, result)
+    source = {"classifier": real_model, "synth_manifest": synth_manifest}
+    write_json({"model": model, "image_size": size, **keys, **source, **scores}, result)
 
 
 def _single(table: pd.DataFrame, column: str, path: str) -> int | str:

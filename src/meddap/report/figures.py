@@ -14,6 +14,7 @@ from meddap.cls.evaluate import KEYS
 from meddap.common.atomic import atomic_path
 from meddap.common.errors import MeddapError
 from meddap.common.labels import CLASSES
+from meddap.common.splits import split_rows
 
 
 def _pick(table: pd.DataFrame, label: str, n: int) -> list[str]:
@@ -22,9 +23,8 @@ def _pick(table: pd.DataFrame, label: str, n: int) -> list[str]:
 
 
 def _rows(manifest: str, splits: str, fold: int, synthetic: list[str]) -> dict[str, pd.DataFrame]:
-    ids = pd.read_parquet(splits).query("fold == @fold and split == 'train'").id
-    real = pd.read_parquet(manifest).set_index("id").loc[sorted(ids)].reset_index()
-    rows = {"real": real}
+    """The fold's real train images, then each synthetic set by adjective, in a fixed order."""
+    rows = {"real": split_rows(manifest, splits, fold, "train")}
     for path in synthetic:
         table = pd.read_parquet(path).sort_values("index")
         rows[str(table.adjective.iloc[0])] = table

@@ -6,8 +6,6 @@ the torchvision model (`TARGET_LAYERS`). Images are prepared exactly as for trai
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -21,6 +19,8 @@ from meddap.common.atomic import atomic_path
 from meddap.common.errors import MeddapError
 from meddap.common.images import load_images
 from meddap.common.labels import CLASSES
+from meddap.common.settings import Classifier
+from meddap.common.splits import split_rows
 from meddap.common.trainsets import parse_trainset
 
 TARGET_LAYERS = {"densenet121": "features", "resnet34": "layer4", "squeezenet1_1": "features"}
@@ -28,15 +28,7 @@ TARGET_LAYERS = {"densenet121": "features", "resnet34": "layer4", "squeezenet1_1
 
 def first_test_images(manifest: str, splits: str, fold: int, n_images: int) -> pd.DataFrame:
     """The first `n_images` test images (id, label, image_path) of fold `fold`, by id."""
-    table = pd.read_parquet(splits)
-    ids = table[(table["fold"] == fold) & (table["split"] == "test")]["id"]
-    if ids.empty:
-        raise MeddapError(f"{splits} has no test images for fold {fold}")
-    images = pd.read_parquet(manifest)[["id", "label", "image_path"]]
-    chosen = pd.DataFrame({"id": sorted(ids)[:n_images]}).merge(images, on="id", how="left")
-    if chosen["image_path"].isna().any():
-        raise MeddapError(f"{splits} lists test ids of fold {fold} that {manifest} does not hold")
-    return chosen
+    return split_rows(manifest, splits, fold, "test").head(n_images)
 
 
 def cam_overlays(
@@ -56,17 +48,23 @@ def cam_overlays(
     )
 
 
-def best_augmented(table2: str, model: str, augmented_models: list[str]) -> str:
-    """The weights among `augmented_models` of Table 2's best augmented setting for `model`."""
+def best_augmented(
+    table2: str, model: str, augmented_models: list[str], augmented_trainsets: list[str]
+) -> str:
+    """The weights among `augmented_models` (of `augmented_trainsets`) of Table 2's best setting."""
     table = pd.read_parquet(table2)
     rows = table[(table.model == model) & table.ratio.notna()]
     if rows.empty:
         raise MeddapError(f"{table2} has no augmented row for model {model}")
     wanted = (rows.adjective.iloc[0], int(rows.ratio.iloc[0]))
+    if len(augmented_models) != len(augmented_trainsets):
+        raise MeddapError(
+            f"{len(augmented_models)} augmented models but {len(augmented_trainsets)} trainsets"
+        )
     found = [
         path
-        for path in augmented_models
-        if (parsed := parse_trainset(Path(path).parent.name)) and parsed[1:] == wanted
+        for path, trainset in zip(augmented_models, augmented_trainsets, strict=True)
+        if (parsed := parse_trainset(trainset)) and parsed[1:] == wanted
     ]
     if len(found) != 1:
         raise MeddapError(
@@ -86,19 +84,21 @@ def gradcam_figure(
     figure: str,
     model: str,
     fold: int,
-    image_size: int,
+    augmented_trainsets: list[str],
+    classifier: Classifier,
     n_images: int,
 ) -> None:
     """Job: test image | real-only heat map | best augmented heat map, one row per image (Fig. 2).
 
     The augmented classifier is Table 2's best setting (chosen on validation); its column is
-    named after the trainset folder that holds it.
+    named after its trainset.
     """
-    augmented_model = best_augmented(table2, model, augmented_models)
+    augmented_model = best_augmented(table2, model, augmented_models, augmented_trainsets)
+    trainset = augmented_trainsets[augmented_models.index(augmented_model)]
     images = first_test_images(manifest, splits, fold, n_images)
-    pixels = load_images(list(images.image_path), image_size)
+    pixels = load_images(list(images.image_path), classifier.image_size)
     targets = [CLASSES.index(label) for label in images.label]
-    columns = {"real": real_model, Path(augmented_model).parent.name: augmented_model}
+    columns = {"real": real_model, trainset: augmented_model}
     panels = {}
     for name, weights in columns.items():
         net = load_classifier(model, weights)

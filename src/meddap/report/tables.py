@@ -8,7 +8,6 @@ can be traced back. Accuracies are fractions in the numeric columns and percenta
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +22,6 @@ from meddap.synth.rank import INCEPTION, selection_metric
 
 MACRO = ("sensitivity", "specificity", "precision", "f1")
 TABLE2_METRICS = ("accuracy", *MACRO)
-_FOLD = re.compile(r"fold(\d+)")
-_RANK = re.compile(r"r(\d+)")
-CLS_PATTERN = "results/cls/{dataset}/fold{fold}/{model}/{trainset}/metrics.json"
-QUALITY_PATTERN = "results/quality/{dataset}/fold{fold}/r{rank}/{adjective}.json"
 CAPTION1 = (
     "Table 1: test accuracy in % (mean ± sample std over folds) per classifier, adjective and "
     "synthetic ratio, with the synthetic set's quality ({metric}, mean over folds; lower is "
@@ -47,11 +42,11 @@ CAPTION3 = (
 )
 
 
-def collect_runs(metrics: list[str]) -> pd.DataFrame:
-    """One row per metrics.json: keys from its path (`CLS_PATTERN`), scores from its content."""
+def collect_runs(metrics: list[str], dataset: str) -> pd.DataFrame:
+    """One row per metrics.json of `dataset`: its keys and scores, from its content."""
     if not metrics:
         raise MeddapError("the table needs at least one classifier metrics.json, got none")
-    runs = pd.DataFrame([_run_row(path) for path in metrics])
+    runs = pd.DataFrame([_run_row(path, dataset) for path in metrics])
     key = ["dataset", "model", "trainset", "fold"]
     duplicated = runs[runs.duplicated(key, keep=False)]
     if not duplicated.empty:
@@ -62,27 +57,37 @@ def collect_runs(metrics: list[str]) -> pd.DataFrame:
 
 
 def table1(
-    *, metrics: list[str], quality: list[str], parquet: str, csv: str, markdown: str
+    *,
+    metrics: list[str],
+    quality: list[str],
+    parquet: str,
+    csv: str,
+    markdown: str,
+    dataset: str,
+    quality_sets: list[dict],
 ) -> None:
-    """Job: Table 1, test accuracy per model x adjective x ratio (+ real-only) with quality."""
-    frame = _table1_frame(_one_dataset(collect_runs(metrics)), quality)
+    """Job: Table 1, test accuracy per model x adjective x ratio (+ real-only) with quality.
+
+    `quality_sets[i]` holds the fold, rank and adjective of the set `quality[i]` scores.
+    """
+    frame = _table1_frame(collect_runs(metrics, dataset), _quality_records(quality, quality_sets))
     metric = next((m for m in frame.quality_metric if m), "quality")
     shown = ["model", "trainset", "ranks", "n_folds", "accuracy", "quality_mean"]
     _write_table(frame, shown, CAPTION1.format(metric=metric), parquet, csv, markdown)
 
 
-def table2(*, metrics: list[str], parquet: str, csv: str, markdown: str) -> None:
+def table2(*, metrics: list[str], parquet: str, csv: str, markdown: str, dataset: str) -> None:
     """Job: Table 2, real-only vs best-by-validation setting per model, with paired t-tests."""
-    runs = _one_dataset(collect_runs(metrics))
+    runs = collect_runs(metrics, dataset)
     frame = pd.concat([_table2_rows(runs, m) for m in sorted(runs.model.unique())])
     shown = ["model", "trainset", "ranks", "n_folds", "val_accuracy_mean"]
     shown += [c for m in TABLE2_METRICS for c in (m, f"p_{m}")]
     _write_table(frame, shown, CAPTION2, parquet, csv, markdown)
 
 
-def table3(*, metrics: list[str], parquet: str, csv: str, markdown: str) -> None:
+def table3(*, metrics: list[str], parquet: str, csv: str, markdown: str, dataset: str) -> None:
     """Job: Table 3, external accuracy of real-only vs the Table-2 best setting per model."""
-    runs = _one_dataset(collect_runs(metrics))
+    runs = collect_runs(metrics, dataset)
     externals = sorted(c.removeprefix("external:") for c in runs if c.startswith("external:"))
     if not externals:
         raise MeddapError(
@@ -103,16 +108,19 @@ def cell(
     model: str,
     adjective: str,
     ratio: int,
+    dataset: str,
+    quality_sets: list[dict],
 ) -> None:
     """Job: one Table-1 cell as JSON (mean, std, per-fold values, sources with sha256)."""
     if table != "table1":
         raise MeddapError(f"cell table {table!r} is not supported; only table1 cells exist")
-    runs = _one_dataset(collect_runs(metrics))
+    runs = collect_runs(metrics, dataset)
+    records = _quality_records(quality, quality_sets)
     setting = runs.ratio.eq(ratio).fillna(False) & (runs.adjective == adjective)
     mask = setting & (runs.model == model)
     if not mask.any():
         raise MeddapError(f"no metrics.json among the inputs is {model} {adjective} {ratio}%")
-    row = _table1_frame(runs[mask], quality).iloc[0]
+    row = _table1_frame(runs[mask], records).iloc[0]
     sources = row.sources.split(";") + [p for p in row.quality_sources.split(";") if p]
     write_json(
         {
@@ -126,7 +134,7 @@ def cell(
             "accuracy": row.accuracy,
             "quality_metric": row.quality_metric,
             "quality_mean": row.quality_mean,
-            "per_fold": _per_fold(runs[mask], _quality_records(quality)),
+            "per_fold": _per_fold(runs[mask], records),
             "sources": [{"path": p, "sha256": file_sha256(p)} for p in sources],
         },
         cell,
@@ -147,15 +155,11 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join([line(list(map(str, frame.columns))), line(["---"] * frame.shape[1]), *body])
 
 
-def _run_row(path: str) -> dict:
-    """The keys of one metrics.json from its path, its scores from its content."""
-    parts = Path(path).parts
-    fold = _FOLD.fullmatch(parts[-4]) if len(parts) >= 5 else None
-    if fold is None or Path(path).name != "metrics.json":
-        raise MeddapError(f"{path} is not {CLS_PATTERN}")
-    parsed = parse_trainset(parts[-2]) or (None, None, None)
+def _run_row(path: str, dataset: str) -> dict:
+    """The keys (fold, model, trainset) and scores of one classifier metrics.json."""
     record = _read_json(path)
     try:
+        keys = {k: record[k] for k in ("fold", "model", "trainset")}
         row = {
             "val_accuracy": record["val"]["accuracy"],
             "test_accuracy": record["test"]["accuracy"],
@@ -163,10 +167,10 @@ def _run_row(path: str) -> dict:
             **{f"external:{d}": e["accuracy"] for d, e in record.get("external", {}).items()},
         }
     except (KeyError, TypeError) as err:
-        raise MeddapError(f"{path} lacks the score {err} under val/test/external") from None
-    keys = dict(dataset=parts[-5], fold=int(fold[1]), model=parts[-3], trainset=parts[-2])
+        raise MeddapError(f"{path} lacks the key {err} of a classifier metrics.json") from None
+    parsed = parse_trainset(keys["trainset"]) or (None, None, None)
     keys |= dict(zip(("rank", "adjective", "ratio"), parsed, strict=True))
-    return {**keys, **row, "source": path}
+    return {"dataset": dataset, **keys, **row, "source": path}
 
 
 def _read_json(path: str) -> dict:
@@ -174,13 +178,6 @@ def _read_json(path: str) -> dict:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError) as err:
         raise MeddapError(f"{path} could not be read as JSON ({err})") from err
-
-
-def _one_dataset(runs: pd.DataFrame) -> pd.DataFrame:
-    names = sorted(runs.dataset.unique())
-    if len(names) != 1:
-        raise MeddapError(f"a table covers one dataset but its metrics.json inputs hold {names}")
-    return runs
 
 
 def _summary(values: pd.Series, percent: bool = True) -> dict:
@@ -217,9 +214,8 @@ def _groups(runs: pd.DataFrame) -> list[pd.DataFrame]:
     return [g.drop(columns="_augmented") for _, g in ordered.groupby(by, sort=False, dropna=False)]
 
 
-def _table1_frame(runs: pd.DataFrame, quality: list[str]) -> pd.DataFrame:
+def _table1_frame(runs: pd.DataFrame, records: dict) -> pd.DataFrame:
     """Table-1 rows of `runs`; one quality metric for all rows (see `_quality_metric`)."""
-    records = _quality_records(quality)
     augmented = runs[runs.ratio.notna()]
     used = [_quality_for(run, records) for run in augmented.itertuples()]
     metric = _quality_metric(used) if used else ""
@@ -238,16 +234,18 @@ def _table1_frame(runs: pd.DataFrame, quality: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _quality_records(quality: list[str]) -> dict[tuple[int, int, str], tuple[str, dict]]:
-    """(fold, rank, adjective) -> (path, record) of each quality JSON (`QUALITY_PATTERN`)."""
+def _quality_records(
+    quality: list[str], sets: list[dict]
+) -> dict[tuple[int, int, str], tuple[str, dict]]:
+    """(fold, rank, adjective) -> (path, record) of each quality JSON and the set it scores."""
+    if len(quality) != len(sets):
+        raise MeddapError(f"{len(quality)} quality JSON inputs but {len(sets)} quality_sets")
     records = {}
-    for path in quality:
-        parts = Path(path).parts
-        fold = _FOLD.fullmatch(parts[-3]) if len(parts) >= 3 else None
-        rank = _RANK.fullmatch(parts[-2]) if len(parts) >= 3 else None
-        if fold is None or rank is None or Path(path).suffix != ".json":
-            raise MeddapError(f"{path} is not {QUALITY_PATTERN}")
-        records[int(fold[1]), int(rank[1]), Path(path).stem] = (path, _read_json(path))
+    for path, keys in zip(quality, sets, strict=True):
+        record = _read_json(path)
+        if record.get("fold") != keys["fold"]:
+            raise MeddapError(f"{path} scores fold {record.get('fold')}, not {keys['fold']}")
+        records[keys["fold"], keys["rank"], keys["adjective"]] = (path, record)
     return records
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +13,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from meddap.common.atomic import atomic_dir, write_parquet, write_png
-from meddap.common.errors import MeddapError
 from meddap.common.hashing import file_sha256
 from meddap.common.seeds import derive_seed
+from meddap.common.settings import Sampling, Synthesis
+from meddap.common.splits import split_rows
 from meddap.common.trainsets import prefix_size
 from meddap.diffusion.prompts import prompt
 
@@ -62,14 +62,9 @@ def plan(
     )
 
 
-def train_labels(manifest: str | Path, splits: str | Path, fold: int) -> pd.Series:
+def train_labels(manifest: str, splits: str, fold: int) -> pd.Series:
     """Labels of the fold's train split (the set whose size and mix the synthesis follows)."""
-    table = pd.read_parquet(splits)
-    ids = table[(table.fold == fold) & (table.split == "train")].id
-    if ids.empty:
-        raise MeddapError(f"{splits} has no train images for fold {fold}")
-    labels = pd.read_parquet(manifest).set_index("id").label
-    return labels.loc[sorted(ids)].reset_index(drop=True)
+    return split_rows(manifest, splits, fold, "train", columns=("label",))["label"]
 
 
 def load_generator(base_model: str, lora: str | Path, scheduler: str, device: str):  # noqa: ANN201
@@ -84,19 +79,6 @@ def load_generator(base_model: str, lora: str | Path, scheduler: str, device: st
     pipe.load_lora_weights(str(Path(lora).parent), weight_name=Path(lora).name)
     pipe.set_progress_bar_config(disable=True)
     return pipe
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """How images are sampled (config key `synthesis.sampling`)."""
-
-    scheduler: str
-    steps: int
-    guidance_scale: float
-    negative_prompt: str
-    batch_size: int
-    resolution: int
-    image_size: int
 
 
 def render(pipe, rows: pd.DataFrame, sampling: Sampling) -> np.ndarray:  # noqa: ANN001
@@ -160,8 +142,7 @@ def synthesize(
     fold: int,
     rank: int,
     adjective: str,
-    pool: int,
-    sampling: dict,
+    synthesis: Synthesis,
     seed: int,
 ) -> None:
     """Generate `pool`% of the fold's train size, class mix kept in every prefix (each ratio).
@@ -169,8 +150,8 @@ def synthesize(
     Images land one batch at a time in a hidden partial folder beside `images`, so a killed job
     resumes at its first missing batch; the folder becomes `images` only when complete.
     """
-    how = Sampling(**sampling)
-    rows = plan(train_labels(manifest, splits, fold), pool, seed, fold, rank, adjective)
+    how = synthesis.sampling
+    rows = plan(train_labels(manifest, splits, fold), synthesis.pool, seed, fold, rank, adjective)
     partial = Path(images).with_name(".images.partial")
     partial.mkdir(parents=True, exist_ok=True)
     pending = _pending_batches(rows, partial, how.batch_size)

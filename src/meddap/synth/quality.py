@@ -26,7 +26,6 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
-import pandas as pd
 import torch
 from PIL import Image
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
@@ -40,6 +39,8 @@ from meddap.common.atomic import write_json
 from meddap.common.errors import MeddapError
 from meddap.common.images import load_gray, load_images
 from meddap.common.seeds import derive_seed
+from meddap.common.settings import Quality
+from meddap.common.splits import read_table, split_rows
 
 UNAVAILABLE = "unavailable"
 INCEPTION_FILE = Path(urlparse(URL_INCEPTION_V3).path).name
@@ -49,7 +50,6 @@ KID_MAX_SUBSET = 1000  # torchmetrics' default subset size, capped by the set si
 BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # MS-SSIM scale weights (Wang et al. 2003)
 SIGMA, KERNEL = 1.5, 11  # Gaussian window of SSIM; sigma 1.5 gives torchmetrics an 11-px kernel
 INCEPTION_KEYS = ("fid_inception", "kid_inception_mean", "kid_inception_std")
-SETTINGS_KEYS = ("feature_model", "image_size", "inception_weights", "diversity_pairs")
 
 
 def hub_inception_path() -> Path:
@@ -164,23 +164,20 @@ def quality_job(
     manifest: str,
     splits: str,
     synth_manifest: str,
-    classifier: str,
-    quality: str,
+    real_model: str,
+    record: str,
     fold: int,
-    settings: dict,
+    quality: Quality,
     seed: int,
 ) -> None:
     """Job: FID/KID (Inception and in-domain) and diversity of a synthetic set; write JSON."""
-    missing = [key for key in SETTINGS_KEYS if key not in settings]
-    if missing:
-        raise MeddapError(f"config key quality.{missing[0]} is missing")
     real = _train_paths(manifest, splits, fold)
     fake = _synthetic_paths(synth_manifest, fold)
-    name, size = settings["feature_model"], settings["image_size"]
+    name, size = quality.feature_model, quality.image_size
     fake_pixels = load_images(fake, size)
-    model = load_classifier(name, classifier)
-    configured = settings["inception_weights"]
-    record = {
+    model = load_classifier(name, real_model)
+    configured = quality.inception_weights
+    result = {
         "fold": fold,
         "n_real": len(real),
         "n_fake": len(fake),
@@ -191,9 +188,9 @@ def quality_job(
             real, fake, configured, derive_seed(seed, "quality", fold, "inception")
         ),
         **_in_domain(model, name, load_images(real, size), fake_pixels, seed, fold),
-        **_diversity(fake_pixels[:, 0].numpy(), settings["diversity_pairs"], seed, fold),
+        **_diversity(fake_pixels[:, 0].numpy(), quality.diversity_pairs, seed, fold),
     }
-    write_json(record, quality)
+    write_json(result, record)
 
 
 def _device() -> torch.device:
@@ -304,29 +301,17 @@ def _pairs(n: int, pairs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return first, second
 
 
-def _read_table(path: str, columns: list[str]) -> pd.DataFrame:
-    table = pd.read_parquet(path)
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise MeddapError(f"{path} lacks the columns {missing}")
-    return table
-
-
 def _train_paths(manifest: str, splits: str, fold: int) -> list[str]:
     """Image paths of fold `fold`'s train split, sorted by id (the reference set)."""
-    table = _read_table(splits, ["id", "fold", "split"])
-    ids = sorted(table.loc[(table["fold"] == fold) & (table["split"] == "train"), "id"])
-    images = _read_table(manifest, ["id", "image_path"]).set_index("id")["image_path"]
-    if len(ids) < 2:
+    paths = split_rows(manifest, splits, fold, "train", columns=("image_path",))["image_path"]
+    if len(paths) < 2:
         raise MeddapError(f"{splits} has fewer than 2 train images for fold {fold}")
-    if set(ids) - set(images.index):
-        raise MeddapError(f"{splits} lists train ids of fold {fold} missing from {manifest}")
-    return [str(path) for path in images.loc[ids]]
+    return [str(path) for path in paths]
 
 
 def _synthetic_paths(path: str, fold: int) -> list[str]:
     """Every image path of the synthetic set, sorted; the set must belong to fold `fold`."""
-    table = _read_table(path, ["image_path"])
+    table = read_table(path, ["image_path"])
     if "fold" in table.columns and (table["fold"] != fold).any():
         raise MeddapError(f"{path} holds images of a fold other than {fold}")
     if len(table) < 2:

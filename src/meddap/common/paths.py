@@ -1,0 +1,55 @@
+"""The results layout: every path pattern the workflow writes, in one place.
+
+Rules use these patterns as their outputs (Snakemake fills the `{wildcards}`); input functions,
+tables, figures and the audit build concrete paths with `str.format`. Nothing parses a path
+back into wildcards: a job that needs the keys of its inputs gets them as params or reads them
+from the file's content.
+"""
+
+RESULTS = "results"
+
+RAW = "results/raw/{dataset}"
+DATA = "results/data/{dataset}"
+MANIFEST = f"{DATA}/manifest.parquet"
+MASKS = f"{DATA}/masks"
+DUPLICATES = f"{DATA}/duplicates.parquet"
+CURATED = f"{DATA}/curated.parquet"
+SPLITS = f"{DATA}/splits.parquet"
+
+TINY_SD = "results/models/tiny-sd"
+LORA_FOLD = "results/lora/{dataset}/fold{fold}"
+LORA_CACHE = f"{LORA_FOLD}/cache.safetensors"
+LORA = f"{LORA_FOLD}/r{{rank}}"
+LORA_WEIGHTS = f"{LORA}/pytorch_lora_weights.safetensors"
+LORA_LOG = f"{LORA}/train_log.csv"
+LORA_PARAMS = f"{LORA}/params.json"
+
+SYNTH = "results/synth/{dataset}/fold{fold}/r{rank}/{adjective}"
+SYNTH_IMAGES = f"{SYNTH}/images"
+SYNTH_MANIFEST = f"{SYNTH}/manifest.parquet"
+QUALITY = "results/quality/{dataset}/fold{fold}/r{rank}/{adjective}.json"
+RANK_SELECTION = "results/quality/{dataset}/fold{fold}/rank_selection.json"
+
+CLS = "results/cls/{dataset}/fold{fold}/{model}/{trainset}"
+CLS_WEIGHTS = f"{CLS}/model.safetensors"
+CLS_PREDICTIONS = f"{CLS}/predictions.parquet"
+CLS_METRICS = f"{CLS}/metrics.json"
+ON_SYNTHETIC = "results/cls/{dataset}/fold{fold}/{model}/real/on_synthetic/r{rank}-{adjective}.json"
+
+TABLE = "results/tables/{name}.{ext}"
+CELL = "results/cells/table1/{model}/{adjective}/{ratio}.json"
+SAMPLES = "results/figures/samples_{dataset}_fold{fold}.png"
+FIG1A = "results/figures/fig1a_{dataset}_real_only_on_synthetic.png"
+FIG2 = "results/figures/fig2_{dataset}_gradcam_{model}_fold{fold}.png"
+LEDGER = "results/provenance.{ext}"
+LOGS = "results/logs/{rule}"
+
+
+class _Keep(dict):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def fill(pattern: str, **values: object) -> str:
+    """`pattern` with the named wildcards filled in and the others left for Snakemake."""
+    return pattern.format_map(_Keep(values))
