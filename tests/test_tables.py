@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import ttest_rel
 
+from meddap.common import paths
 from meddap.common.errors import MeddapError
 from meddap.report import tables
 
@@ -50,6 +52,9 @@ def _metrics(model: str, setting: str, fold: int) -> dict:
     test = TEST[setting][fold] - shift
     external = test - (0.1 if setting == "real" else 0.02 * fold)
     return {
+        "fold": fold,
+        "model": model,
+        "trainset": _trainset(setting, fold),
         "val": _scores(VAL[setting][fold] - shift, fold),
         "test": _scores(test, fold),
         "external": {"ext": {"accuracy": external, "rule": "benign vs malignant"}},
@@ -63,29 +68,49 @@ def _write(path: Path, record: dict) -> str:
     return str(path)
 
 
-def _tree(root: Path, folds: tuple[int, ...] = (0, 1, 2)) -> tuple[list[str], list[str]]:
-    """Every metrics.json of the grid and every quality JSON, under `root`/results."""
+class Tree(NamedTuple):
+    """A fake grid: metrics.json and quality JSON files, and the keys of each quality file."""
+
+    metrics: list[str]
+    quality: list[str]
+    quality_sets: list[dict]
+
+    def sets(self, quality: list[str]) -> list[dict]:
+        """The keys of a subset of the quality files."""
+        return [self.quality_sets[self.quality.index(path)] for path in quality]
+
+
+def _tree(root: Path, folds: tuple[int, ...] = (0, 1, 2)) -> Tree:
+    """Every metrics.json of the grid and every quality JSON, at their paths under `root`."""
     metrics = [
         _write(
-            root / f"results/cls/ds/fold{f}/{m}/{_trainset(s, f)}/metrics.json", _metrics(m, s, f)
+            root
+            / paths.CLS_METRICS.format(dataset="ds", fold=f, model=m, trainset=_trainset(s, f)),
+            _metrics(m, s, f),
         )
         for f in folds
         for m in MODELS
         for s in TEST
     ]
+    sets = [
+        {"fold": f, "rank": RANKS[f], "adjective": a} for f in folds for a in ("bright", "dark")
+    ]
     quality = [
         _write(
-            root / f"results/quality/ds/fold{f}/r{RANKS[f]}/{a}.json",
-            {QUALITY_METRIC: (10 if a == "bright" else 20) + f, "fid_inception": "unavailable"},
+            root / paths.QUALITY.format(dataset="ds", **keys),
+            {
+                "fold": keys["fold"],
+                QUALITY_METRIC: (10 if keys["adjective"] == "bright" else 20) + keys["fold"],
+                "fid_inception": "unavailable",
+            },
         )
-        for f in folds
-        for a in ("bright", "dark")
+        for keys in sets
     ]
-    return metrics, quality
+    return Tree(metrics, quality, sets)
 
 
 @pytest.fixture()
-def tree(tmp_path: Path) -> tuple[list[str], list[str]]:
+def tree(tmp_path: Path) -> Tree:
     return _tree(tmp_path)
 
 
@@ -100,8 +125,8 @@ def _row(frame: pd.DataFrame, model: str, trainset: str) -> pd.Series:
     return rows.iloc[0]
 
 
-def test_collect_runs_parses_paths_and_scores(tree: tuple[list[str], list[str]]) -> None:
-    runs = tables.collect_runs(tree[0])
+def test_collect_runs_reads_keys_and_scores_from_content(tree: Tree) -> None:
+    runs = tables.collect_runs(tree.metrics, "ds")
     assert len(runs) == 3 * len(MODELS) * len(TEST)
     run = runs[(runs.model == "squeezenet1_1") & (runs.trainset == "r2-dark-100")].iloc[0]
     assert (run.fold, run["rank"], run.adjective, run.ratio) == (2, 2, "dark", 100)
@@ -112,9 +137,15 @@ def test_collect_runs_parses_paths_and_scores(tree: tuple[list[str], list[str]])
     assert real["rank"].isna().all() and real.ratio.isna().all()
 
 
-def test_table1_means_stds_quality_and_sources(tmp_path: Path, tree: tuple) -> None:
+def test_table1_means_stds_quality_and_sources(tmp_path: Path, tree: Tree) -> None:
     out = _outputs(tmp_path, "table1")
-    tables.table1(metrics=tree[0], quality=tree[1], **out)
+    tables.table1(
+        metrics=tree.metrics,
+        quality=tree.quality,
+        **out,
+        dataset="ds",
+        quality_sets=tree.quality_sets,
+    )
     frame = pd.read_parquet(out["parquet"])
     assert len(frame) == len(MODELS) * len(TEST)
     row = _row(frame, "densenet121", "dark-100")
@@ -137,11 +168,9 @@ def test_table1_means_stds_quality_and_sources(tmp_path: Path, tree: tuple) -> N
     assert sum(line.startswith("| densenet121 |") for line in lines) == len(TEST)
 
 
-def test_table2_chooses_best_by_validation_and_tests_over_folds(
-    tmp_path: Path, tree: tuple
-) -> None:
+def test_table2_chooses_best_by_validation_and_tests_over_folds(tmp_path: Path, tree: Tree) -> None:
     out = _outputs(tmp_path, "table2")
-    tables.table2(metrics=tree[0], **out)
+    tables.table2(metrics=tree.metrics, **out, dataset="ds")
     frame = pd.read_parquet(out["parquet"])
     assert frame.groupby("model").trainset.apply(list).to_dict() == {
         m: ["real", "dark-100"] for m in MODELS
@@ -157,9 +186,9 @@ def test_table2_chooses_best_by_validation_and_tests_over_folds(
     assert "highest mean validation accuracy" in caption and "not on test" in caption
 
 
-def test_table3_external_accuracy_of_real_and_best(tmp_path: Path, tree: tuple) -> None:
+def test_table3_external_accuracy_of_real_and_best(tmp_path: Path, tree: Tree) -> None:
     out = _outputs(tmp_path, "table3")
-    tables.table3(metrics=tree[0], **out)
+    tables.table3(metrics=tree.metrics, **out, dataset="ds")
     frame = pd.read_parquet(out["parquet"])
     assert set(frame.external) == {"ext"} and len(frame) == 2 * len(MODELS)
     real, best = _row(frame, "densenet121", "real"), _row(frame, "densenet121", "dark-100")
@@ -172,17 +201,16 @@ def test_table3_external_accuracy_of_real_and_best(tmp_path: Path, tree: tuple) 
 
 
 def test_single_fold_gives_nan_p_values(tmp_path: Path) -> None:
-    metrics, _ = _tree(tmp_path, folds=(0,))
     out = _outputs(tmp_path, "table2")
-    tables.table2(metrics=metrics, **out)
+    tables.table2(metrics=_tree(tmp_path, folds=(0,)).metrics, **out, dataset="ds")
     frame = pd.read_parquet(out["parquet"])
     assert frame.p_accuracy.isna().all() and frame.accuracy_std.isna().all()
     assert "± n/a" in Path(out["markdown"]).read_text()
 
 
-def test_cell_from_its_own_files_only(tmp_path: Path, tree: tuple) -> None:
-    mine = [p for p in tree[0] if "/densenet121/" in p and "-bright-50/" in p]
-    quality = [p for p in tree[1] if p.endswith("bright.json")]
+def test_cell_from_its_own_files_only(tmp_path: Path, tree: Tree) -> None:
+    mine = [p for p in tree.metrics if "/densenet121/" in p and "-bright-50/" in p]
+    quality = [p for p in tree.quality if p.endswith("bright.json")]
     target = tmp_path / "results/cells/table1/densenet121/bright/50.json"
     tables.cell(
         metrics=mine,
@@ -192,6 +220,8 @@ def test_cell_from_its_own_files_only(tmp_path: Path, tree: tuple) -> None:
         model="densenet121",
         adjective="bright",
         ratio=50,
+        dataset="ds",
+        quality_sets=tree.sets(quality),
     )
     record = json.loads(target.read_text())
     assert record["accuracy_mean"] == pytest.approx(np.mean(TEST["bright-50"]))
@@ -204,37 +234,52 @@ def test_cell_from_its_own_files_only(tmp_path: Path, tree: tuple) -> None:
     assert all(hashlib.sha256(Path(p).read_bytes()).hexdigest() == h for p, h in hashes.items())
 
 
-def test_cell_without_matching_runs_fails(tmp_path: Path, tree: tuple) -> None:
+def test_cell_without_matching_runs_fails(tmp_path: Path, tree: Tree) -> None:
     with pytest.raises(MeddapError, match="densenet121 bright 200%"):
         tables.cell(
-            metrics=tree[0],
-            quality=tree[1],
+            metrics=tree.metrics,
+            quality=tree.quality,
             cell=str(tmp_path / "c.json"),
             table="table1",
             model="densenet121",
             adjective="bright",
             ratio=200,
+            dataset="ds",
+            quality_sets=tree.quality_sets,
         )
     assert not (tmp_path / "c.json").exists()
 
 
-def test_missing_quality_names_the_metrics_file(tmp_path: Path, tree: tuple) -> None:
-    quality = [p for p in tree[1] if "fold1/r4/dark" not in p]
+def test_missing_quality_names_the_metrics_file(tmp_path: Path, tree: Tree) -> None:
+    quality = [p for p in tree.quality if "fold1/r4/dark" not in p]
     with pytest.raises(MeddapError, match=r"fold1/densenet121/r4-dark-100/metrics.json"):
-        tables.table1(metrics=tree[0], quality=quality, **_outputs(tmp_path, "t1"))
+        tables.table1(
+            metrics=tree.metrics,
+            quality=quality,
+            **_outputs(tmp_path, "t1"),
+            dataset="ds",
+            quality_sets=tree.sets(quality),
+        )
     assert not (tmp_path / "tables").exists()
 
 
-def test_bad_paths_and_mixed_datasets_are_refused(tmp_path: Path, tree: tuple) -> None:
-    stray = _write(tmp_path / "elsewhere/metrics.json", _metrics("densenet121", "real", 0))
-    with pytest.raises(MeddapError, match="elsewhere/metrics.json is not results/cls"):
-        tables.collect_runs([stray])
-    other = _write(tmp_path / "results/cls/ds2/fold0/densenet121/real/metrics.json", {})
-    with pytest.raises(MeddapError, match="lacks the score"):
-        tables.collect_runs([other])
-    _write(Path(other), _metrics("densenet121", "real", 0))
-    with pytest.raises(MeddapError, match="one dataset"):
-        tables.table2(metrics=[*tree[0], other], **_outputs(tmp_path, "t2"))
+def test_incomplete_inputs_are_refused_naming_the_file(tmp_path: Path, tree: Tree) -> None:
+    empty = _write(tmp_path / "elsewhere/metrics.json", {})
+    with pytest.raises(MeddapError, match="elsewhere/metrics.json lacks the key 'fold'"):
+        tables.collect_runs([empty], "ds")
+    record = {k: v for k, v in _metrics("densenet121", "real", 0).items() if k != "test"}
+    _write(Path(empty), record)
+    with pytest.raises(MeddapError, match="lacks the key 'test'"):
+        tables.collect_runs([empty], "ds")
+    out = _outputs(tmp_path, "t1")
+    with pytest.raises(MeddapError, match="6 quality JSON inputs but 5 quality_sets"):
+        tables.table1(**out, metrics=tree.metrics, quality=tree.quality,
+                      dataset="ds", quality_sets=tree.quality_sets[1:])  # fmt: skip
+    swapped = [tree.quality_sets[k] for k in (2, 1, 0, 3, 4, 5)]
+    with pytest.raises(MeddapError, match="scores fold 0, not 1"):
+        tables.table1(**out, metrics=tree.metrics, quality=tree.quality,
+                      dataset="ds", quality_sets=swapped)  # fmt: skip
+    assert not (tmp_path / "tables").exists()
 
 
 def test_markdown_table_escapes_and_formats() -> None:
@@ -247,16 +292,18 @@ def test_markdown_table_escapes_and_formats() -> None:
     ]
 
 
-def test_table1_uses_inception_fid_only_when_every_set_has_it(tmp_path: Path, tree: tuple) -> None:
-    for k, path in enumerate(tree[1]):  # bright sets of folds 0-2 get 100, 102, 104
+def test_table1_uses_inception_fid_only_when_every_set_has_it(tmp_path: Path, tree: Tree) -> None:
+    for k, path in enumerate(tree.quality):  # bright sets of folds 0-2 get 100, 102, 104
         record = json.loads(Path(path).read_text())
         Path(path).write_text(json.dumps(record | {"fid_inception": 100.0 + k}))
     out = _outputs(tmp_path, "table1")
-    tables.table1(metrics=tree[0], quality=tree[1], **out)
+    job = {"metrics": tree.metrics, "quality": tree.quality, "quality_sets": tree.quality_sets}
+    tables.table1(**job, **out, dataset="ds")
     frame = pd.read_parquet(out["parquet"])
     bright = _row(frame, "densenet121", "bright-50")
     assert (bright.quality_metric, bright.quality_mean) == ("fid_inception", pytest.approx(102.0))
-    Path(tree[1][0]).write_text(json.dumps({QUALITY_METRIC: 10, "fid_inception": "unavailable"}))
-    tables.table1(metrics=tree[0], quality=tree[1], **out)
+    unavailable = {"fold": 0, QUALITY_METRIC: 10, "fid_inception": "unavailable"}
+    Path(tree.quality[0]).write_text(json.dumps(unavailable))
+    tables.table1(**job, **out, dataset="ds")
     bright = _row(pd.read_parquet(out["parquet"]), "densenet121", "bright-50")
     assert (bright.quality_metric, bright.quality_mean) == (QUALITY_METRIC, pytest.approx(11.0))

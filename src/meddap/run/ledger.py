@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from meddap.common import paths
 from meddap.common.atomic import atomic_path, write_parquet
 from meddap.common.errors import MeddapError
 from meddap.common.hashing import SIDECAR_SUFFIX
@@ -84,7 +85,7 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def collect(root: Path, results: str = "results") -> pd.DataFrame:
+def collect(root: Path, results: str = paths.RESULTS) -> pd.DataFrame:
     """One row per job whose provenance records lie under `root/results` and whose outputs exist.
 
     Records written beside each output of a job count once; records naming an output that
