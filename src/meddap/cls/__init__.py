@@ -1,0 +1,1 @@
+"""Downstream classifiers: model zoo, training, metrics, evaluation on synthetic sets, features."""

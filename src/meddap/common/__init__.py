@@ -1,0 +1,1 @@
+"""What every stage shares: path patterns, typed settings, split rows, images, training."""

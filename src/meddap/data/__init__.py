@@ -1,0 +1,1 @@
+"""Data stage: fetch, ingest, duplicate detection and curation, patient-safe folds."""

@@ -15,8 +15,8 @@ from sklearn.metrics import jaccard_score
 
 from meddap.common.atomic import write_parquet
 from meddap.common.errors import MeddapError
-from meddap.common.settings import Curation
 from meddap.common.images import load_gray
+from meddap.common.settings import Curation
 from meddap.data.ssim import WIN, pairwise_ssim
 
 MANIFEST_COLUMNS = ("id", "label", "image_path", "mask_path")

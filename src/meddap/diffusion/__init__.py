@@ -1,0 +1,1 @@
+"""Stable Diffusion: pipeline loading, the embedded tiny model, MEDDAP prompts."""

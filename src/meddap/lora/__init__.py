@@ -1,0 +1,1 @@
+"""USLoRA stage: the per-fold latent/text cache, LoRA training, parameter counts."""

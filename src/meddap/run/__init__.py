@@ -1,0 +1,1 @@
+"""Running jobs: the Snakemake job bridge, provenance, ledger, audit, config, SLURM profile."""

@@ -1,0 +1,1 @@
+"""Synthesis stage: nested synthetic sets, their quality, the per-fold rank choice."""
