@@ -166,8 +166,7 @@ class Classifier(Section):
 
 
 SECTIONS: dict[str, type[Section]] = {
-    cls.SECTION: cls
-    for cls in (Curation, Folds, Diffusion, Lora, Synthesis, Quality, Classifier)
+    cls.SECTION: cls for cls in (Curation, Folds, Diffusion, Lora, Synthesis, Quality, Classifier)
 }
 
 
