@@ -12,8 +12,8 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from meddap.common.errors import MeddapError
-from meddap.common.settings import Curation
 from meddap.common.images import load_gray
+from meddap.common.settings import Curation
 from meddap.data.curation import (
     POLICIES,
     apply_policy,
