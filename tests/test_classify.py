@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +17,17 @@ from torchvision.models import get_model
 
 from meddap.cls import train as classify
 from meddap.cls.models import build_model
-from meddap.cls.train import Images, train_classifier
+from meddap.cls.train import ClassifierTask, train_classifier
+from meddap.common import training
 from meddap.common.errors import MeddapError
 from meddap.common.images import load_images
 from meddap.common.labels import CLASSES
+from meddap.common.settings import Classifier
 from meddap.common.trainsets import load_synthetic, parse_trainset, synthetic_prefix
 from meddap.data.folds import make_splits
 from meddap.data.ingest import build_manifest
 from meddap.data.phantom import generate_phantom
+from meddap.run.jobs import typed_params
 
 SETTINGS = {
     "image_size": 32,
@@ -33,7 +37,8 @@ SETTINGS = {
     "pretrained": "none",
     "augment": {"hflip": True, "rotation": 10.0},
     "device": "cpu",
-    "models": ["squeezenet1_1"],  # other keys of the config section are not this job's
+    "mixed_precision": "no",
+    "models": ["squeezenet1_1"],  # a grid axis: the rule's, not this job's
 }
 PHANTOM = {"image_size": 64, "duplicates": 0, "conflicting": 0, "second_mask_fraction": 0.0}
 
@@ -74,7 +79,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def _train(data: dict[str, Path], out: Path, **job: object) -> dict:
     """Run the job into `out` (squeezenet1_1, fold 0, real, seed 0 unless given)."""
-    settings = {**SETTINGS, **job.pop("settings", {})}
+    settings = Classifier.from_params({**SETTINGS, **job.pop("settings", {})})
     kwargs = {"fold": 0, "model": "squeezenet1_1", "trainset": "real", "seed": 0, **job}
     train_classifier(
         manifest=str(data["manifest"]),
@@ -84,7 +89,7 @@ def _train(data: dict[str, Path], out: Path, **job: object) -> dict:
         weights=str(out / "model.safetensors"),
         predictions=str(out / "predictions.parquet"),
         metrics=str(out / "metrics.json"),
-        settings=settings,
+        classifier=settings,
         **kwargs,
     )
     return json.loads((out / "metrics.json").read_text())
@@ -92,17 +97,17 @@ def _train(data: dict[str, Path], out: Path, **job: object) -> dict:
 
 def _spy(monkeypatch: pytest.MonkeyPatch, events: list) -> None:
     """Record every training epoch (its data size) and every prediction (its images)."""
-    epoch, predict = classify._train_epoch, classify.predict
+    batches, predict = ClassifierTask.batches, classify.predict
 
-    def train_spy(model: torch.nn.Module, optimizer: object, data: Images, *args: object) -> float:
-        events.append(("train", len(data.targets)))
-        return epoch(model, optimizer, data, *args)
+    def train_spy(task: ClassifierTask, order: torch.Generator) -> Iterator[training.Batch]:
+        events.append(("train", len(task.train.targets)))
+        return batches(task, order)
 
     def predict_spy(model: torch.nn.Module, pixels: torch.Tensor, batch_size: int) -> np.ndarray:
         events.append(("predict", pixels))
         return predict(model, pixels, batch_size)
 
-    monkeypatch.setattr(classify, "_train_epoch", train_spy)
+    monkeypatch.setattr(ClassifierTask, "batches", train_spy)
     monkeypatch.setattr(classify, "predict", predict_spy)
 
 
@@ -197,7 +202,7 @@ class Killed(Exception):
 
 def _train_until_killed(data: dict[str, Path], out: Path, epochs: int, **job: object) -> None:
     """Run the job into `out` and stop it when epoch `epochs` + 1 starts."""
-    train_epoch, calls = classify._train_epoch, []
+    train_epoch, calls = training.train_epoch, []
 
     def dying(*args: object) -> float:
         calls.append(args)
@@ -206,7 +211,7 @@ def _train_until_killed(data: dict[str, Path], out: Path, epochs: int, **job: ob
         return train_epoch(*args)
 
     with pytest.MonkeyPatch.context() as monkeypatch, pytest.raises(Killed):
-        monkeypatch.setattr(classify, "_train_epoch", dying)
+        monkeypatch.setattr(training, "train_epoch", dying)
         _train(data, out, **job)
     assert (out / "checkpoint.pt").is_file()
     assert not [name for name in OUTPUTS if (out / name).exists()]
@@ -222,7 +227,7 @@ def test_resumed_run_has_the_bytes_of_an_uninterrupted_one(
     real_run: dict, data: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     _train_until_killed(data, tmp_path, epochs=1)
-    with caplog.at_level("INFO", logger="meddap.cls.train"):
+    with caplog.at_level("INFO"):
         _train(data, tmp_path)
     assert "checkpoint.pt (epoch 1)" in caplog.text
     _assert_same_outputs(tmp_path, real_run["out"])
@@ -232,7 +237,7 @@ def test_checkpoint_of_other_settings_is_discarded(
     real_run: dict, data: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     _train_until_killed(data, tmp_path, epochs=1, settings={"learning_rate": 1e-2})
-    with caplog.at_level("INFO", logger="meddap.cls.train"):
+    with caplog.at_level("INFO"):
         _train(data, tmp_path)
     assert "discarding" in caplog.text and "resumed" not in caplog.text
     _assert_same_outputs(tmp_path, real_run["out"])
@@ -284,11 +289,26 @@ def test_external_manifests_are_checked_before_training(
     assert not events and not (tmp_path / "out").exists()
 
 
-def test_missing_setting_is_named(data: dict[str, Path], tmp_path: Path) -> None:
-    with pytest.raises(MeddapError, match=r"classifier\.augment\.rotation"):
-        _train(data, tmp_path, settings={"augment": {"hflip": True}})
+def test_the_job_gets_the_classifier_section_as_settings() -> None:
+    typed = typed_params(train_classifier, {"classifier": SETTINGS, "fold": 0})
+    assert typed["classifier"].augment.rotation == 10.0 and typed["fold"] == 0
+    with pytest.raises(MeddapError, match=r"classifier\.augment\.rotation is missing"):
+        typed_params(train_classifier, {"classifier": {**SETTINGS, "augment": {"hflip": True}}})
+    older = {k: v for k, v in SETTINGS.items() if k != "mixed_precision"}
+    with pytest.raises(MeddapError, match=r"classifier\.mixed_precision is missing"):
+        typed_params(train_classifier, {"classifier": older})
+
+
+def test_bad_device_or_precision_is_named(data: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(MeddapError, match=r"classifier\.device"):
         _train(data, tmp_path, settings={"device": "tpu"})
+    with pytest.raises(MeddapError, match=r"classifier\.mixed_precision: 'fp8'"):
+        _train(data, tmp_path, settings={"mixed_precision": "fp8"})
+    with pytest.raises(MeddapError, match=r"classifier\.mixed_precision: fp16 needs a CUDA GPU"):
+        _train(data, tmp_path, settings={"mixed_precision": "fp16"})  # device is cpu
+    with pytest.raises(MeddapError, match=r"classifier\.epochs must be at least 1"):
+        _train(data, tmp_path, settings={"epochs": 0})
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("name", ["densenet121", "resnet34", "squeezenet1_1"])

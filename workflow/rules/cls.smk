@@ -15,7 +15,7 @@ rule train_classifier:
         fold=lambda wc: int(wc.fold),
         model="{model}",
         trainset="{trainset}",
-        settings={k: v for k, v in CLS.items() if k not in ("models", "external", "resources")},
+        classifier=SETTINGS["classifier"],
         seed=config["seed"],
     threads: 2
     resources:

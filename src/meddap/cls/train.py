@@ -1,10 +1,11 @@
 """Downstream classifiers: a torchvision CNN trained on a fold's real train split (+ synthetic).
 
 Images are read once as grayscale, resized to `image_size`, replicated to 3 channels and
-normalised with the ImageNet mean and std. Training uses Adam and cross-entropy with optional
-on-the-fly flips and rotations. After every epoch the model predicts the val split; the kept
-checkpoint is the epoch with the highest val accuracy (ties: lower val cross-entropy, then the
-earlier epoch). Test and external images are read and predicted once, after training.
+normalised with the ImageNet mean and std. Training (`meddap.common.training`) uses Adam and
+cross-entropy with optional on-the-fly flips and rotations and optional mixed precision. After
+every epoch the model predicts the val split; the kept checkpoint is the epoch with the highest
+val accuracy (ties: lower val cross-entropy, then the earlier epoch). Test and external images
+are read and predicted once, after training.
 After every epoch the job saves its state in checkpoint.pt beside the weights; a rerun of the
 same job continues from there (on CPU with the bytes of an uninterrupted run), and the file is
 deleted once all outputs are written.
@@ -17,8 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,37 +32,22 @@ from torchvision.transforms import v2
 from meddap.cls.metrics import EXTERNAL_CLASSES, classification_metrics, external_metrics
 from meddap.cls.models import build_model, imagenet_checkpoint, normalise, predict
 from meddap.common.atomic import atomic_path, write_json, write_parquet
+from meddap.common.checkpoint import Checkpoint, fingerprint
 from meddap.common.errors import MeddapError
+from meddap.common.hashing import file_sha256
 from meddap.common.images import load_images
 from meddap.common.labels import CLASSES
+from meddap.common.runtime import deterministic, resolve_device, resolve_precision
 from meddap.common.seeds import derive_seed
+from meddap.common.settings import Augment, Classifier
+from meddap.common.splits import SPLITS, check_labels, read_table, split_rows
+from meddap.common.training import Batch, Fit, Validation, fit, shuffled_batches
 from meddap.common.trainsets import load_synthetic, parse_trainset
 
 log = logging.getLogger(__name__)
 META_KEY = "meddap"
 SELECTION = "highest val accuracy; ties: lower val cross-entropy, then the earlier epoch"
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The config section `classifier` as used by one training job."""
-
-    image_size: int
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    pretrained: str
-    augment: dict
-    device: str
-
-    @classmethod
-    def from_config(cls, settings: dict) -> Settings:
-        """Pick this job's keys from `classifier`; a missing key stops with its name."""
-        for key in [f.name for f in fields(cls)] + ["augment.hflip", "augment.rotation"]:
-            section, _, sub = key.partition(".")
-            if section not in settings or (sub and sub not in settings[section]):
-                raise MeddapError(f"config key classifier.{key} is missing")
-        return cls(**{f.name: settings[f.name] for f in fields(cls)})
+COLUMNS = ["id", "label", "image_path"]
 
 
 @dataclass
@@ -74,112 +59,117 @@ class Images:
 
 
 @dataclass
-class Fit:
-    """The best epoch of a training run: its weights, val probabilities and the history."""
+class ClassifierTask:
+    """Cross-entropy on (augmented) train images; val accuracy, then val cross-entropy, ranks."""
 
-    state: dict[str, torch.Tensor]
-    epoch: int
-    val_probabilities: np.ndarray
-    history: list[dict]
+    train: Images
+    val: Images
+    batch_size: int
+    augment: v2.Transform | None
 
+    def batches(self, order: torch.Generator) -> Iterator[Batch]:
+        """Shuffled batches, each image augmented with draws from torch's global RNG."""
+        for index in shuffled_batches(len(self.train.targets), self.batch_size, order):
+            pixels = self.train.pixels[index]
+            if self.augment is not None:
+                pixels = torch.stack([self.augment(image) for image in pixels])
+            yield Batch(normalise(pixels), self.train.targets[index])
 
-@dataclass(frozen=True)
-class Checkpoint:
-    """Where `fit` saves its state after every epoch, and the fingerprint of the run it is for."""
+    def loss(self, output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of the logits."""
+        return F.cross_entropy(output, targets)
 
-    path: Path
-    run: str
+    def validate(self, model: torch.nn.Module) -> Validation:
+        """Val accuracy and cross-entropy; the val probabilities (float64) as outputs."""
+        probs = predict(model, self.val.pixels, self.batch_size)
+        targets = self.val.targets.numpy()
+        scores = {
+            "val_accuracy": float(np.mean(probs.argmax(1) == targets)),
+            "val_loss": float(log_loss(targets, probs, labels=range(len(CLASSES)))),
+        }
+        return Validation(scores, torch.from_numpy(probs))
 
-
-def fit(
-    model: torch.nn.Module,
-    train: Images,
-    val: Images,
-    how: Settings,
-    seed: int,
-    *,
-    checkpoint: Checkpoint | None = None,
-) -> Fit:
-    """Train for `how.epochs` epochs and keep the epoch that scores best on `val`.
-
-    With `checkpoint`, continue from its file if it holds this run, and save it after every epoch.
-    """
-    if how.epochs < 1:
-        raise MeddapError(f"config key classifier.epochs must be at least 1, got {how.epochs}")
-    optimizer = torch.optim.Adam(model.parameters(), lr=how.learning_rate)
-    order = torch.Generator().manual_seed(seed)
-    augment = _augmenter(how.augment)
-    best = _resume(checkpoint, model, optimizer, order) if checkpoint else None
-    history = best.history if best else []
-    for epoch in range(len(history) + 1, how.epochs + 1):
-        loss = _train_epoch(model, optimizer, train, how.batch_size, order, augment)
-        probs = predict(model, val.pixels, how.batch_size)
-        scores = _val_scores(epoch, loss, val.targets.numpy(), probs)
-        log.info(
-            "epoch %d: train loss %.4f, val accuracy %.4f", epoch, loss, scores["val_accuracy"]
-        )
-        if not history or _rank(scores) > max(map(_rank, history)):
-            best = Fit(_copy_state(model), epoch, probs, history)
-        history.append(scores)
-        if checkpoint:
-            _save_checkpoint(checkpoint, model, optimizer, order, best)
-    return best
+    def score_key(self, entry: dict[str, float]) -> tuple[float, float]:
+        """Accuracy up, then cross-entropy down (the loop breaks ties by the earlier epoch)."""
+        return entry["val_accuracy"], -entry["val_loss"]
 
 
 def train_classifier(
     *,
     manifest: str,
     splits: str,
-    synthetic: list[str],
+    synthetic: str | list[str],
+    external: str | list[str],
     weights: str,
     predictions: str,
     metrics: str,
-    external: list[str],
     fold: int,
     model: str,
     trainset: str,
-    settings: dict,
+    classifier: Classifier,
     seed: int,
 ) -> None:
     """Job: train `model` on `trainset` of fold `fold`; write weights, predictions, metrics."""
-    how = Settings.from_config(settings)
-    device = _device(how.device)
-    tables = _split_tables(manifest, splits, fold)
+    how = classifier
+    if how.epochs < 1:
+        raise MeddapError(f"config key classifier.epochs must be at least 1, got {how.epochs}")
+    device = resolve_device(how.device, "classifier.device")
+    precision = resolve_precision(how.mixed_precision, "classifier.mixed_precision", device)
+    tables = {split: split_rows(manifest, splits, fold, split) for split in SPLITS}
     synth = _synthetic_rows(_paths(synthetic), fold, trainset, len(tables["train"]))
     afterwards = [("test", tables["test"]), *_external_tables(_paths(external))]
     job_seed = derive_seed(seed, "classifier", fold, model)
     torch.manual_seed(job_seed)
     net = build_model(model, len(CLASSES), how.pretrained).to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=how.learning_rate)
     log.info("%s: %d real + %d synthetic train images", model, len(tables["train"]), len(synth))
-    n_train, n_val = len(tables["train"]) + len(synth), len(tables["val"])
+    train = pd.concat([tables["train"], synth], ignore_index=True)
     run = {"model": model, "trainset": trainset, "fold": fold, "seed": seed}
-    checkpoint = _checkpoint(weights, how, **run, n_train=n_train, n_val=n_val)
-    with _deterministic(device):
-        train = _images(pd.concat([tables["train"], synth], ignore_index=True), how.image_size)
-        val = _images(tables["val"], how.image_size)
-        best = fit(net, train, val, how, job_seed, checkpoint=checkpoint)
+    checkpoint = _checkpoint(weights, [manifest, splits, *_paths(synthetic)], how, **run)
+    with deterministic(device):
+        task = ClassifierTask(
+            _images(train, how.image_size),
+            _images(tables["val"], how.image_size),
+            how.batch_size,
+            _augmenter(how.augment),
+        )
+        fitted = {"epochs": how.epochs, "seed": job_seed, "precision": precision}
+        best = fit(net, optimizer, task, **fitted, checkpoint=checkpoint)
         net.load_state_dict(best.state)
-        scored = {"val": (tables["val"], best.val_probabilities)}
-        for name, table in afterwards:
-            pixels = _images(table, how.image_size).pixels
-            scored[name] = (table, predict(net, pixels, how.batch_size))
+        scored = {"val": (tables["val"], best.outputs.numpy())}
+        scored |= {name: (table, _predict(net, table, how)) for name, table in afterwards}
     _save_weights(best, weights, model, how)
     write_parquet(_prediction_table(scored), predictions)
-    summary = {
+    counts = {"n_train_real": len(tables["train"]), "n_train_synthetic": len(synth)}
+    write_json({**_summary(best, model, trainset, fold, how), **counts, **_scores(scored)}, metrics)
+    checkpoint.remove()
+
+
+def _summary(best: Fit, model: str, trainset: str, fold: int, how: Classifier) -> dict:
+    """What metrics.json says about the run besides the counts and scores."""
+    return {
         "model": model,
         "trainset": trainset,
         "fold": fold,
         "classes": list(CLASSES),
         "image_size": how.image_size,
         "pretrained_used": _pretrained_used(model, how.pretrained),
-        "n_train_real": len(tables["train"]),
-        "n_train_synthetic": len(synth),
         "best_epoch": best.epoch,
         "selection": SELECTION,
         "history": best.history,
     }
-    write_json({**summary, **_scores(scored)}, metrics)
-    checkpoint.path.unlink(missing_ok=True)
+
+
+def _checkpoint(weights: str, inputs: list[str], how: Classifier, **run: object) -> Checkpoint:
+    """checkpoint.pt beside `weights`, for this run, these settings and these input tables."""
+    tables = [file_sha256(path) for path in inputs]
+    run_fingerprint = fingerprint(**run, settings=how.params(), inputs_sha256=tables)
+    return Checkpoint(Path(weights).parent / "checkpoint.pt", run_fingerprint)
+
+
+def _predict(model: torch.nn.Module, table: pd.DataFrame, how: Classifier) -> np.ndarray:
+    """Class probabilities of the images of `table`."""
+    return predict(model, _images(table, how.image_size).pixels, how.batch_size)
 
 
 def _paths(value: str | Sequence[str]) -> list[str]:
@@ -187,169 +177,13 @@ def _paths(value: str | Sequence[str]) -> list[str]:
     return [value] if isinstance(value, str) else [str(path) for path in value]
 
 
-def _augmenter(augment: dict) -> v2.Transform | None:
-    steps: list[v2.Transform] = [v2.RandomHorizontalFlip()] if augment["hflip"] else []
-    if augment["rotation"]:
+def _augmenter(augment: Augment) -> v2.Transform | None:
+    steps: list[v2.Transform] = [v2.RandomHorizontalFlip()] if augment.hflip else []
+    if augment.rotation:
         steps.append(
-            v2.RandomRotation(augment["rotation"], interpolation=v2.InterpolationMode.BILINEAR)
+            v2.RandomRotation(augment.rotation, interpolation=v2.InterpolationMode.BILINEAR)
         )
     return v2.Compose(steps) if steps else None
-
-
-def _batches(n: int, size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """Shuffled index batches; a last batch of one joins the one before (BatchNorm needs 2)."""
-    batches = list(torch.randperm(n, generator=generator).split(size))
-    if len(batches) > 1 and len(batches[-1]) == 1:
-        batches[-2:] = [torch.cat(batches[-2:])]
-    return batches
-
-
-def _train_epoch(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    data: Images,
-    batch_size: int,
-    generator: torch.Generator,
-    augment: v2.Transform | None,
-) -> float:
-    """One pass over `data`; returns the mean training cross-entropy."""
-    model.train()
-    device = next(model.parameters()).device
-    total = 0.0
-    for index in _batches(len(data.targets), batch_size, generator):
-        pixels = data.pixels[index]
-        if augment is not None:
-            pixels = torch.stack([augment(image) for image in pixels])
-        optimizer.zero_grad()
-        loss = F.cross_entropy(model(normalise(pixels).to(device)), data.targets[index].to(device))
-        loss.backward()
-        optimizer.step()
-        total += loss.item() * len(index)
-    return total / len(data.targets)
-
-
-def _val_scores(epoch: int, loss: float, targets: np.ndarray, probs: np.ndarray) -> dict:
-    """One history entry: train loss, val accuracy and val cross-entropy of an epoch."""
-    return {
-        "epoch": epoch,
-        "train_loss": loss,
-        "val_accuracy": float(np.mean(probs.argmax(1) == targets)),
-        "val_loss": float(log_loss(targets, probs, labels=range(len(CLASSES)))),
-    }
-
-
-def _rank(scores: dict) -> tuple[float, float, int]:
-    """The selection rule as a sort key: accuracy up, cross-entropy down, earlier epoch first."""
-    return scores["val_accuracy"], -scores["val_loss"], -scores["epoch"]
-
-
-def _copy_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-
-
-def _checkpoint(weights: str, how: Settings, **run: object) -> Checkpoint:
-    """checkpoint.pt beside `weights`, fingerprinted by `run` and the settings as JSON."""
-    fingerprint = json.dumps({**run, "settings": asdict(how)}, sort_keys=True)
-    return Checkpoint(Path(weights).parent / "checkpoint.pt", fingerprint)
-
-
-def _save_checkpoint(
-    checkpoint: Checkpoint,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    order: torch.Generator,
-    best: Fit,
-) -> None:
-    """Atomically save all that the next epochs depend on: weights, optimizer, RNGs, best."""
-    state = {
-        "run": checkpoint.run,
-        "epoch": len(best.history),
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "order": order.get_state(),
-        "rng": torch.get_rng_state(),  # the augmentations and dropout draw from it
-        "best": {
-            "state": best.state,
-            "epoch": best.epoch,
-            "val_probabilities": torch.from_numpy(best.val_probabilities),
-        },
-        "history": best.history,
-    }
-    with atomic_path(checkpoint.path) as tmp:
-        torch.save(state, tmp)
-
-
-def _resume(
-    checkpoint: Checkpoint,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    order: torch.Generator,
-) -> Fit | None:
-    """Restore a saved state of this run and return its best epoch; drop one of another run."""
-    if not checkpoint.path.is_file():
-        return None
-    state = torch.load(checkpoint.path, map_location="cpu", weights_only=True)
-    if state["run"] != checkpoint.run:
-        log.warning("discarding %s: it was saved by another run", checkpoint.path)
-        checkpoint.path.unlink()
-        return None
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    order.set_state(state["order"])
-    torch.set_rng_state(state["rng"])
-    log.info("resumed from %s (epoch %d)", checkpoint.path, state["epoch"])
-    best = state["best"]
-    return Fit(best["state"], best["epoch"], best["val_probabilities"].numpy(), state["history"])
-
-
-def _device(choice: str) -> torch.device:
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if choice not in ("cpu", "cuda"):
-        raise MeddapError(f"config key classifier.device: {choice!r} is not auto, cpu or cuda")
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise MeddapError("config key classifier.device is cuda but no CUDA GPU is available")
-    return torch.device(choice)
-
-
-@contextmanager
-def _deterministic(device: torch.device) -> Iterator[None]:
-    """Deterministic kernels while training (errors on CPU, warnings on GPU), then restore."""
-    before = torch.are_deterministic_algorithms_enabled()
-    warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=device.type != "cpu")
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(before, warn_only=warn)
-
-
-def _split_tables(manifest: str, splits: str, fold: int) -> dict[str, pd.DataFrame]:
-    """Fold `fold`'s train, val and test images (id, label, image_path), each sorted by id."""
-    table = pd.read_parquet(splits)
-    table = table[table["fold"] == fold]
-    images = _check_table(pd.read_parquet(manifest), manifest)
-    merged = table.merge(images, on="id", how="left", validate="one_to_one")
-    if merged["image_path"].isna().any():
-        raise MeddapError(f"{splits} lists ids of fold {fold} that {manifest} does not hold")
-    parts = {}
-    for split in ("train", "val", "test"):
-        part = merged[merged["split"] == split].sort_values("id", kind="stable")
-        if part.empty:
-            raise MeddapError(f"{splits} has no {split} images for fold {fold}")
-        parts[split] = part[["id", "label", "image_path"]].reset_index(drop=True)
-    return parts
-
-
-def _check_table(table: pd.DataFrame, path: str) -> pd.DataFrame:
-    """The id, label and image_path columns of a manifest whose labels are all classes."""
-    missing = [c for c in ("id", "label", "image_path") if c not in table.columns]
-    if missing:
-        raise MeddapError(f"{path} lacks the columns {missing}")
-    unknown = sorted(set(table["label"]) - set(CLASSES))
-    if unknown:
-        raise MeddapError(f"{path} has labels {unknown} outside {list(CLASSES)}")
-    return table[["id", "label", "image_path"]]
 
 
 def _synthetic_rows(synthetic: list[str], fold: int, trainset: str, n_train: int) -> pd.DataFrame:
@@ -360,20 +194,20 @@ def _synthetic_rows(synthetic: list[str], fold: int, trainset: str, n_train: int
             f"trainset {trainset} needs {wanted} synthetic manifest(s), got {len(synthetic)}"
         )
     if not synthetic:
-        return pd.DataFrame(columns=["id", "label", "image_path"])
+        return pd.DataFrame(columns=COLUMNS)
     rows = load_synthetic(synthetic[0], fold, trainset, n_train)
-    return _check_table(rows, synthetic[0])
+    return check_labels(rows, synthetic[0])[COLUMNS]
 
 
 def _external_tables(paths: list[str]) -> list[tuple[str, pd.DataFrame]]:
     """("external:<dataset>", images sorted by id) per external manifest."""
     named = []
     for path in paths:
-        table = pd.read_parquet(path)
+        table = read_table(path, COLUMNS)
         names = set(table["dataset"]) if "dataset" in table.columns else set()
         if len(names) != 1:
             raise MeddapError(f"{path} must name exactly one dataset in column 'dataset'")
-        images = _check_table(table, path).sort_values("id", kind="stable")
+        images = check_labels(table, path)[COLUMNS].sort_values("id", kind="stable")
         if not images["label"].isin(EXTERNAL_CLASSES).any():
             raise MeddapError(f"{path} holds no benign or malignant image to evaluate on")
         named.append((f"external:{names.pop()}", images.reset_index(drop=True)))
@@ -415,7 +249,7 @@ def _pretrained_used(model: str, pretrained: str) -> str:
     return "none" if pretrained == "none" else f"imagenet ({imagenet_checkpoint(model).name})"
 
 
-def _save_weights(best: Fit, path: str, model: str, how: Settings) -> None:
+def _save_weights(best: Fit, path: str, model: str, how: Classifier) -> None:
     """The kept state as safetensors; one JSON metadata entry (several come in random order)."""
     meta = {"model": model, "classes": list(CLASSES), "best_epoch": best.epoch}
     meta["image_size"] = how.image_size
