@@ -63,3 +63,26 @@ def test_bad_config_names_the_key(default: dict, update: dict, key: str, why: st
     message = str(err.value)
     assert f"'{key}'" in message and why in message
     assert "\n" not in message
+
+
+CASES = sorted((REPO / ".test").glob("*.yaml"))
+
+
+def test_every_test_config_is_listed_in_the_test_readme() -> None:
+    readme = (REPO / ".test" / "README.md").read_text()
+    assert CASES, "no .test/*.yaml"
+    assert [c.name for c in CASES if f"`{c.name}`" not in readme] == []
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda path: path.stem)
+def test_test_config_is_valid_over_the_default_and_says_what_it_exercises(
+    default: dict, case: Path
+) -> None:
+    """As `snakemake --configfile .test/<case>.yaml` run from the repo root merges it."""
+    text = case.read_text()
+    assert text.startswith("# "), f"{case.name} lacks its comment header"
+    update = yaml.safe_load(text)
+    for entry in update.get("datasets", {}).values():
+        if "path" in entry and not Path(entry["path"]).is_absolute():
+            entry["path"] = str(REPO / entry["path"])  # relative to the working directory
+    validate_config(_merge(default, update), SCHEMA)

@@ -1,4 +1,7 @@
-"""The data stage through real Snakemake: phantom default, real BUSI sample by path, bad input."""
+"""The data stage through real Snakemake: phantom default, real BUSI sample by path, bad input.
+
+The BUSI runs use .test/busi-sample.yaml with the sample's (or a scratch copy's) absolute path.
+"""
 
 from __future__ import annotations
 
@@ -59,7 +62,7 @@ def test_phantom_data_stage_finds_planted_duplicates(phantom_run: Path) -> None:
 def test_phantom_outputs_carry_provenance_and_rerun_is_a_no_op(phantom_run: Path) -> None:
     splits = phantom_run / "results" / "data" / "phantom" / "splits.parquet"
     record = json.loads(provenance.sidecar(splits).read_text())
-    assert record["rule"] == "split_folds" and record["params"]["k"] == 3
+    assert record["rule"] == "split_folds" and record["params"]["folds"]["k"] == 3
     assert record["outputs"][0]["sha256"] == hashing.file_sha256(splits)
     curated = record["inputs"]["curated"][0]
     assert curated["sha256"] == hashing.file_sha256(phantom_run / curated["path"])
@@ -67,8 +70,8 @@ def test_phantom_outputs_carry_provenance_and_rerun_is_a_no_op(phantom_run: Path
 
 
 def test_busi_sample_by_path(tmp_path: Path, busi_sample: Path) -> None:
-    config = {"dataset": "busi", "datasets": {"busi": {"path": str(busi_sample)}}}
-    run = snakemake(tmp_path, "results/data/busi/splits.parquet", config=config)
+    config = {"datasets": {"busi": {"path": str(busi_sample)}}}  # absolute: runs in tmp_path
+    run = snakemake(tmp_path, "results/data/busi/splits.parquet", case="busi-sample", config=config)
     assert run.returncode == 0, run.stderr[-3000:]
     data = tmp_path / "results" / "data" / "busi"
     assert len(pd.read_parquet(data / "manifest.parquet")) == 23
@@ -88,8 +91,10 @@ def test_corrupt_image_stops_with_its_name(tmp_path: Path, busi_sample: Path) ->
     shutil.copytree(busi_sample, folder)
     bad = folder / "benign" / "benign (2).png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    config = {"dataset": "busi", "datasets": {"busi": {"path": str(folder)}}}
-    run = snakemake(tmp_path, "results/data/busi/manifest.parquet", config=config)
+    config = {"datasets": {"busi": {"path": str(folder)}}}
+    run = snakemake(
+        tmp_path, "results/data/busi/manifest.parquet", case="busi-sample", config=config
+    )
     assert run.returncode != 0
     assert "benign (2).png" in run.stderr
     assert not (tmp_path / "results" / "data" / "busi" / "manifest.parquet").exists()

@@ -1,4 +1,4 @@
-"""The whole grid through `snakemake --profile slurm` on the local cluster, on a tiny config.
+"""The whole grid through `snakemake --profile slurm` on the local cluster, on .test/full.yaml.
 
 Data to tables, GPU rules on the cluster's fake GPUs; then provenance, cells, and what dry runs
 plan after editing the grid (only new jobs; a changed stage and what depends on it).
@@ -6,7 +6,6 @@ plan after editing the grid (only new jobs; a changed stage and what depends on 
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -20,22 +19,6 @@ from tests.snakemake_runner import planned_jobs, snakemake
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
-TINY = {
-    "datasets": {
-        "phantom": {
-            "phantom": {"patients": 24, "image_size": 64, "duplicates": 2, "conflicting": 1}
-        },
-        "phantom_external": {"phantom": {"patients": 9, "image_size": 64}},
-    },
-    "folds": {"k": 2},
-    "lora": {"ranks": [2, 4], "epochs": 1, "batch_size": 8},
-    "synthesis": {
-        "adjectives": ["none", "bright"],
-        "ratios": [50, 100],
-        "sampling": {"steps": 2, "batch_size": 32},
-    },
-    "classifier": {"epochs": 2},
-}
 CELL = "results/cells/table1/squeezenet1_1/bright/100.json"
 
 
@@ -46,15 +29,15 @@ DATA_AND_LORA = ("fetch_dataset", "ingest", "curate", "split_folds", "encode_fol
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory, slurm_env: dict[str, str]) -> Path:
     work = tmp_path_factory.mktemp("full")
-    done = snakemake(work, config=TINY, extra=("--profile", "slurm"), env=slurm_env)
+    done = snakemake(work, case="full", extra=("--profile", "slurm"), env=slurm_env)
     assert done.returncode == 0, done.stderr[-4000:]
     assert "Using profile slurm" in done.stderr
     return work
 
 
 def edited(**changes: object) -> dict:
-    """TINY with dotted keys replaced, e.g. edited(**{"lora.ranks": [2, 4, 8]})."""
-    config = copy.deepcopy(TINY)
+    """An override of .test/full.yaml's dotted keys, e.g. edited(**{"lora.ranks": [2, 4, 8]})."""
+    config: dict = {}
     for dotted, value in changes.items():
         *parents, leaf = dotted.split(".")
         node = config
@@ -62,6 +45,11 @@ def edited(**changes: object) -> dict:
             node = node.setdefault(key, {})
         node[leaf] = value
     return config
+
+
+def edited_plan(run: Path, **changes: object) -> dict[str, int]:
+    """What a dry run of the grid plans after editing .test/full.yaml's dotted keys."""
+    return planned_jobs(run, case="full", config=edited(**changes))
 
 
 def next_image_set(run: Path) -> str:
@@ -113,9 +101,9 @@ def test_table_provenance_hashes_its_inputs(run: Path) -> None:
 
 
 def test_a_cell_after_the_grid_needs_one_job_and_reruns_are_no_ops(run: Path) -> None:
-    assert planned_jobs(run, config=TINY) == {}
-    assert planned_jobs(run, CELL, config=TINY) == {"table1_cell": 1}
-    done = snakemake(run, CELL, config=TINY)
+    assert planned_jobs(run, case="full") == {}
+    assert planned_jobs(run, CELL, case="full") == {"table1_cell": 1}
+    done = snakemake(run, CELL, case="full")
     assert done.returncode == 0, done.stderr[-2000:]
     cell = json.loads((run / CELL).read_text())
     assert len(cell["per_fold"]) == 2
@@ -132,7 +120,7 @@ def test_cluster_jobs_ran_on_slurm_gpu_rules_on_its_gpus(run: Path) -> None:
 
 
 def test_adding_an_adjective_schedules_only_its_jobs(run: Path) -> None:
-    jobs = planned_jobs(run, config=edited(**{"synthesis.adjectives": ["none", "bright", "dark"]}))
+    jobs = edited_plan(run, **{"synthesis.adjectives": ["none", "bright", "dark"]})
     folds, ratios = 2, 2
     assert jobs["synthesize"] == folds and jobs["quality"] == folds
     assert jobs["train_classifier"] == folds * ratios
@@ -140,19 +128,19 @@ def test_adding_an_adjective_schedules_only_its_jobs(run: Path) -> None:
 
 
 def test_adding_a_ratio_within_the_pool_schedules_only_its_classifiers(run: Path) -> None:
-    jobs = planned_jobs(run, config=edited(**{"synthesis.ratios": [50, 75, 100]}))
+    jobs = edited_plan(run, **{"synthesis.ratios": [50, 75, 100]})
     assert jobs["train_classifier"] == 2 * 2  # 2 folds x 2 adjectives
     assert not set(jobs) & {*DATA_AND_LORA, "synthesize", "quality", "select_rank"}
 
 
 def test_adding_a_rank_trains_only_that_rank(run: Path) -> None:
-    jobs = planned_jobs(run, config=edited(**{"lora.ranks": [2, 4, 8]}))
+    jobs = edited_plan(run, **{"lora.ranks": [2, 4, 8]})
     assert jobs["train_lora"] == 2 and jobs["synthesize"] >= 2 and jobs["select_rank"] == 2
     assert not set(jobs) & {"encode_fold", "build_tiny_sd", "curate", "split_folds"}
 
 
 def test_adding_a_model_trains_only_that_model(run: Path) -> None:
-    jobs = planned_jobs(run, config=edited(**{"classifier.models": ["squeezenet1_1", "resnet34"]}))
+    jobs = edited_plan(run, **{"classifier.models": ["squeezenet1_1", "resnet34"]})
     assert jobs["train_classifier"] == 2 * (1 + 2 * 2)  # per fold: real + 2 adjectives x 2 ratios
     assert not set(jobs) & {*DATA_AND_LORA, "synthesize", "quality", "select_rank"}
 
@@ -170,7 +158,7 @@ def test_changing_a_stage_reruns_it_and_its_dependants_only(
     run: Path, key: str, value: object, rule: str, at_least: int, untouched: tuple[str, ...]
 ) -> None:
     """Jobs behind a rank choice that reruns show up only once it has run (a checkpoint)."""
-    jobs = planned_jobs(run, config=edited(**{key: value}))
+    jobs = edited_plan(run, **{key: value})
     assert jobs.get(rule, 0) >= at_least, jobs
     assert not set(jobs) & set(untouched), jobs
 
@@ -184,7 +172,7 @@ def test_the_ledger_has_a_row_per_job_and_the_report_shows_tables_figures_ledger
     assert ledger[ledger.rule == "train_lora"].slurm_job_id.str.isdigit().all()
     assert (ledger.seconds >= 0).all() and ledger.source_sha256.nunique() == 1
     html = run / "report.html"
-    done = snakemake(run, config=TINY, extra=("--report", str(html)))
+    done = snakemake(run, case="full", extra=("--report", str(html)))
     assert done.returncode == 0, done.stderr[-2000:]
     page = html.read_text()
     for shown in ("table1.csv", "table3.csv", "fig1a_phantom", "fig2_phantom", "provenance.csv"):

@@ -8,13 +8,10 @@ import yaml
 
 from tests.snakemake_runner import REPO, planned_jobs
 
-FIXED_RANK = {"synthesis": {"rank": 2}}
-
 
 def test_a_table1_cell_plans_only_its_own_jobs(tmp_path: Path) -> None:
-    jobs = planned_jobs(
-        tmp_path, "results/cells/table1/squeezenet1_1/bright/100.json", config=FIXED_RANK
-    )
+    cell = "results/cells/table1/squeezenet1_1/bright/100.json"
+    jobs = planned_jobs(tmp_path, cell, case="fixed-rank")  # rank 2: no rank-choice checkpoint
     folds = 3
     assert jobs == {
         "fetch_dataset": 2,  # phantom and the external phantom every classifier is scored on

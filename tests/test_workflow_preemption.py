@@ -3,7 +3,8 @@
 One workdir runs LoRA training, synthesis and a classifier uninterrupted; a copy of it kills each
 of those jobs once its first checkpoint (or image) is on disk, the way SLURM kills a job at its
 time limit or on preemption, then reruns the same target. On the local SLURM cluster, a LoRA job
-killed with scancel is resubmitted by the profile's retries and resumes.
+killed with scancel is resubmitted by the profile's retries and resumes. Config:
+.test/preemption.yaml.
 """
 
 from __future__ import annotations
@@ -23,21 +24,8 @@ from tests.snakemake_runner import command, snakemake
 
 pytestmark = pytest.mark.slow
 
-CONFIG = {
-    "datasets": {
-        "phantom": {"phantom": {"patients": 24, "image_size": 64, "duplicates": 2}},
-        "phantom_external": {"phantom": {"patients": 9, "image_size": 64}},
-    },
-    "folds": {"k": 2},
-    "lora": {"ranks": [2], "epochs": 8, "batch_size": 4, "checkpoint_every": 2},
-    "synthesis": {
-        "adjectives": ["none"],
-        "ratios": [100],
-        "rank": 2,
-        "sampling": {"steps": 2, "batch_size": 4},
-    },
-    "classifier": {"epochs": 6},
-}
+CASE = "preemption"  # .test/preemption.yaml
+
 LORA = "results/lora/phantom/fold0/r2"
 SYNTH = "results/synth/phantom/fold0/r2/none"
 CLS = "results/cls/phantom/fold0/squeezenet1_1/r2-none-100"
@@ -84,7 +72,7 @@ def _started(marker: Path) -> bool:
 
 
 def _start(work: Path, target: str, *extra: str, env: dict | None = None) -> subprocess.Popen:
-    cmd = [*command(work, target, config=CONFIG), *extra]
+    cmd = [*command(work, target, case=CASE), *extra]
     environ = {**os.environ, **(env or {})}
     return subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=environ
@@ -129,13 +117,13 @@ def _same(a: Path, b: Path, target: str) -> None:
 def twins(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """An uninterrupted run, and two copies of its upstream state for the killed runs."""
     plain = tmp_path_factory.mktemp("plain")
-    done = snakemake(plain, *UPSTREAM, config=CONFIG)
+    done = snakemake(plain, *UPSTREAM, case=CASE)
     assert done.returncode == 0, done.stderr[-3000:]
     killed, on_slurm = tmp_path_factory.mktemp("killed"), tmp_path_factory.mktemp("on_slurm")
     for copy in (killed, on_slurm):
         shutil.copytree(plain, copy, dirs_exist_ok=True, symlinks=True)
     targets = [target for target, _, _ in JOBS.values()]
-    done = snakemake(plain, *targets, config=CONFIG)
+    done = snakemake(plain, *targets, case=CASE)
     assert done.returncode == 0, done.stderr[-3000:]
     return plain, killed, on_slurm
 
@@ -149,7 +137,7 @@ def test_a_killed_job_leaves_no_output_and_its_rerun_resumes_to_the_same_result(
     _kill_when(killed, target, script, Path(marker))
     assert not (killed / target).exists()
     assert _started(killed / marker), "the killed job left nothing to resume from"
-    done = snakemake(killed, target, config=CONFIG)
+    done = snakemake(killed, target, case=CASE)
     assert done.returncode == 0, done.stderr[-3000:]
     log = (killed / "results" / "logs" / script / "phantom").rglob("*.log")
     assert any("resumed" in p.read_text() for p in log)
