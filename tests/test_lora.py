@@ -14,28 +14,33 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from meddap.common.checkpoint import Checkpoint
 from meddap.common.errors import MeddapError
+from meddap.common.settings import Lora
 from meddap.diffusion.pipeline import load_pipeline
 from meddap.diffusion.tiny import build_tiny_sd
 from meddap.lora import train as lora_train
 from meddap.lora.cache import encode_fold, load_cache
 from meddap.lora.params import count_lora_params, lora_params_table
-from meddap.lora.train import resolve_precision, train_lora
+from meddap.lora.train import train_lora
+from meddap.run.jobs import typed_params
 
 LABELS = ["normal", "benign", "malignant"]
 MODES = ["L", "RGB", "RGBA", "LA"]
 TRAIN = [f"img{i:02d}" for i in range(6)]
-SETTINGS = {
-    "fold": 0,
-    "rank": 4,
+JOB = {"fold": 0, "rank": 4, "seed": 7}
+LORA = {
+    "ranks": [2, 4],  # a grid axis: the rule's, not the job's
     "targets": "attn2",
+    "resolution": 64,
+    "flip": True,
+    "train_adjective": "none",
     "epochs": 2,
     "batch_size": 2,
     "learning_rate": 1e-3,
     "checkpoint_every": 2,
     "mixed_precision": "auto",
     "gradient_checkpointing": False,
-    "seed": 7,
 }
 
 
@@ -81,31 +86,38 @@ def fold0(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "splits": str(splits),
         "cache": str(root / "cache.safetensors"),
     }
-    encode_fold(
-        manifest=paths["manifest"],
-        splits=paths["splits"],
-        cache=paths["cache"],
-        base_model=paths["base_model"],
-        fold=0,
-        resolution=64,
-        flip=True,
-        adjective="none",
-    )
+    _encode(paths, paths["cache"])
     return paths
 
 
-def _train(fold0: dict[str, str], out: Path, **overrides: Any) -> dict[str, str]:
+def _encode(paths: dict[str, str], cache: str) -> None:
+    encode_fold(
+        manifest=paths["manifest"],
+        splits=paths["splits"],
+        cache=cache,
+        base_model=paths["base_model"],
+        fold=0,
+        lora=Lora.from_params(LORA),
+    )
+
+
+def _train(
+    fold0: dict[str, str], out: Path, splits: str | None = None, **overrides: Any
+) -> dict[str, str]:
+    """Train into `out` with the settings above, `overrides` of job arguments or lora keys."""
     outputs = {
         "weights": str(out / "pytorch_lora_weights.safetensors"),
         "train_log": str(out / "train_log.csv"),
         "params_json": str(out / "params.json"),
     }
+    job = {k: overrides.pop(k, v) for k, v in JOB.items()}
     train_lora(
         cache=fold0["cache"],
-        splits=fold0["splits"],
+        splits=splits or fold0["splits"],
         base_model=fold0["base_model"],
         **outputs,
-        **{**SETTINGS, **overrides},
+        **job,
+        lora=Lora.from_params({**LORA, **overrides}),
     )
     return outputs
 
@@ -157,16 +169,7 @@ def test_cache_holds_only_the_fold_train_split(fold0: dict[str, str]) -> None:
 
 def test_cache_is_deterministic(fold0: dict[str, str], tmp_path: Path) -> None:
     again = tmp_path / "again.safetensors"
-    encode_fold(
-        manifest=fold0["manifest"],
-        splits=fold0["splits"],
-        cache=str(again),
-        base_model=fold0["base_model"],
-        fold=0,
-        resolution=64,
-        flip=True,
-        adjective="none",
-    )
+    _encode(fold0, str(again))
     assert again.read_bytes() == Path(fold0["cache"]).read_bytes()
 
 
@@ -191,7 +194,7 @@ def test_outputs_describe_the_run(trained: dict) -> None:
     # 4 cross-attention blocks of width 64, text width 32: r * (3 * 2 * 64 + 2 * 32) each
     assert params["trainable"] == 4 * 4 * (6 * 64 + 2 * 32)
     assert params["fraction"] == params["trainable"] / params["total"]
-    assert not (Path(trained["weights"]).parent / "checkpoints").exists()
+    assert not (Path(trained["weights"]).parent / "checkpoint.pt").exists()
 
 
 def test_killed_run_resumes_to_the_same_adapter(
@@ -209,7 +212,7 @@ def test_killed_run_resumes_to_the_same_adapter(
     monkeypatch.setattr(lora_train, "optimizer_step", dies_at_step_five)
     with pytest.raises(KeyboardInterrupt):
         _train(fold0, tmp_path)
-    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step-00000004"]
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 4
     assert not (tmp_path / "pytorch_lora_weights.safetensors").exists()
     calls.clear()
     monkeypatch.setattr(lora_train, "optimizer_step", lambda *a: calls.append(1) or step(*a))
@@ -230,16 +233,8 @@ def test_training_refuses_a_cache_with_non_train_images(
     leaky = tmp_path / "splits.parquet"
     splits.to_parquet(leaky)
     with pytest.raises(MeddapError, match="img03.*validation or test"):
-        train_lora(
-            cache=fold0["cache"],
-            splits=str(leaky),
-            base_model=fold0["base_model"],
-            weights=str(tmp_path / "w.safetensors"),
-            train_log=str(tmp_path / "log.csv"),
-            params_json=str(tmp_path / "p.json"),
-            **SETTINGS,
-        )
-    assert not list(tmp_path.glob("w*"))
+        _train(fold0, tmp_path / "out", splits=str(leaky))
+    assert not (tmp_path / "out").exists()
 
 
 def test_training_refuses_another_folds_cache(fold0: dict[str, str], tmp_path: Path) -> None:
@@ -247,23 +242,33 @@ def test_training_refuses_another_folds_cache(fold0: dict[str, str], tmp_path: P
         _train(fold0, tmp_path, fold=1)
 
 
-def test_half_precision_needs_a_gpu() -> None:
+def test_half_precision_needs_a_gpu(fold0: dict[str, str], tmp_path: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("checks the CPU fallback")
-    assert resolve_precision("auto") == "no"
-    with pytest.raises(MeddapError, match="mixed_precision"):
-        resolve_precision("fp16")
+    with pytest.raises(MeddapError, match=r"lora\.mixed_precision: fp16 needs a CUDA GPU"):
+        _train(fold0, tmp_path, mixed_precision="fp16")
+    assert not list(tmp_path.iterdir())
 
 
-def test_checkpoints_of_other_settings_are_not_resumed(
-    fold0: dict[str, str], trained: dict, tmp_path: Path
+def test_the_jobs_get_the_lora_section_as_settings() -> None:
+    for job in (encode_fold, train_lora):
+        assert typed_params(job, {"lora": LORA, "fold": 0})["lora"] == Lora.from_params(LORA)
+    with pytest.raises(MeddapError, match=r"lora\.checkpoint_every is missing"):
+        typed_params(
+            train_lora, {"lora": {k: v for k, v in LORA.items() if k != "checkpoint_every"}}
+        )
+
+
+def test_checkpoint_of_other_settings_is_not_resumed(
+    fold0: dict[str, str], trained: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    stale = tmp_path / "checkpoints" / "step-00000004"
-    stale.mkdir(parents=True)
-    (stale / "state.json").write_text(json.dumps({"run": {**SETTINGS, "seed": 8}, "step": 4}))
-    outputs = _train(fold0, tmp_path)
+    stale = Checkpoint(tmp_path / "checkpoint.pt", json.dumps({**JOB, "seed": 8}))
+    stale.save({"step": 4})
+    with caplog.at_level("INFO"):
+        outputs = _train(fold0, tmp_path)
+    assert "discarding" in caplog.text and "resumed" not in caplog.text
     assert Path(outputs["weights"]).read_bytes() == Path(trained["weights"]).read_bytes()
-    assert not (tmp_path / "checkpoints").exists()
+    assert not (tmp_path / "checkpoint.pt").exists()
 
 
 def test_gradient_checkpointing_trains_the_same_adapter(

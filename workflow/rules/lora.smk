@@ -26,9 +26,7 @@ rule encode_fold:
     params:
         base_model=BASE_MODEL,
         fold=lambda wc: int(wc.fold),
-        resolution=LORA["resolution"],
-        flip=LORA["flip"],
-        adjective=LORA["train_adjective"],
+        lora=SETTINGS["lora"],
     resources:
         gpu=1,
         mem_mb=LORA["resources"]["mem_mb"],
@@ -54,13 +52,7 @@ rule train_lora:
         base_model=BASE_MODEL,
         fold=lambda wc: int(wc.fold),
         rank=lambda wc: int(wc.rank),
-        targets=LORA["targets"],
-        epochs=LORA["epochs"],
-        batch_size=LORA["batch_size"],
-        learning_rate=LORA["learning_rate"],
-        checkpoint_every=LORA["checkpoint_every"],
-        mixed_precision=LORA["mixed_precision"],
-        gradient_checkpointing=LORA["gradient_checkpointing"],
+        lora=SETTINGS["lora"],
         seed=config["seed"],
     threads: 2
     resources:

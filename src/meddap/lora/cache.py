@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from PIL import Image, ImageOps
 from safetensors import SafetensorError, safe_open
@@ -21,6 +20,8 @@ from safetensors.torch import load_file, save_file
 
 from meddap.common.atomic import atomic_path
 from meddap.common.errors import MeddapError
+from meddap.common.settings import Lora
+from meddap.common.splits import split_rows
 from meddap.diffusion.pipeline import load_pipeline
 from meddap.diffusion.prompts import prompt
 
@@ -28,35 +29,6 @@ log = logging.getLogger(__name__)
 CHUNK = 8
 # One metadata entry: safetensors writes several entries in a random order (non-reproducible bytes).
 META_KEY = "meddap"
-
-
-def _read(path: str, columns: set[str]) -> pd.DataFrame:
-    table = pd.read_parquet(path)
-    missing = sorted(columns - set(table.columns))
-    if missing:
-        raise MeddapError(f"{path}: missing column(s) {', '.join(missing)}")
-    return table
-
-
-def train_ids(splits: str, fold: int) -> set[str]:
-    """Ids of fold `fold`'s train split in the splits table `splits`."""
-    table = _read(splits, {"id", "fold", "split"})
-    ids = set(table.loc[(table["fold"] == fold) & (table["split"] == "train"), "id"].astype(str))
-    if not ids:
-        raise MeddapError(f"{splits}: fold {fold} has no train images")
-    return ids
-
-
-def _train_rows(manifest: str, splits: str, fold: int) -> pd.DataFrame:
-    """Manifest rows of the fold's train split, sorted by id."""
-    ids = train_ids(splits, fold)
-    table = _read(manifest, {"id", "label", "image_path"})
-    table["id"] = table["id"].astype(str)
-    rows = table[table["id"].isin(ids)].sort_values("id", kind="stable")
-    missing = sorted(ids - set(rows["id"]))
-    if missing:
-        raise MeddapError(f"{manifest}: train id {missing[0]!r} of fold {fold} is not listed")
-    return rows.reset_index(drop=True)
 
 
 def load_image(path: str, resolution: int) -> torch.Tensor:
@@ -94,12 +66,14 @@ def encode_fold(
     cache: str,
     base_model: str,
     fold: int,
-    resolution: int,
-    flip: bool,
-    adjective: str,
+    lora: Lora,
 ) -> None:
-    """Encode fold `fold`'s train images and prompts with the frozen VAE and text encoder."""
-    rows = _train_rows(manifest, splits, fold)
+    """Encode fold `fold`'s train images and prompts with the frozen VAE and text encoder.
+
+    Reads `lora.resolution`, `lora.flip` (also encode mirror images) and `lora.train_adjective`.
+    """
+    resolution, flip, adjective = lora.resolution, lora.flip, lora.train_adjective
+    rows = split_rows(manifest, splits, fold, "train")
     texts = [prompt(label, adjective) for label in rows["label"]]
     unique = sorted(set(texts))
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,18 +1,16 @@
 """USLoRA training: LoRA on the UNet cross-attention of Stable Diffusion, one fold and rank.
 
 Frozen VAE latents and text embeddings come from the fold's cache (`lora_cache`). Training
-checkpoints every N steps and resumes from the last checkpoint; on CPU a resumed run ends with
-exactly the adapter of an uninterrupted one.
+saves its state in checkpoint.pt beside the adapter every `lora.checkpoint_every` steps
+(`meddap.common.checkpoint`) and resumes from it; on CPU a resumed run ends with exactly the
+adapter of an uninterrupted one.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import shutil
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,40 +23,28 @@ from diffusers import DDPMScheduler, StableDiffusionPipeline, UNet2DConditionMod
 from diffusers.training_utils import cast_training_params
 from diffusers.utils import convert_state_dict_to_diffusers
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from meddap.common.atomic import atomic_dir, atomic_path, write_json
+from meddap.common.atomic import atomic_path, write_json
+from meddap.common.checkpoint import Checkpoint, fingerprint
 from meddap.common.errors import MeddapError
 from meddap.common.hashing import file_sha256
+from meddap.common.runtime import WEIGHT_DTYPES, resolve_precision, restore_rng, rng_state
 from meddap.common.seeds import derive_seed
+from meddap.common.settings import Lora
+from meddap.common.splits import split_ids
 from meddap.diffusion.pipeline import load_pipeline
-from meddap.lora.cache import LatentCache, load_cache, train_ids
+from meddap.lora.cache import LatentCache, load_cache
 from meddap.lora.params import add_lora, param_counts
 
 log = logging.getLogger(__name__)
-WEIGHT_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def resolve_precision(mixed_precision: str) -> str:
-    """'auto' is fp16 on CUDA and 'no' on CPU; fp16 and bf16 need a GPU."""
-    cuda = torch.cuda.is_available()
-    if mixed_precision == "auto":
-        return "fp16" if cuda else "no"
-    if mixed_precision not in WEIGHT_DTYPES:
-        raise MeddapError(
-            f"config key 'lora.mixed_precision': {mixed_precision!r} is not auto, no, fp16 or bf16"
-        )
-    if mixed_precision != "no" and not cuda:
-        raise MeddapError(f"config key 'lora.mixed_precision': {mixed_precision} needs a CUDA GPU")
-    return mixed_precision
 
 
 def check_train_only(data: LatentCache, cache: str, splits: str, fold: int) -> None:
     """Refuse a cache that holds any image outside fold `fold`'s train split."""
     if data.meta.get("fold") != fold:
         raise MeddapError(f"{cache}: the cache is for fold {data.meta.get('fold')}, not {fold}")
-    leaked = sorted(set(data.ids) - train_ids(splits, fold))
+    leaked = sorted(set(data.ids) - set(split_ids(splits, fold, "train")))
     if leaked:
         raise MeddapError(
             f"{cache}: {len(leaked)} image(s) are not in fold {fold}'s train split of {splits} "
@@ -138,78 +124,38 @@ class Progress:
     rows: list[dict[str, float]] = field(default_factory=list)
 
 
-def _rng_tensors(progress: Progress) -> dict[str, torch.Tensor]:
-    tensors = {"rng/generator": progress.generator.get_state(), "rng/torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        tensors |= {f"rng/cuda/{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())}
-    return tensors
-
-
-def _restore_rng(tensors: dict[str, torch.Tensor], progress: Progress) -> None:
-    progress.generator.set_state(tensors["rng/generator"])
-    torch.set_rng_state(tensors["rng/torch"])
-    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng/cuda/")]
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda)
-
-
-def save_checkpoint(folder: Path, job: Job, progress: Progress) -> None:
-    """Write LoRA weights, optimizer and RNG states (safetensors) and the rest (json)."""
-    opt = job.optimizer.state_dict()
-    tensors = {f"lora/{k}": v for k, v in get_peft_model_state_dict(job.unet).items()}
-    tensors |= {f"optimizer/{i}/{k}": v for i, s in opt["state"].items() for k, v in s.items()}
-    tensors |= _rng_tensors(progress)
+def save_checkpoint(checkpoint: Checkpoint, job: Job, progress: Progress) -> None:
+    """Save the LoRA weights, optimizer, scaler, RNG states and the log rows so far."""
     scaler = job.accelerator.scaler
-    state = {
-        "run": job.run,
-        "step": progress.step,
-        "param_groups": opt["param_groups"],
-        "scaler": scaler.state_dict() if scaler else None,
-        "rows": progress.rows,
-    }
-    with atomic_dir(folder / f"step-{progress.step:08d}") as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp / "state.safetensors")
-        (tmp / "state.json").write_text(json.dumps(state, indent=1) + "\n")
-    for old in folder.glob("step-*"):
-        if old.name != f"step-{progress.step:08d}":
-            shutil.rmtree(old)
-    log.info("checkpoint at step %d in %s", progress.step, folder)
+    checkpoint.save(
+        {
+            "step": progress.step,
+            "lora": get_peft_model_state_dict(job.unet),
+            "optimizer": job.optimizer.state_dict(),
+            "scaler": scaler.state_dict() if scaler else None,
+            "rng": rng_state({"noise": progress.generator}),
+            "rows": progress.rows,
+        }
+    )
+    log.info("checkpoint at step %d in %s", progress.step, checkpoint.path)
 
 
-def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, groups: list) -> None:
-    state: dict[int, dict[str, torch.Tensor]] = defaultdict(dict)
-    for key, value in tensors.items():
-        if key.startswith("optimizer/"):
-            _, index, name = key.split("/")
-            state[int(index)][name] = value
-    for group in groups:
-        group["betas"] = tuple(group["betas"])
-    optimizer.load_state_dict({"state": dict(state), "param_groups": groups})
-
-
-def resume(folder: Path, job: Job, progress: Progress) -> None:
-    """Restore the latest checkpoint of this same run, if any; drop checkpoints of other runs."""
-    latest = max(folder.glob("step-*"), default=None)
-    if latest is None:
+def resume(checkpoint: Checkpoint, job: Job, progress: Progress) -> None:
+    """Restore the checkpoint of this same run, if any (one of other settings is discarded)."""
+    state = checkpoint.load()
+    if state is None:
         return
-    state = json.loads((latest / "state.json").read_text())
-    if state["run"] != job.run:
-        log.warning("discarding checkpoints in %s: they belong to other settings", folder)
-        shutil.rmtree(folder)
-        return
-    tensors = load_file(latest / "state.safetensors")
-    lora = {k.removeprefix("lora/"): v for k, v in tensors.items() if k.startswith("lora/")}
-    result = set_peft_model_state_dict(job.unet, lora)
+    result = set_peft_model_state_dict(job.unet, state["lora"])
     if result.unexpected_keys:
         raise MeddapError(
-            f"{latest}: LoRA keys do not match the model ({result.unexpected_keys[0]})"
+            f"{checkpoint.path}: LoRA keys do not match the model ({result.unexpected_keys[0]})"
         )
-    _load_optimizer(job.optimizer, tensors, state["param_groups"])
+    job.optimizer.load_state_dict(state["optimizer"])
     if job.accelerator.scaler and state["scaler"]:
         job.accelerator.scaler.load_state_dict(state["scaler"])
-    _restore_rng(tensors, progress)
+    restore_rng(state["rng"], {"noise": progress.generator})
     progress.step, progress.rows = state["step"], state["rows"]
-    log.info("resumed from %s (step %d)", latest, progress.step)
+    log.info("resumed from %s (step %d)", checkpoint.path, progress.step)
 
 
 def _epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
@@ -245,7 +191,7 @@ def _setup(cache: str, splits: str, run: dict[str, Any]) -> Job:
         raise MeddapError(
             f"{cache}: encoded with base model {data.meta.get('base_model')!r}, not {base_model!r}"
         )
-    precision = resolve_precision(run["mixed_precision"])
+    precision = resolve_precision(run["mixed_precision"], "lora.mixed_precision")
     accelerator = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available())
     weight_dtype = WEIGHT_DTYPES[precision]
     pipe = load_pipeline(base_model, dtype=weight_dtype, device=accelerator.device)
@@ -273,7 +219,7 @@ def _batch(job: Job, index: torch.Tensor, generator: torch.Generator) -> tuple[t
     return latents.to(device, dtype), job.data.text(index).to(device, dtype)
 
 
-def _fit(job: Job, progress: Progress, *, every: int, checkpoints: Path) -> None:
+def _fit(job: Job, progress: Progress, *, every: int, checkpoint: Checkpoint) -> None:
     """Train until the configured number of epochs is done, checkpointing every `every` steps."""
     run, n = job.run, len(job.data)
     per_epoch = math.ceil(n / run["batch_size"])
@@ -300,7 +246,7 @@ def _fit(job: Job, progress: Progress, *, every: int, checkpoints: Path) -> None
         bar.update()
         bar.set_postfix(loss=f"{loss:.4f}")
         if progress.step % every == 0 and progress.step < total:
-            save_checkpoint(checkpoints, job, progress)
+            save_checkpoint(checkpoint, job, progress)
     bar.close()
 
 
@@ -319,52 +265,46 @@ def train_lora(
     *,
     cache: str,
     splits: str,
-    base_model: str,
     weights: str,
     train_log: str,
     params_json: str,
+    base_model: str,
     fold: int,
     rank: int,
-    targets: str,
-    epochs: int,
-    batch_size: int,
-    learning_rate: float,
-    checkpoint_every: int,
-    mixed_precision: str,
-    gradient_checkpointing: bool,
+    lora: Lora,
     seed: int,
 ) -> None:
     """Train the USLoRA adapter of fold `fold` and rank `rank` on the fold's cached train split.
 
     Writes the diffusers-format adapter `weights`, `train_log` (step, epoch, loss, lr, seconds)
-    and `params_json`; checkpoints live in `checkpoints/` beside `weights` until success.
+    and `params_json`; the checkpoint lives in checkpoint.pt beside `weights` until success.
     """
     _check_settings(
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        checkpoint_every=checkpoint_every,
+        epochs=lora.epochs,
+        batch_size=lora.batch_size,
+        learning_rate=lora.learning_rate,
+        checkpoint_every=lora.checkpoint_every,
     )
     run = {
         "cache_sha256": file_sha256(cache),
         "base_model": base_model,
         "fold": fold,
         "rank": rank,
-        "targets": targets,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "learning_rate": learning_rate,
-        "mixed_precision": mixed_precision,
-        "gradient_checkpointing": gradient_checkpointing,
+        "targets": lora.targets,
+        "epochs": lora.epochs,
+        "batch_size": lora.batch_size,
+        "learning_rate": lora.learning_rate,
+        "mixed_precision": lora.mixed_precision,
+        "gradient_checkpointing": lora.gradient_checkpointing,
         "seed": seed,
     }
     job = _setup(cache, splits, run)
     noise_seed = derive_seed(seed, fold, rank, "noise")
     progress = Progress(torch.Generator().manual_seed(noise_seed))
-    checkpoints = Path(weights).parent / "checkpoints"
-    resume(checkpoints, job, progress)
-    log.info("fold %d rank %d (%s): %d train images", fold, rank, targets, len(job.data))
-    _fit(job, progress, every=checkpoint_every, checkpoints=checkpoints)
+    checkpoint = Checkpoint(Path(weights).parent / "checkpoint.pt", fingerprint(**run))
+    resume(checkpoint, job, progress)
+    log.info("fold %d rank %d (%s): %d train images", fold, rank, lora.targets, len(job.data))
+    _fit(job, progress, every=lora.checkpoint_every, checkpoint=checkpoint)
     _write_outputs(job, progress, weights, train_log, params_json)
     log.info(
         "done: %d steps, final loss %.4f, adapter %s",
@@ -372,4 +312,4 @@ def train_lora(
         progress.rows[-1]["loss"],
         weights,
     )
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    checkpoint.remove()
