@@ -1,4 +1,5 @@
-"""Quality metrics of a synthetic set: FD/KID against references, diversity, the job end to end."""
+"""Quality metrics of a synthetic set: FD/KID against references, diversity, the job end to end
+(on the shared phantom fold and its synthetic set, tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import save_file
 from scipy.linalg import sqrtm
 from scipy.ndimage import gaussian_filter
@@ -26,6 +26,7 @@ from meddap.cls.features import penultimate_features
 from meddap.cls.models import load_classifier
 from meddap.common.errors import MeddapError
 from meddap.common.images import load_images
+from meddap.common.settings import Quality
 from meddap.synth import quality
 from meddap.synth.quality import (
     frechet_distance,
@@ -36,6 +37,7 @@ from meddap.synth.quality import (
     ms_ssim_scales,
     quality_job,
 )
+from tests.conftest import PhantomFold
 
 SETTINGS = {
     "feature_model": "squeezenet1_1",
@@ -303,60 +305,36 @@ def test_features_reject_bad_input(tmp_path: Path) -> None:
 # --- The job -----------------------------------------------------------------------------
 
 
-def write_pngs(images: np.ndarray, folder: Path, prefix: str) -> list[str]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"{prefix}{k:03d}.png" for k in range(len(images))]
-    for image, path in zip(images, paths, strict=True):
-        Image.fromarray(image).save(path)
-    return [str(p) for p in paths]
-
-
 @pytest.fixture
-def job_inputs(tmp_path: Path) -> dict[str, str]:
-    """12 real images (fold 0: 8 train, 2 val, 2 test), 6 synthetic ones, a squeezenet."""
-    real = write_pngs(smooth_images(12, 40, seed=13), tmp_path / "real", "img")
-    ids = [f"r{k:02d}" for k in range(12)]
-    pd.DataFrame({"id": ids, "label": "benign", "image_path": real}).to_parquet(
-        tmp_path / "manifest.parquet"
-    )
-    split = ["train"] * 8 + ["val"] * 2 + ["test"] * 2
-    folds = pd.concat(
-        [
-            pd.DataFrame({"id": ids, "fold": 0, "split": split}),
-            pd.DataFrame({"id": ids, "fold": 1, "split": split[::-1]}),
-        ]
-    )
-    folds.to_parquet(tmp_path / "splits.parquet")
-    fake = write_pngs(smooth_images(6, 48, seed=14), tmp_path / "synth" / "images", "")
-    pd.DataFrame({"index": range(6), "label": "benign", "fold": 0, "image_path": fake}).to_parquet(
-        tmp_path / "synth" / "manifest.parquet"
-    )
+def job_inputs(phantom_fold: PhantomFold, synthetic_set: Path, tmp_path: Path) -> dict[str, str]:
+    """The phantom fold (fold 0: 26 train images), its synthetic set (26), a random squeezenet."""
     save_random_classifier("squeezenet1_1", tmp_path / "model.safetensors")
     return {
-        "manifest": str(tmp_path / "manifest.parquet"),
-        "splits": str(tmp_path / "splits.parquet"),
-        "synth_manifest": str(tmp_path / "synth" / "manifest.parquet"),
-        "classifier": str(tmp_path / "model.safetensors"),
+        "manifest": str(phantom_fold.manifest),
+        "splits": str(phantom_fold.splits),
+        "synth_manifest": str(synthetic_set),
+        "real_model": str(tmp_path / "model.safetensors"),
     }
 
 
 def test_quality_job_end_to_end_and_deterministic(
-    job_inputs: dict[str, str], tmp_path: Path
+    job_inputs: dict[str, str], phantom_fold: PhantomFold, tmp_path: Path
 ) -> None:
     missing = tmp_path / "no-inception.pth"
-    settings = {**SETTINGS, "inception_weights": str(missing)}
+    settings = Quality.from_params({**SETTINGS, "inception_weights": str(missing)})
     outputs = [tmp_path / "q1.json", tmp_path / "q2.json"]
     for out in outputs:
-        quality_job(**job_inputs, quality=str(out), fold=0, settings=settings, seed=3)
+        quality_job(**job_inputs, record=str(out), fold=0, quality=settings, seed=3)
     assert outputs[0].read_bytes() == outputs[1].read_bytes()
     record = json.loads(outputs[0].read_text())
-    assert (record["n_real"], record["n_fake"], record["fold"]) == (8, 6, 0)
+    train = list(phantom_fold.rows("train").image_path)  # by id, as the job reads them
+    n_fake = len(pd.read_parquet(job_inputs["synth_manifest"]))
+    assert (record["n_real"], record["n_fake"], record["fold"]) == (len(train), n_fake, 0)
     assert record["fid_inception"] == record["kid_inception_mean"] == "unavailable"
     assert str(missing) in record["inception_unavailable_reason"]
     for key in ("fd_squeezenet1_1_real_only", "kid_squeezenet1_1_real_only_mean"):
         assert isinstance(record[key], float) and math.isfinite(record[key])
-    model = load_classifier("squeezenet1_1", job_inputs["classifier"])
-    train = sorted(pd.read_parquet(job_inputs["manifest"]).image_path)[:8]  # r00..r07
+    model = load_classifier("squeezenet1_1", job_inputs["real_model"])
     fake = sorted(pd.read_parquet(job_inputs["synth_manifest"]).image_path)
     a, b = (penultimate_features(model, "squeezenet1_1", load_images(p, 32)) for p in (train, fake))
     assert record["fd_squeezenet1_1_real_only"] == pytest.approx(frechet_distance(a, b))
@@ -365,7 +343,7 @@ def test_quality_job_end_to_end_and_deterministic(
     assert (record["ms_ssim_pairs"], record["ms_ssim_scales"], record["kid_subset_size"]) == (
         10,
         2,
-        6,
+        min(len(train), n_fake),
     )
 
 
@@ -375,9 +353,10 @@ def test_quality_job_records_the_inception_file_it_used(
 ) -> None:
     settings = {**SETTINGS, "feature_model": "resnet34", "inception_weights": str(random_inception)}
     save_random_classifier("resnet34", tmp_path / "resnet34.safetensors")
-    inputs = {**job_inputs, "classifier": str(tmp_path / "resnet34.safetensors")}
-    quality_job(**inputs, quality=str(tmp_path / "q.json"), fold=0, settings=settings, seed=3)
-    record = json.loads((tmp_path / "q.json").read_text())
+    inputs = {**job_inputs, "real_model": str(tmp_path / "resnet34.safetensors")}
+    out = tmp_path / "q.json"
+    quality_job(**inputs, record=str(out), fold=0, quality=Quality.from_params(settings), seed=3)
+    record = json.loads(out.read_text())
     assert record["inception_weights"] == str(random_inception)
     assert "inception_unavailable_reason" not in record
     for key in ("fid_inception", "kid_inception_mean", "fd_resnet34_real_only"):
@@ -386,9 +365,10 @@ def test_quality_job_records_the_inception_file_it_used(
 
 def test_quality_job_stops_on_bad_input(job_inputs: dict[str, str], tmp_path: Path) -> None:
     out = tmp_path / "q.json"
-    with pytest.raises(MeddapError, match="other than 1"):
-        quality_job(**job_inputs, quality=str(out), fold=1, settings=SETTINGS, seed=0)
-    settings = {k: v for k, v in SETTINGS.items() if k != "diversity_pairs"}
-    with pytest.raises(MeddapError, match="quality.diversity_pairs"):
-        quality_job(**job_inputs, quality=str(out), fold=0, settings=settings, seed=0)
+    settings = Quality.from_params(SETTINGS)
+    with pytest.raises(MeddapError, match="other than 1"):  # the synthetic set is fold 0's
+        quality_job(**job_inputs, record=str(out), fold=1, quality=settings, seed=0)
     assert not out.exists()
+    partial = {k: v for k, v in SETTINGS.items() if k != "diversity_pairs"}
+    with pytest.raises(MeddapError, match="quality.diversity_pairs"):
+        Quality.from_params(partial)  # what the job bridge builds from the rule's param
