@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from meddap.common.hashing import file_sha256
+from meddap.common.settings import Synthesis
 from meddap.common.trainsets import prefix_size
 from meddap.diffusion.pipeline import load_pipeline
 from meddap.diffusion.tiny import build_tiny_sd
@@ -88,8 +89,7 @@ def _run(inputs: dict[str, str], out: Path) -> None:
         fold=0,
         rank=2,
         adjective="bright",
-        pool=200,
-        sampling=SAMPLING,
+        synthesis=Synthesis.from_params({"pool": 200, "sampling": SAMPLING}),
         seed=3,
     )
 
