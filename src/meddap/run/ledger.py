@@ -103,9 +103,9 @@ def collect(root: Path, results: str = paths.RESULTS) -> pd.DataFrame:
     return rows.sort_values(["rule", "wildcards", "outputs", "started"], ignore_index=True)
 
 
-def write_ledger(*, parquet: str, csv: str, root: str = ".") -> None:
-    """Job function: write the ledger of every job under `root` to `parquet` and `csv`."""
-    ledger = collect(Path(root))
+def write_ledger(*, parquet: str, csv: str) -> None:
+    """Job function: write the ledger of every job of the working directory to `parquet`, `csv`."""
+    ledger = collect(Path.cwd())
     write_parquet(ledger, parquet)
     with atomic_path(csv) as tmp:
         ledger.to_csv(tmp, index=False)
