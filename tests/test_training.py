@@ -126,6 +126,16 @@ def test_resume_after_epoch_k_has_the_bytes_of_an_uninterrupted_run(
     assert (resumed.epoch, resumed.history) == (reference.epoch, reference.history)
 
 
+def test_a_finished_checkpoint_resumes_without_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkpoint = Checkpoint(tmp_path / "checkpoint.pt", fingerprint(task="toy"))
+    reference = _fit(ToyTask(), checkpoint)  # killed before its outputs were written
+    monkeypatch.setattr(training, "train_epoch", lambda *args: pytest.fail("trained again"))
+    again = _fit(ToyTask(), checkpoint)
+    assert _bytes(again) == _bytes(reference) and again.history == reference.history
+
+
 def test_checkpoint_of_another_run_is_discarded(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
