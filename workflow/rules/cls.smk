@@ -3,14 +3,14 @@
 
 rule train_classifier:
     input:
-        manifest="results/data/{dataset}/curated.parquet",
-        splits="results/data/{dataset}/splits.parquet",
+        manifest=paths.CURATED,
+        splits=paths.SPLITS,
         synthetic=synthetic_manifest,
-        external=expand("results/data/{ext}/manifest.parquet", ext=CLS["external"]),
+        external=expand(paths.MANIFEST, dataset=CLS["external"]),
     output:
-        weights="results/cls/{dataset}/fold{fold}/{model}/{trainset}/model.safetensors",
-        predictions="results/cls/{dataset}/fold{fold}/{model}/{trainset}/predictions.parquet",
-        metrics="results/cls/{dataset}/fold{fold}/{model}/{trainset}/metrics.json",
+        weights=paths.CLS_WEIGHTS,
+        predictions=paths.CLS_PREDICTIONS,
+        metrics=paths.CLS_METRICS,
     params:
         fold=lambda wc: int(wc.fold),
         model="{model}",
@@ -23,7 +23,7 @@ rule train_classifier:
         mem_mb=CLS["resources"]["mem_mb"],
         runtime=CLS["resources"]["runtime"],
     log:
-        "results/logs/train_classifier/{dataset}/fold{fold}/{model}/{trainset}.log",
+        log_file("train_classifier", "{dataset}/fold{fold}/{model}/{trainset}"),
     conda:
         "../../envs/meddap.yaml"
     script:

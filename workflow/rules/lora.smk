@@ -3,13 +3,13 @@
 
 rule build_tiny_sd:
     output:
-        model=directory("results/models/tiny-sd"),
+        model=directory(paths.TINY_SD),
     params:
         diffusion=SETTINGS["diffusion"],
     resources:
         **CPU_RESOURCES,
     log:
-        "results/logs/build_tiny_sd.log",
+        log_file("build_tiny_sd"),
     conda:
         "../../envs/meddap.yaml"
     script:
@@ -19,10 +19,10 @@ rule build_tiny_sd:
 rule encode_fold:
     input:
         base_model_files,
-        manifest="results/data/{dataset}/curated.parquet",
-        splits="results/data/{dataset}/splits.parquet",
+        manifest=paths.CURATED,
+        splits=paths.SPLITS,
     output:
-        cache="results/lora/{dataset}/fold{fold}/cache.safetensors",
+        cache=paths.LORA_CACHE,
     params:
         base_model=BASE_MODEL,
         fold=lambda wc: int(wc.fold),
@@ -32,7 +32,7 @@ rule encode_fold:
         mem_mb=LORA["resources"]["mem_mb"],
         runtime=LORA["resources"]["runtime"],
     log:
-        "results/logs/encode_fold/{dataset}/fold{fold}.log",
+        log_file("encode_fold", "{dataset}/fold{fold}"),
     conda:
         "../../envs/meddap.yaml"
     script:
@@ -42,12 +42,12 @@ rule encode_fold:
 rule train_lora:
     input:
         base_model_files,
-        cache="results/lora/{dataset}/fold{fold}/cache.safetensors",
-        splits="results/data/{dataset}/splits.parquet",
+        cache=paths.LORA_CACHE,
+        splits=paths.SPLITS,
     output:
-        weights="results/lora/{dataset}/fold{fold}/r{rank}/pytorch_lora_weights.safetensors",
-        train_log="results/lora/{dataset}/fold{fold}/r{rank}/train_log.csv",
-        params_json="results/lora/{dataset}/fold{fold}/r{rank}/params.json",
+        weights=paths.LORA_WEIGHTS,
+        train_log=paths.LORA_LOG,
+        params_json=paths.LORA_PARAMS,
     params:
         base_model=BASE_MODEL,
         fold=lambda wc: int(wc.fold),
@@ -60,7 +60,7 @@ rule train_lora:
         mem_mb=LORA["resources"]["mem_mb"],
         runtime=LORA["resources"]["runtime"],
     log:
-        "results/logs/train_lora/{dataset}/fold{fold}/r{rank}.log",
+        log_file("train_lora", "{dataset}/fold{fold}/r{rank}"),
     conda:
         "../../envs/meddap.yaml"
     script:
