@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file, safe_open
 from torchvision.models import get_model
 
@@ -24,10 +23,10 @@ from meddap.common.images import load_images
 from meddap.common.labels import CLASSES
 from meddap.common.settings import Classifier
 from meddap.common.trainsets import load_synthetic, parse_trainset, synthetic_prefix
-from meddap.data.folds import make_splits
 from meddap.data.ingest import build_manifest
 from meddap.data.phantom import generate_phantom
 from meddap.run.jobs import typed_params
+from tests.conftest import PHANTOM, PhantomFold
 
 SETTINGS = {
     "image_size": 32,
@@ -40,7 +39,6 @@ SETTINGS = {
     "mixed_precision": "no",
     "models": ["squeezenet1_1"],  # a grid axis: the rule's, not this job's
 }
-PHANTOM = {"image_size": 64, "duplicates": 0, "conflicting": 0, "second_mask_fraction": 0.0}
 
 
 def _phantom(root: Path, dataset: str, patients: int, seed: int, **shift: float) -> Path:
@@ -50,31 +48,19 @@ def _phantom(root: Path, dataset: str, patients: int, seed: int, **shift: float)
     return path
 
 
-def _synthetic(root: Path, manifest: Path, splits: Path) -> Path:
-    """A nested 'synthetic' set for fold 0 (rank 2, none): flipped train images, 100% ratio."""
-    table = pd.read_parquet(splits)
-    train_ids = table[(table.fold == 0) & (table.split == "train")].id
-    train = pd.read_parquet(manifest).set_index("id").loc[sorted(train_ids)]
-    (root / "synth").mkdir()
-    rows = []
-    for index, (label, source) in enumerate(zip(train.label, train.image_path, strict=True)):
-        path = root / "synth" / f"{index:06d}.png"
-        Image.open(source).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(path)
-        rows.append({"index": index, "id": f"s{index}", "label": label, "image_path": str(path)})
-    frame = pd.DataFrame(rows).assign(fold=0, rank=2, adjective="none")
-    frame.sample(frac=1, random_state=0).to_parquet(root / "synth.parquet")  # stored shuffled
-    return root / "synth.parquet"
-
-
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def data(
+    phantom_fold: PhantomFold, synthetic_set: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """The shared phantom fold and its synthetic set, and a small shifted phantom as external."""
     root = tmp_path_factory.mktemp("classify")
-    manifest = _phantom(root, "phantom", patients=30, seed=0)
-    splits = root / "splits.parquet"
-    make_splits(pd.read_parquet(manifest), k=3, val_fraction=0.2, seed=0).to_parquet(splits)
     external = _phantom(root, "phantom_b", patients=6, seed=1, gain=1.3, speckle=1.5)
-    synthetic = _synthetic(root, manifest, splits)
-    return {"manifest": manifest, "splits": splits, "external": external, "synthetic": synthetic}
+    return {
+        "manifest": phantom_fold.manifest,
+        "splits": phantom_fold.splits,
+        "external": external,
+        "synthetic": synthetic_set,
+    }
 
 
 def _train(data: dict[str, Path], out: Path, **job: object) -> dict:

@@ -16,6 +16,7 @@ import torch
 import yaml
 from PIL import Image
 from safetensors.torch import save_file
+from snakemake.iocontainers import Namedlist
 
 from meddap.cls import evaluate as synthetic_eval
 from meddap.cls.models import build_model
@@ -103,7 +104,8 @@ def test_gradcam_figure_is_written_deterministically(
     others = [str(tmp_path / f"other{k}.safetensors") for k in (0, 1)]  # never read
     args = {"manifest": str(phantom_fold.manifest), "splits": str(phantom_fold.splits)}
     args |= {"real_model": real, "model": "squeezenet1_1", "table2": str(table2)}
-    args["augmented_models"] = [others[0], augmented, others[1]]
+    # as Snakemake passes them: its Namedlist, whose `index` is not list.index
+    args["augmented_models"] = Namedlist([others[0], augmented, others[1]])
     args["augmented_trainsets"] = ["r4-bright-100", "r4-bright-50", "r4-dark-50"]
     args |= {"fold": 0, "classifier": _classifier(), "n_images": 2}
     paths = [tmp_path / "fig2.png", tmp_path / "again.png"]

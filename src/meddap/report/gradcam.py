@@ -94,7 +94,7 @@ def gradcam_figure(
     named after its trainset.
     """
     augmented_model = best_augmented(table2, model, augmented_models, augmented_trainsets)
-    trainset = augmented_trainsets[augmented_models.index(augmented_model)]
+    trainset = augmented_trainsets[list(augmented_models).index(augmented_model)]
     images = first_test_images(manifest, splits, fold, n_images)
     pixels = load_images(list(images.image_path), classifier.image_size)
     targets = [CLASSES.index(label) for label in images.label]
