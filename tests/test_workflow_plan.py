@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
-from tests.snakemake_runner import REPO, planned_jobs
+from meddap.run.config import SUPPORTED_MODELS
+from tests.snakemake_runner import REPO, planned_jobs, snakemake
 
 
 def test_a_table1_cell_plans_only_its_own_jobs(tmp_path: Path) -> None:
@@ -45,3 +47,38 @@ def test_the_paper_grid_plans_every_cell(tmp_path: Path) -> None:
     assert jobs["train_classifier"] == folds * models * (1 + adjectives * ratios)
     assert jobs["evaluate_on_synthetic"] == folds * models * adjectives
     assert jobs["ledger"] == 1 and jobs["table1"] == 1
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        (
+            "results/cells/table1/resnet50/bright/100.json",
+            "'resnet50' is not in config key 'classifier.models'",
+        ),
+        ("results/cells/table1/squeezenet1_1/dark/100.json", "config key 'synthesis.adjectives'"),
+        ("results/cells/table1/squeezenet1_1/bright/75.json", "config key 'synthesis.ratios'"),
+        (
+            "results/cls/phantom/fold0/squeezenet1_1/r2-bright-300/metrics.json",
+            "ratio 300% exceeds config key 'synthesis.pool' (100%)",
+        ),
+        (
+            "results/cls/phantom/fold0/resnet50/real/metrics.json",
+            "'resnet50' is not one of the supported models",
+        ),
+    ],
+)
+def test_off_grid_targets_stop_before_any_job_is_planned(
+    tmp_path: Path, target: str, message: str
+) -> None:
+    run = snakemake(tmp_path, target, extra=("-n",))
+    assert run.returncode != 0
+    assert message in run.stdout + run.stderr
+    assert "Job stats" not in run.stdout
+
+
+def test_supported_models_match_the_schema_and_the_model_zoo() -> None:
+    from meddap.cls.models import HEADS
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    assert list(SUPPORTED_MODELS) == schema["definitions"]["model"]["enum"] == sorted(HEADS)

@@ -7,6 +7,7 @@ from meddap.common import paths
 from meddap.common.settings import job_params
 from meddap.common.trainsets import parse_trainset
 from meddap.data.registry import local_dataset_dir
+from meddap.run.config import check_cell, check_trainset
 
 
 wildcard_constraints:
@@ -67,6 +68,7 @@ def chosen_synthetic_sets(wildcards):
 
 def synthetic_manifest(wildcards):
     """The synthetic set a training set `r{rank}-{adjective}-{ratio}` draws its prefix from."""
+    check_trainset(config, wildcards.model, wildcards.trainset)
     parsed = parse_trainset(wildcards.trainset)
     if parsed is None:
         return []
@@ -100,6 +102,7 @@ def all_quality(wildcards):
 
 def cell_metrics(wildcards):
     """Only what one Table-1 cell needs: its setting's classifier in every fold."""
+    check_cell(config, wildcards.model, wildcards.adjective, int(wildcards.ratio))
     return [
         paths.CLS_METRICS.format(
             dataset=DATASET, fold=f, model=wildcards.model, trainset=f"r{fold_rank(DATASET, f)}-{wildcards.adjective}-{wildcards.ratio}"

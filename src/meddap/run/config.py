@@ -9,7 +9,10 @@ import jsonschema
 import yaml
 
 from meddap.common.errors import MeddapError
+from meddap.common.trainsets import parse_trainset
 from meddap.data.registry import check_local_path, source_kind
+
+SUPPORTED_MODELS = ("densenet121", "resnet34", "squeezenet1_1")  # the schema's model enum
 
 
 def _key(error: jsonschema.ValidationError) -> str:
@@ -69,3 +72,32 @@ def _check_dataset(config: dict[str, Any], name: str, key: str) -> None:
     entry = config["datasets"][name]
     source_kind(name, entry)
     check_local_path(name, entry)
+
+
+def check_cell(config: dict[str, Any], model: str, adjective: str, ratio: int) -> None:
+    """Stop (before any job is planned) unless a Table-1 cell lies on the configured grid."""
+    grid = {
+        "classifier.models": (model, config["classifier"]["models"]),
+        "synthesis.adjectives": (adjective, config["synthesis"]["adjectives"]),
+        "synthesis.ratios": (ratio, config["synthesis"]["ratios"]),
+    }
+    for key, (value, configured) in grid.items():
+        if value not in configured:
+            raise MeddapError(
+                f"target results/cells/table1/{model}/{adjective}/{ratio}.json: {value!r} is "
+                f"not in config key '{key}' ({configured}); a cell exists only on the grid"
+            )
+
+
+def check_trainset(config: dict[str, Any], model: str, trainset: str) -> None:
+    """Stop before planning a classifier whose model or synthetic ratio cannot be trained."""
+    known = SUPPORTED_MODELS
+    if model not in known:
+        raise MeddapError(f"target classifier {model!r} is not one of the supported models {known}")
+    parsed = parse_trainset(trainset)
+    pool = config["synthesis"]["pool"]
+    if parsed is not None and parsed[2] > pool:
+        raise MeddapError(
+            f"target trainset {trainset}: ratio {parsed[2]}% exceeds config key "
+            f"'synthesis.pool' ({pool}%), the size of each generated set"
+        )
