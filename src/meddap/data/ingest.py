@@ -15,6 +15,7 @@ from PIL import Image
 from meddap.common.atomic import atomic_dir, write_parquet, write_png
 from meddap.common.errors import MeddapError
 from meddap.common.hashing import file_sha256
+from meddap.common.images import HIGH_BIT_MODES, to_gray8
 
 LABELS = ("normal", "benign", "malignant")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -237,11 +238,14 @@ def _open(path: Path) -> Image.Image:
     return image
 
 
-def foreground(mask: Image.Image) -> np.ndarray:
-    """Lesion pixels of a mask in any mode (1-bit, L, RGB, RGBA): bright and not transparent.
+def foreground(mask: Image.Image, path: Path) -> np.ndarray:
+    """Lesion pixels of mask `path` in any mode (1-bit, L, RGB, RGBA, 16-bit): bright, opaque.
 
-    BUSI's RGBA masks (benign 4's `_mask_1`) are a white lesion on an opaque black background.
+    BUSI's RGBA masks (benign 4's `_mask_1`) are a white lesion on an opaque black background;
+    16-bit and float masks are scaled to 8 bits as images are (`to_gray8`) before the test.
     """
+    if mask.mode in HIGH_BIT_MODES:
+        return np.asarray(to_gray8(mask, path)) > 127
     rgba = np.asarray(mask.convert("RGBA"))
     return (rgba[..., :3].max(axis=2) > 127) & (rgba[..., 3] > 0)
 
@@ -256,12 +260,14 @@ def merged_mask(item: Item, size: tuple[int, int]) -> np.ndarray:
                 f"mask {path} is {mask.size[0]}x{mask.size[1]} but its image {item.image.name} "
                 f"is {size[0]}x{size[1]}"
             )
-        union |= foreground(mask)
+        union |= foreground(mask, path)
     return union.astype(np.uint8) * 255
 
 
 def _row(item: Item, dataset: str, masks_dir: Path) -> dict[str, object]:
-    size = _open(item.image).size
+    image = _open(item.image)
+    to_gray8(image, item.image)  # pixel values every stage can read, or one sentence now
+    size = image.size
     mask_path = None
     if item.masks:
         mask_path = masks_dir / f"{item.id}.png"

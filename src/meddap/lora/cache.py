@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from meddap.common.atomic import atomic_path
 from meddap.common.errors import MeddapError
+from meddap.common.images import open_gray
 from meddap.common.settings import Lora
 from meddap.common.splits import split_rows
 from meddap.diffusion.pipeline import load_pipeline
@@ -33,11 +34,8 @@ META_KEY = "meddap"
 
 def load_image(path: str, resolution: int) -> torch.Tensor:
     """A (3, R, R) tensor in [-1, 1]: grayscale, centre-cropped to a square, replicated to RGB."""
-    try:
-        with Image.open(path) as im:
-            gray = ImageOps.fit(im.convert("L"), (resolution, resolution), Image.Resampling.BICUBIC)
-    except OSError as err:
-        raise MeddapError(f"{path}: cannot be read as an image ({err})") from err
+    with open_gray(path) as im:
+        gray = ImageOps.fit(im, (resolution, resolution), Image.Resampling.BICUBIC)
     pixels = torch.from_numpy(np.asarray(gray, dtype=np.float32) / 127.5 - 1.0)
     return pixels.expand(3, -1, -1)
 

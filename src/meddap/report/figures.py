@@ -8,11 +8,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from meddap.cls.evaluate import KEYS
 from meddap.common.atomic import atomic_path
 from meddap.common.errors import MeddapError
+from meddap.common.images import open_gray
 from meddap.common.labels import CLASSES
 from meddap.common.splits import split_rows
 
@@ -47,7 +47,8 @@ def sample_grid(
                 ax = axes[r][c * per_class + k]
                 ax.axis("off")
                 if k < len(paths):
-                    ax.imshow(Image.open(paths[k]).convert("L"), cmap="gray", vmin=0, vmax=255)
+                    with open_gray(paths[k]) as gray:
+                        ax.imshow(gray, cmap="gray", vmin=0, vmax=255)
                 if r == 0 and k == 0:
                     ax.set_title(label, fontsize=8, loc="left")
         axes[r][0].text(
