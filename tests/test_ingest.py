@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,6 +69,9 @@ def test_sample_counts_columns_and_ids(sample: pd.DataFrame) -> None:
     assert sample.label.value_counts().to_dict() == {"benign": 13, "malignant": 6, "normal": 4}
     assert sample.id.is_unique and list(sample.id) == sorted(sample.id)
     assert {"benign_195", "malignant_53", "normal_113"} <= set(sample.id)
+    assert list(sample.id) == [  # ids of Latin names carry no hash
+        re.sub(r"\W+", "_", Path(n).stem.lower()).strip("_") for n in sample.source_name
+    ]
     assert sample.patient_id.isna().all() and (sample.dataset == "busi").all()
 
 
@@ -132,6 +136,42 @@ def test_class_folders_layout(tmp_path: Path) -> None:
     assert table.mask_path.isna().all() and (table.n_masks == 0).all()
 
 
+def test_class_folders_same_stem_with_two_extensions_names_both(tmp_path: Path) -> None:
+    _png(tmp_path / "raw" / "benign" / "benign (2).png")
+    _png(tmp_path / "raw" / "benign" / "benign (2).jpg")
+    _png(tmp_path / "raw" / "malignant" / "m.png")
+    with pytest.raises(MeddapError, match=r"\(2\)\.jpg and .*\(2\)\.png have the same name"):
+        build_manifest(tmp_path / "raw", "x", "class_folders", tmp_path / "masks")
+
+
+def _hash8(stem: str) -> str:
+    return hashlib.sha256(stem.encode()).hexdigest()[:8]
+
+
+def test_non_latin_names_get_unique_non_empty_ids(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    for name in ("乳腺 1.png", "超声 1.png", "2.png"):
+        _png(raw / "benign" / name)
+    _png(raw / "malignant" / "m.png")
+    table = build_manifest(raw, "cn", "class_folders", tmp_path / "masks").set_index("source_name")
+    assert table.id.to_dict() == {  # colliding stems: class_folders ids are relative paths
+        "乳腺 1.png": f"benign_1_{_hash8('乳腺 1')}",
+        "超声 1.png": f"benign_1_{_hash8('超声 1')}",
+        "2.png": "benign_2",
+        "m.png": "malignant_m",
+    }
+    empty = tmp_path / "empty"
+    _png(empty / "benign" / "恶性.png")
+    _png(empty / "malignant" / "m.png")
+    table = build_manifest(empty, "cn", "class_folders", tmp_path / "masks2")
+    assert list(table.id) == sorted([_hash8("恶性"), "m"])
+    # a collision that remains (a file named like a hashed id) stops naming both files
+    _png(raw / "benign" / f"1_{_hash8('乳腺 1')}.png")
+    with pytest.raises(MeddapError, match=r"images .* and .* both get id 'benign_1_") as err:
+        build_manifest(raw, "cn", "class_folders", tmp_path / "masks3")
+    assert f"1_{_hash8('乳腺 1')}.png" in str(err.value) and "乳腺 1.png" in str(err.value)
+
+
 def test_bus_bra_layout(tmp_path: Path) -> None:
     raw = tmp_path / "raw" / "BUSBRA"
     rows = "ID,Pathology,Case\nbus_0001-l,benign,1\nbus_0002-r,Malignant,2\n"
@@ -191,6 +231,17 @@ def _bad_name(raw: Path) -> None:
     _png(raw / "benign" / "scan 3.png")
 
 
+def _two_extensions(raw: Path) -> None:
+    _png(raw / "benign" / "benign (2).jpg")
+
+
+def _one_class(raw: Path) -> None:
+    for label in ("malignant", "normal"):
+        for path in (raw / label).iterdir():
+            path.unlink()
+        (raw / label).rmdir()
+
+
 ERRORS: list[tuple[Callable[[Path], None], str]] = [
     (_corrupt, r"image .*benign \(1\)\.png is unreadable or corrupt"),
     (_truncated, r"image .*malignant \(2\)\.png is unreadable or corrupt"),
@@ -200,6 +251,11 @@ ERRORS: list[tuple[Callable[[Path], None], str]] = [
     (_empty_class, r"class folder .*normal has no images"),
     (_no_class_folders, r"no benign, malignant or normal folder found below"),
     (_bad_name, r"scan 3\.png is not named 'benign \(N\)\.png'"),
+    (
+        _two_extensions,
+        r"images .*benign \(2\)\.jpg and .*benign \(2\)\.png have the same name with two ext",
+    ),
+    (_one_class, r"dataset 'busi' \(.*raw\) holds only benign images: expected .* at least two"),
 ]
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +130,8 @@ def _busi_folder(folder: Path, label: str, patients: dict[Path, str]) -> list[It
             raise MeddapError(f"{path} is not named '{label} (N).png' or '{label} (N)_mask.png'")
         if "_mask" in path.stem:
             masks[match["base"]].append(path)
+        elif match["base"] in images:
+            raise MeddapError(_two_extensions(images[match["base"]], path))
         else:
             images[match["base"]] = path
     if not images:
@@ -287,17 +291,72 @@ def _row(item: Item, dataset: str, masks_dir: Path) -> dict[str, object]:
     }
 
 
+def _two_extensions(first: Path, second: Path) -> str:
+    return (
+        f"images {first} and {second} have the same name with two extensions "
+        "(expected one image per name: remove or rename one)"
+    )
+
+
+def _stem(item: Item) -> str:
+    """The image's file name without extension in Unicode form NFC (macOS may store NFD)."""
+    return unicodedata.normalize("NFC", item.image.stem)
+
+
+def unique_ids(items: list[Item]) -> list[Item]:
+    """Items whose id is empty, or shared by differently named images, get a short hash suffix.
+
+    `slug` keeps only a-z and 0-9, so non-Latin names collide (`乳腺 1.png` and `超声 1.png` both
+    give '1') or give ''. Those ids get '_' and the first 8 hex digits of the sha256 of the
+    image's file stem (NFC, UTF-8) appended ('1_504f08be' for `乳腺 1.png`; just the digits for
+    an empty id).
+    Non-empty ids of one name each (all of BUSI, BUS-BRA, UDIAT and the phantom) are unchanged.
+    Images of the same stem keep one id, so `_check_ids` stops naming both.
+    """
+    stems: dict[str, set[str]] = defaultdict(set)
+    for item in items:
+        stems[item.id].add(_stem(item))
+    return [
+        item if item.id and len(stems[item.id]) == 1 else replace(item, id=_hashed_id(item))
+        for item in items
+    ]
+
+
+def _hashed_id(item: Item) -> str:
+    digest = hashlib.sha256(_stem(item).encode()).hexdigest()[:8]
+    return f"{item.id}_{digest}" if item.id else digest
+
+
+def _check_ids(items: list[Item]) -> None:
+    """Stop naming both images when two of the (sorted) items share an id."""
+    for before, after in zip(items, items[1:], strict=False):
+        if before.id != after.id:
+            continue
+        if _stem(before) == _stem(after) and before.image.parent == after.image.parent:
+            raise MeddapError(_two_extensions(before.image, after.image))
+        raise MeddapError(f"images {before.image} and {after.image} both get id {after.id!r}")
+
+
+def _check_classes(items: list[Item], dataset: str, raw: Path) -> None:
+    """A classifier needs two classes: stop when the dataset holds images of only one."""
+    found = sorted({item.label for item in items})
+    if len(found) < 2:
+        raise MeddapError(
+            f"dataset {dataset!r} ({raw}) holds only {', '.join(found)} images: expected images "
+            "of at least two of normal, benign and malignant"
+        )
+
+
 def _items(raw: Path, layout: str) -> list[Item]:
     if layout not in LAYOUTS:
         raise MeddapError(f"layout {layout!r} is unknown (expected one of {', '.join(LAYOUTS)})")
     if not raw.is_dir():
-        raise MeddapError(f"dataset folder {raw} does not exist")
-    items = sorted(LAYOUTS[layout](raw), key=lambda item: item.id)
+        what = "is not a folder" if raw.exists() else "does not exist"
+        raise MeddapError(f"dataset folder {raw} {what}")
+    items = sorted(unique_ids(LAYOUTS[layout](raw)), key=lambda item: item.id)
     if not items:
         raise MeddapError(f"no images found below {raw} ({layout} layout)")
-    for before, after in zip(items, items[1:], strict=False):
-        if before.id == after.id:
-            raise MeddapError(f"images {before.image} and {after.image} both get id {after.id!r}")
+    _check_ids(items)
     if layout in MASKED_LAYOUTS:
         for item in items:
             if not item.masks:
@@ -307,7 +366,9 @@ def _items(raw: Path, layout: str) -> list[Item]:
 
 def build_manifest(raw: Path, dataset: str, layout: str, masks_dir: Path) -> pd.DataFrame:
     """One manifest row per image of folder `raw`, sorted by id; merged masks go to `masks_dir`."""
-    rows = [_row(item, dataset, Path(masks_dir)) for item in _items(Path(raw), layout)]
+    items = _items(Path(raw), layout)
+    _check_classes(items, dataset, Path(raw))
+    rows = [_row(item, dataset, Path(masks_dir)) for item in items]
     table = pd.DataFrame(rows, columns=COLUMNS)
     table["patient_id"] = table["patient_id"].astype("string")
     return table
