@@ -150,6 +150,14 @@ def test_fetch_from_zip_path_gives_an_ingestible_folder(tmp_path: Path) -> None:
     assert (table.n_masks == 1).all()
 
 
+def test_fetch_from_a_zip_path_under_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _busi_zip(tmp_path)
+    root = tmp_path / "results" / "raw" / "busi"
+    fetch_dataset(root=str(root), dataset="busi", entry={"layout": "busi", "path": "~/busi.zip"})
+    assert len(build_manifest(root, "busi", "busi", tmp_path / "masks")) == 3
+
+
 def test_fetch_from_url_caches_and_extracts(tmp_path: Path) -> None:
     archive = _busi_zip(tmp_path)
     root = tmp_path / "results" / "raw" / "busi"

@@ -18,7 +18,7 @@ from meddap.common.atomic import atomic_dir
 from meddap.common.errors import MeddapError
 from meddap.common.hashing import file_sha256
 from meddap.data.archive import safe_extract
-from meddap.data.registry import is_archive, source_kind
+from meddap.data.registry import is_archive, source_kind, user_path
 
 log = logging.getLogger(__name__)
 _SHA256 = re.compile(r"^(?:sha256:)?([0-9a-fA-F]{64})$")
@@ -158,7 +158,7 @@ def fetch_dataset(*, root: str, dataset: str, entry: dict) -> None:
 
         generate_phantom(out, **entry["phantom"])
     elif kind == "path_archive":
-        safe_extract(Path(entry["path"]), out)
+        safe_extract(user_path(entry["path"]), out)
     elif kind == "url":
         sha = entry.get("sha256")
         _materialise(download(entry["url"], cache, sha, f"datasets.{dataset}.sha256"), out)
