@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -33,6 +36,56 @@ def test_atomic_dir_replaces_only_on_success(tmp_path: Path) -> None:
         raise RuntimeError("killed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images"]
     assert [p.name for p in target.iterdir()] == ["a.png"]
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has ended."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_atomic_writers_remove_temporaries_of_dead_processes(tmp_path: Path) -> None:
+    dead, live = _dead_pid(), os.getppid()
+    (tmp_path / f".masks.tmp{dead}").mkdir()
+    (tmp_path / f".masks.tmp{dead}" / "a.png").write_bytes(b"half")
+    (tmp_path / f".table.tmp{dead}.parquet").write_bytes(b"half")
+    kept = [
+        f".masks.tmp{live}",  # a running job's
+        f".masks.tmp{dead}.png",  # another target's (masks.png)
+        f".masks.tmp{dead}x",
+        f".table.tmp{live}.parquet",
+        f".other.tmp{dead}",
+    ]
+    for name in kept:
+        (tmp_path / name).write_bytes(b"")
+    with atomic_dir(tmp_path / "masks") as tmp:
+        (tmp / "b.png").write_bytes(b"1")
+    with atomic_path(tmp_path / "table.parquet") as tmp:
+        tmp.write_bytes(b"2")
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted([*kept, "masks", "table.parquet"])
+
+
+def test_a_killed_job_leaves_a_temporary_the_next_one_removes(tmp_path: Path) -> None:
+    code = (
+        "import sys, time\n"
+        "from meddap.common.atomic import atomic_dir\n"
+        "with atomic_dir(sys.argv[1]) as tmp:\n"
+        "    (tmp / 'a.png').write_bytes(b'half')\n"
+        "    print(tmp.name, flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    job = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path / "masks")], stdout=subprocess.PIPE, text=True
+    )
+    name = job.stdout.readline().strip()
+    job.kill()  # SIGKILL: no cleanup runs
+    job.wait()
+    assert name == f".masks.tmp{job.pid}" and (tmp_path / name).is_dir()
+    with atomic_dir(tmp_path / "masks") as tmp:
+        (tmp / "a.png").write_bytes(b"whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["masks"]
 
 
 def test_directory_hash_changes_with_content(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,9 +16,43 @@ import pandas as pd
 from PIL import Image
 
 
-def _temp_name(final: Path) -> Path:
-    """A hidden sibling of `final` that keeps its suffix (writers infer formats from it)."""
-    return final.with_name(f".{final.stem}.tmp{os.getpid()}{final.suffix}")
+def _temp_name(final: Path, keep_suffix: bool) -> Path:
+    """`final`'s hidden temporary, once the temporaries of dead processes are removed.
+
+    Files get `.{stem}.tmp{pid}{suffix}` (writers infer formats from the suffix), folders
+    `.{name}.tmp{pid}`.
+    """
+    head, tail = (f".{final.stem}.tmp", final.suffix) if keep_suffix else (f".{final.name}.tmp", "")
+    remove_stale(final.parent, head, tail)
+    return final.with_name(f"{head}{os.getpid()}{tail}")
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` runs on this machine (it may be another user's)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale(folder: Path, head: str, tail: str) -> None:
+    """Remove the temporaries `{head}{pid}{tail}` in `folder` whose process no longer runs.
+
+    A killed job (time limit, preemption, OOM) never reaches its cleanup, so its temporary
+    (e.g. `.masks.tmp4242`) would stay for good; the next job writing the same target removes
+    it. Temporaries of live processes, this one's included, are left alone. Processes are
+    looked up on this machine: Snakemake's lock keeps two runs from writing one target.
+    """
+    with os.scandir(folder) as entries:
+        names = [e.name for e in entries if e.name.startswith(head) and e.name.endswith(tail)]
+    for name in names:
+        pid = name[len(head) : len(name) - len(tail)]
+        if pid.isascii() and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            with contextlib.suppress(FileNotFoundError):  # another job may remove it first
+                _remove(folder / name)
 
 
 def _umask() -> int:
@@ -38,7 +73,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary file path; on success it is renamed to `path`, on error removed."""
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_name(final)
+    tmp = _temp_name(final, keep_suffix=True)
     _remove(tmp)
     try:
         yield tmp
@@ -54,7 +89,7 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary directory; on success it replaces `path`, on error it is removed."""
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp{os.getpid()}")
+    tmp = _temp_name(final, keep_suffix=False)
     _remove(tmp)
     tmp.mkdir()
     try:
