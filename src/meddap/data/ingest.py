@@ -292,6 +292,7 @@ def _row(item: Item, dataset: str, masks_dir: Path) -> dict[str, object]:
 
 
 def _two_extensions(first: Path, second: Path) -> str:
+    """The error sentence for two images whose names differ only in the extension."""
     return (
         f"images {first} and {second} have the same name with two extensions "
         "(expected one image per name: remove or rename one)"
@@ -323,6 +324,7 @@ def unique_ids(items: list[Item]) -> list[Item]:
 
 
 def _hashed_id(item: Item) -> str:
+    """`item.id` + '_' + 8 hex digits of the sha256 of its stem (the digits alone if empty)."""
     digest = hashlib.sha256(_stem(item).encode()).hexdigest()[:8]
     return f"{item.id}_{digest}" if item.id else digest
 
