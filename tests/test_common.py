@@ -11,7 +11,7 @@ import yaml
 
 from meddap.common import paths
 from meddap.common.errors import MeddapError
-from meddap.common.settings import SECTIONS, Classifier, Lora, Synthesis, job_params
+from meddap.common.settings import SETTINGS, Classifier, Encoding, Lora, Synthesis, job_params
 from meddap.common.splits import split_ids, split_rows
 from meddap.run.jobs import typed_params
 
@@ -27,14 +27,18 @@ def test_every_section_builds_from_the_default_and_paper_configs(default: dict) 
     paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
     for config in (default, paper):
         params = job_params(config)
-        assert set(params) == set(SECTIONS)
-        for name, cls in SECTIONS.items():
+        assert set(params) == set(SETTINGS)
+        for name, cls in SETTINGS.items():
             assert cls.from_params(params[name]) == cls.from_config(config)
 
 
 def test_grid_axes_and_resources_never_reach_a_job(default: dict) -> None:
     params = job_params(default)
     assert "ranks" not in params["lora"] and "resources" not in params["lora"]
+    assert set(params["encoding"]) == {"resolution", "flip", "train_adjective"}
+    assert set(params["lora"]).isdisjoint(params["encoding"])
+    assert set(params["similarity"]) == {"image_size", "ssim_threshold"}
+    assert set(params["curation"]) == {"policy"}
     assert {"adjectives", "ratios", "rank"}.isdisjoint(params["synthesis"])
     assert {"models", "external"}.isdisjoint(params["classifier"])
     assert params["classifier"]["augment"] == default["classifier"]["augment"]
@@ -56,10 +60,10 @@ def test_missing_and_unknown_keys_name_the_key(default: dict) -> None:
     del broken["classifier"]["augment"]["rotation"]
     with pytest.raises(MeddapError, match=r"config key classifier\.augment\.rotation is missing"):
         Classifier.from_config(broken)
-    broken = copy.deepcopy(default)
-    broken["synthesis"]["sampling"]["stepz"] = 3
+    sampling = Synthesis.from_config(default).params()["sampling"]
     with pytest.raises(MeddapError, match=r"config key synthesis\.sampling\.stepz is unknown"):
-        Synthesis.from_config(broken)
+        Synthesis.from_params({"pool": 100, "sampling": {**sampling, "stepz": 3}})
+    assert Encoding.from_config(default).resolution == default["lora"]["resolution"]
 
 
 def test_job_bridge_types_annotated_sections_only(default: dict) -> None:

@@ -13,7 +13,7 @@ from scipy.ndimage import gaussian_filter
 
 from meddap.common.errors import MeddapError
 from meddap.common.images import load_gray
-from meddap.common.settings import Curation
+from meddap.common.settings import Curation, Similarity
 from meddap.data.curation import (
     POLICIES,
     apply_policy,
@@ -174,11 +174,11 @@ def test_unreadable_image_names_the_file(tmp_path: Path) -> None:
 def test_jobs_write_the_tables(tmp_path: Path, manifest: pd.DataFrame) -> None:
     manifest.to_parquet(tmp_path / "manifest.parquet", index=False)
     paths = {n: str(tmp_path / f"{n}.parquet") for n in ("manifest", "duplicates", "curated")}
-    settings = Curation(image_size=128, ssim_threshold=0.45, policy="drop_all")
+    similarity = Similarity(image_size=128, ssim_threshold=0.45)
     find_duplicates_job(
-        manifest=paths["manifest"], duplicates=paths["duplicates"], curation=settings
+        manifest=paths["manifest"], duplicates=paths["duplicates"], similarity=similarity
     )
-    curate(**paths, curation=settings)
+    curate(**paths, curation=Curation(policy="drop_all"))
     assert groups_of(pd.read_parquet(paths["duplicates"])) == KNOWN_GROUPS
     curated = pd.read_parquet(paths["curated"])
     assert len(curated) == 12 and curated["duplicate_group"].isna().all()
@@ -191,5 +191,5 @@ def test_job_names_a_manifest_without_required_columns(tmp_path: Path) -> None:
         find_duplicates_job(
             manifest=str(path),
             duplicates=str(tmp_path / "d.parquet"),
-            curation=Curation(image_size=32, ssim_threshold=0.5, policy="drop_all"),
+            similarity=Similarity(image_size=32, ssim_threshold=0.5),
         )

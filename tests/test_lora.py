@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from meddap.common.checkpoint import Checkpoint
 from meddap.common.errors import MeddapError
-from meddap.common.settings import Lora
+from meddap.common.settings import Encoding, Lora
 from meddap.diffusion.pipeline import load_pipeline
 from meddap.diffusion.tiny import build_tiny_sd
 from meddap.lora import train as lora_train
@@ -97,7 +97,7 @@ def _encode(paths: dict[str, str], cache: str) -> None:
         cache=cache,
         base_model=paths["base_model"],
         fold=0,
-        lora=Lora.from_params(LORA),
+        encoding=Encoding.from_config({"lora": LORA}),
     )
 
 
@@ -117,7 +117,7 @@ def _train(
         base_model=fold0["base_model"],
         **outputs,
         **job,
-        lora=Lora.from_params({**LORA, **overrides}),
+        lora=Lora.from_config({"lora": {**LORA, **overrides}}),
     )
     return outputs
 
@@ -250,13 +250,16 @@ def test_half_precision_needs_a_gpu(fold0: dict[str, str], tmp_path: Path) -> No
     assert not list(tmp_path.iterdir())
 
 
-def test_the_jobs_get_the_lora_section_as_settings() -> None:
-    for job in (encode_fold, train_lora):
-        assert typed_params(job, {"lora": LORA, "fold": 0})["lora"] == Lora.from_params(LORA)
+def test_each_job_gets_its_part_of_the_lora_section_as_settings() -> None:
+    """The cache reads only what encodes it: a learning-rate change must not re-encode."""
+    encoding, training = (cls.from_config({"lora": LORA}) for cls in (Encoding, Lora))
+    assert set(encoding.params()) == {"resolution", "flip", "train_adjective"}
+    assert {"resolution", "ranks"}.isdisjoint(training.params())
+    assert typed_params(encode_fold, {"encoding": encoding.params()})["encoding"] == encoding
+    assert typed_params(train_lora, {"lora": training.params(), "fold": 0})["lora"] == training
+    partial = {k: v for k, v in training.params().items() if k != "checkpoint_every"}
     with pytest.raises(MeddapError, match=r"lora\.checkpoint_every is missing"):
-        typed_params(
-            train_lora, {"lora": {k: v for k, v in LORA.items() if k != "checkpoint_every"}}
-        )
+        typed_params(train_lora, {"lora": partial})
 
 
 def test_checkpoint_of_other_settings_is_not_resumed(

@@ -36,7 +36,7 @@ UPSTREAM = (
 )
 # (target, script whose process is killed, what shows the job is under way)
 JOBS = {
-    "lora": (f"{LORA}/pytorch_lora_weights.safetensors", "train_lora", f"{LORA}/checkpoints"),
+    "lora": (f"{LORA}/pytorch_lora_weights.safetensors", "train_lora", f"{LORA}/checkpoint.pt"),
     "synthesis": (f"{SYNTH}/manifest.parquet", "synthesize", f"{SYNTH}/.images.partial"),
     "classifier": (f"{CLS}/metrics.json", "train_classifier", f"{CLS}/checkpoint.pt"),
 }

@@ -23,7 +23,7 @@ from accelerate import Accelerator
 from diffusers import UNet2DConditionModel
 from PIL import Image
 
-from meddap.common.settings import Lora
+from meddap.common.settings import Encoding, Lora
 from meddap.diffusion.pipeline import load_pipeline
 from meddap.diffusion.prompts import prompt
 from meddap.diffusion.tiny import build_tiny_sd, training_scheduler
@@ -32,18 +32,16 @@ from meddap.lora.params import SD14_UNET_CONFIG
 from meddap.lora.train import adapt_unet, optimizer_step
 
 LABELS = ("normal", "benign", "malignant")
+ENCODING = Encoding(resolution=64, flip=True, train_adjective="none")
 LORA = Lora(
     targets="attn2",
-    resolution=64,
-    flip=True,
-    train_adjective="none",
     epochs=1,
     batch_size=1,
     learning_rate=1e-4,
     checkpoint_every=50,
     mixed_precision="no",
     gradient_checkpointing=False,
-)  # the cache reads resolution, flip and train_adjective
+)
 
 
 def _timed(step: Callable[[int], None], steps: int, sync: Callable[[], None]) -> float:
@@ -85,7 +83,7 @@ def bench_tiny(steps: int, images: int, rank: int) -> None:
             cache=cache,
             base_model=model,
             fold=0,
-            lora=LORA,
+            encoding=ENCODING,
         )
         encode_s = time.perf_counter() - started
         data, pipe = load_cache(cache), load_pipeline(model)

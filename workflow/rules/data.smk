@@ -42,7 +42,7 @@ rule find_duplicates:
     output:
         duplicates=paths.DUPLICATES,
     params:
-        curation=SETTINGS["curation"],
+        similarity=SETTINGS["similarity"],
     threads: 2
     resources:
         **CPU_RESOURCES,

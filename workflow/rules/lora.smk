@@ -26,7 +26,7 @@ rule encode_fold:
     params:
         base_model=BASE_MODEL,
         fold=lambda wc: int(wc.fold),
-        lora=SETTINGS["lora"],
+        encoding=SETTINGS["encoding"],
     resources:
         gpu=1,
         mem_mb=LORA["resources"]["mem_mb"],

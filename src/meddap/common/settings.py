@@ -1,11 +1,14 @@
-"""Typed settings: one frozen dataclass per config section, the one way config reaches a job.
+"""Typed settings: the one way config reaches a job.
 
-A rule passes a section as the plain dict `SECTIONS[name].from_config(config).params()` (plain
-values, so that Snakemake's params trigger sees every change); `meddap.run.jobs` turns it back
-into the dataclass that the job function's annotation names. Keys that shape the DAG rather
-than one job (grid axes such as `lora.ranks` or `synthesis.ratios`, the rank choice, the
-external datasets) and `resources` stay with the rules: a job sees them as wildcards, so adding
-a rank does not rerun the jobs of the other ranks.
+Each class holds the keys of one config section that one kind of job reads, so that changing a
+key reruns exactly the jobs that read it (e.g. `lora.learning_rate` reruns the LoRA training but
+not the latent cache, `curation.policy` the curation but not duplicate detection). A rule passes
+`SETTINGS[name]` (`job_params`), plain values that Snakemake's params trigger compares;
+`meddap.run.jobs` turns them back into the class the job function's annotation names. Keys that
+shape the DAG rather than one job (grid axes such as `lora.ranks` or `synthesis.ratios`, the rank
+choice, the external datasets) and `resources` stay with the rules: a job sees them as wildcards,
+so adding a rank does not rerun the jobs of the other ranks. Unknown config keys are the
+schema's to refuse (`workflow/schemas/config.schema.yaml`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ class Section:
     """Base of every settings class: built from a config section, checked key by key."""
 
     SECTION: ClassVar[str]
-    RULE_ONLY: ClassVar[tuple[str, ...]] = ("resources",)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], key: str | None = None) -> Self:
@@ -33,7 +35,7 @@ class Section:
         if not isinstance(params, Mapping):
             raise MeddapError(f"config key {key} must be a mapping, got {params!r}")
         names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(params) - set(names) - set(cls.RULE_ONLY))
+        unknown = sorted(set(params) - set(names))
         if unknown:
             raise MeddapError(f"config key {key}.{unknown[0]} is unknown (expected {names})")
         hints = typing.get_type_hints(cls)
@@ -48,10 +50,10 @@ class Section:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Self:
-        """The settings of this section of a full (validated) config."""
+        """This class's keys of its section of a full (validated) config."""
         if cls.SECTION not in config:
             raise MeddapError(f"config key {cls.SECTION} is missing")
-        return cls.from_params(config[cls.SECTION])
+        return cls.from_params(_pick(cls, config[cls.SECTION]))
 
     def params(self) -> dict[str, Any]:
         """Plain values, as a rule passes them to its job."""
@@ -59,12 +61,19 @@ class Section:
 
 
 @dataclass(frozen=True)
-class Curation(Section):
-    """`curation`: duplicate detection and the curation policy."""
+class Similarity(Section):
+    """`curation`: how duplicate candidates are scored (find_duplicates)."""
 
     SECTION = "curation"
     image_size: int
     ssim_threshold: float
+
+
+@dataclass(frozen=True)
+class Curation(Section):
+    """`curation`: what the curation drops (curate)."""
+
+    SECTION = "curation"
     policy: str
 
 
@@ -80,23 +89,28 @@ class Folds(Section):
 
 @dataclass(frozen=True)
 class Diffusion(Section):
-    """`diffusion`: the base Stable Diffusion ('tiny' = the embedded one)."""
+    """`diffusion`: how the embedded tiny model is built (`base_model` is a rule input)."""
 
     SECTION = "diffusion"
-    base_model: str
     tiny_seed: int
 
 
 @dataclass(frozen=True)
-class Lora(Section):
-    """`lora` without its grid axis `ranks`: the latent cache and the USLoRA training."""
+class Encoding(Section):
+    """`lora`: how a fold's latent and text cache is encoded (encode_fold)."""
 
     SECTION = "lora"
-    RULE_ONLY = ("ranks", "resources")
-    targets: str
     resolution: int
     flip: bool
     train_adjective: str
+
+
+@dataclass(frozen=True)
+class Lora(Section):
+    """`lora`: the USLoRA training of one fold and rank (its grid axis `ranks` is the rules')."""
+
+    SECTION = "lora"
+    targets: str
     epochs: int
     batch_size: int
     learning_rate: float
@@ -124,7 +138,6 @@ class Synthesis(Section):
     """`synthesis` without its grid axes (adjectives, ratios) and the rank choice."""
 
     SECTION = "synthesis"
-    RULE_ONLY = ("adjectives", "ratios", "rank", "resources")
     pool: int
     sampling: Sampling
 
@@ -154,7 +167,6 @@ class Classifier(Section):
     """`classifier` without its grid axes (models, external datasets)."""
 
     SECTION = "classifier"
-    RULE_ONLY = ("models", "external", "resources")
     image_size: int
     epochs: int
     batch_size: int
@@ -165,11 +177,33 @@ class Classifier(Section):
     mixed_precision: str
 
 
-SECTIONS: dict[str, type[Section]] = {
-    cls.SECTION: cls for cls in (Curation, Folds, Diffusion, Lora, Synthesis, Quality, Classifier)
+SETTINGS: dict[str, type[Section]] = {
+    "similarity": Similarity,
+    "curation": Curation,
+    "folds": Folds,
+    "diffusion": Diffusion,
+    "encoding": Encoding,
+    "lora": Lora,
+    "synthesis": Synthesis,
+    "quality": Quality,
+    "classifier": Classifier,
 }
 
 
 def job_params(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every section's settings as the plain dicts rules pass (validated on the way)."""
-    return {name: cls.from_config(config).params() for name, cls in SECTIONS.items()}
+    """Every settings class's keys of `config` as the plain dicts rules pass, by param name."""
+    return {name: cls.from_config(config).params() for name, cls in SETTINGS.items()}
+
+
+def _pick(cls: type[Section], section: Any) -> Any:
+    """The keys of `section` that `cls` (and its nested classes) hold; the rest is others'."""
+    if not isinstance(section, Mapping):
+        return section
+    hints = typing.get_type_hints(cls)
+    picked = {}
+    for field in dataclasses.fields(cls):
+        if field.name in section:
+            kind, value = hints[field.name], section[field.name]
+            nested = isinstance(kind, type) and issubclass(kind, Section)
+            picked[field.name] = _pick(kind, value) if nested else value
+    return picked

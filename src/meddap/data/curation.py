@@ -16,7 +16,7 @@ from sklearn.metrics import jaccard_score
 from meddap.common.atomic import write_parquet
 from meddap.common.errors import MeddapError
 from meddap.common.images import load_gray
-from meddap.common.settings import Curation
+from meddap.common.settings import Curation, Similarity
 from meddap.data.ssim import WIN, pairwise_ssim
 
 MANIFEST_COLUMNS = ("id", "label", "image_path", "mask_path")
@@ -80,11 +80,11 @@ def apply_policy(manifest: pd.DataFrame, duplicates: pd.DataFrame, policy: str) 
     return curated[keep].reset_index(drop=True)
 
 
-def find_duplicates_job(*, manifest: str, duplicates: str, curation: Curation) -> None:
+def find_duplicates_job(*, manifest: str, duplicates: str, similarity: Similarity) -> None:
     """Snakemake job: manifest.parquet -> duplicates.parquet."""
     table = pd.read_parquet(manifest)
     _check_manifest(table, manifest)
-    pairs = find_duplicates(table, curation.image_size, curation.ssim_threshold)
+    pairs = find_duplicates(table, similarity.image_size, similarity.ssim_threshold)
     write_parquet(pairs, duplicates)
 
 

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from meddap.common.atomic import atomic_path
 from meddap.common.errors import MeddapError
 from meddap.common.images import open_gray
-from meddap.common.settings import Lora
+from meddap.common.settings import Encoding
 from meddap.common.splits import split_rows
 from meddap.diffusion.pipeline import load_pipeline
 from meddap.diffusion.prompts import prompt
@@ -64,13 +64,13 @@ def encode_fold(
     cache: str,
     base_model: str,
     fold: int,
-    lora: Lora,
+    encoding: Encoding,
 ) -> None:
     """Encode fold `fold`'s train images and prompts with the frozen VAE and text encoder.
 
     Reads `lora.resolution`, `lora.flip` (also encode mirror images) and `lora.train_adjective`.
     """
-    resolution, flip, adjective = lora.resolution, lora.flip, lora.train_adjective
+    resolution, flip, adjective = encoding.resolution, encoding.flip, encoding.train_adjective
     rows = split_rows(manifest, splits, fold, "train")
     texts = [prompt(label, adjective) for label in rows["label"]]
     unique = sorted(set(texts))
