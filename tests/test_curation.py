@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -171,7 +172,10 @@ def test_unreadable_image_names_the_file(tmp_path: Path) -> None:
         find_duplicates(manifest, 48, 0.45)
 
 
-def test_jobs_write_the_tables(tmp_path: Path, manifest: pd.DataFrame) -> None:
+def test_jobs_write_the_tables_and_log_what_curation_did(
+    tmp_path: Path, manifest: pd.DataFrame, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="meddap.data.curation")
     manifest.to_parquet(tmp_path / "manifest.parquet", index=False)
     paths = {n: str(tmp_path / f"{n}.parquet") for n in ("manifest", "duplicates", "curated")}
     similarity = Similarity(image_size=128, ssim_threshold=0.45)
@@ -182,6 +186,12 @@ def test_jobs_write_the_tables(tmp_path: Path, manifest: pd.DataFrame) -> None:
     assert groups_of(pd.read_parquet(paths["duplicates"])) == KNOWN_GROUPS
     curated = pd.read_parquet(paths["curated"])
     assert len(curated) == 12 and curated["duplicate_group"].isna().all()
+    n_groups = len(KNOWN_GROUPS)
+    assert f"{len(manifest)} images: " in caplog.text and f"in {n_groups} groups" in caplog.text
+    removed = manifest[~manifest.id.isin(curated.id)].label.value_counts().sort_index().to_dict()
+    assert f"policy drop_all keeps 12 of {len(manifest)} images; removed per class: {removed}" in (
+        caplog.text
+    )
 
 
 def test_job_names_a_manifest_without_required_columns(tmp_path: Path) -> None:

@@ -6,6 +6,8 @@ the order of their smallest member id, and `keep_one_consistent` keeps that smal
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 from PIL import Image
@@ -22,6 +24,7 @@ from meddap.data.ssim import WIN, pairwise_ssim
 MANIFEST_COLUMNS = ("id", "label", "image_path", "mask_path")
 DUPLICATE_COLUMNS = ("id_a", "id_b", "ssim", "same_label", "mask_iou", "group")
 POLICIES = ("drop_all", "keep_one_consistent", "none")
+log = logging.getLogger(__name__)
 
 
 def find_duplicates(manifest: pd.DataFrame, image_size: int, threshold: float) -> pd.DataFrame:
@@ -85,6 +88,16 @@ def find_duplicates_job(*, manifest: str, duplicates: str, similarity: Similarit
     table = pd.read_parquet(manifest)
     _check_manifest(table, manifest)
     pairs = find_duplicates(table, similarity.image_size, similarity.ssim_threshold)
+    sizes = member_groups(pairs).value_counts()  # members per group
+    log.info(
+        "%d images: %d pairs at SSIM >= %s (%d with different labels) in %d groups, sizes %s",
+        len(table),
+        len(pairs),
+        similarity.ssim_threshold,
+        int((~pairs["same_label"]).sum()),
+        len(sizes),
+        sizes.value_counts().sort_index().to_dict(),
+    )
     write_parquet(pairs, duplicates)
 
 
@@ -96,7 +109,16 @@ def curate(*, manifest: str, duplicates: str, curated: str, curation: Curation) 
     missing = [c for c in DUPLICATE_COLUMNS if c not in pairs.columns]
     if missing:
         raise MeddapError(f"{duplicates} lacks the columns {missing} of a duplicates table")
-    write_parquet(apply_policy(table, pairs, curation.policy), curated)
+    kept = apply_policy(table, pairs, curation.policy)
+    removed = table[~table["id"].isin(kept["id"])]["label"].value_counts().sort_index()
+    log.info(
+        "policy %s keeps %d of %d images; removed per class: %s",
+        curation.policy,
+        len(kept),
+        len(table),
+        removed.to_dict(),
+    )
+    write_parquet(kept, curated)
 
 
 def _check_manifest(manifest: pd.DataFrame, name: str) -> None:
