@@ -96,7 +96,7 @@ def find_duplicates_job(*, manifest: str, duplicates: str, similarity: Similarit
         similarity.ssim_threshold,
         int((~pairs["same_label"]).sum()),
         len(sizes),
-        sizes.value_counts().sort_index().to_dict(),
+        {int(size): int(n) for size, n in sizes.value_counts().sort_index().items()},
     )
     write_parquet(pairs, duplicates)
 
@@ -116,7 +116,7 @@ def curate(*, manifest: str, duplicates: str, curated: str, curation: Curation) 
         curation.policy,
         len(kept),
         len(table),
-        removed.to_dict(),
+        {label: int(n) for label, n in removed.items()},
     )
     write_parquet(kept, curated)
 
