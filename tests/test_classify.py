@@ -65,7 +65,7 @@ def data(
 
 def _train(data: dict[str, Path], out: Path, **job: object) -> dict:
     """Run the job into `out` (squeezenet1_1, fold 0, real, seed 0 unless given)."""
-    settings = Classifier.from_params({**SETTINGS, **job.pop("settings", {})})
+    settings = Classifier.from_config({"classifier": {**SETTINGS, **job.pop("settings", {})}})
     kwargs = {"fold": 0, "model": "squeezenet1_1", "trainset": "real", "seed": 0, **job}
     train_classifier(
         manifest=str(data["manifest"]),
@@ -276,11 +276,15 @@ def test_external_manifests_are_checked_before_training(
 
 
 def test_the_job_gets_the_classifier_section_as_settings() -> None:
-    typed = typed_params(train_classifier, {"classifier": SETTINGS, "fold": 0})
+    params = Classifier.from_config({"classifier": SETTINGS}).params()
+    assert "models" not in params  # the grid axis stays with the rule
+    typed = typed_params(train_classifier, {"classifier": params, "fold": 0})
     assert typed["classifier"].augment.rotation == 10.0 and typed["fold"] == 0
     with pytest.raises(MeddapError, match=r"classifier\.augment\.rotation is missing"):
-        typed_params(train_classifier, {"classifier": {**SETTINGS, "augment": {"hflip": True}}})
-    older = {k: v for k, v in SETTINGS.items() if k != "mixed_precision"}
+        typed_params(train_classifier, {"classifier": {**params, "augment": {"hflip": True}}})
+    with pytest.raises(MeddapError, match=r"classifier\.models is unknown"):
+        typed_params(train_classifier, {"classifier": SETTINGS})
+    older = {k: v for k, v in params.items() if k != "mixed_precision"}
     with pytest.raises(MeddapError, match=r"classifier\.mixed_precision is missing"):
         typed_params(train_classifier, {"classifier": older})
 
