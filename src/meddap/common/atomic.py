@@ -68,13 +68,19 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+def _fresh_temp(final: Path, keep_suffix: bool) -> Path:
+    """`final`'s temporary, with its folder made and no leftover of this process in the way."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_name(final, keep_suffix)
+    _remove(tmp)
+    return tmp
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary file path; on success it is renamed to `path`, on error removed."""
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_name(final, keep_suffix=True)
-    _remove(tmp)
+    tmp = _fresh_temp(final, keep_suffix=True)
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # some writers (safetensors) create files 0600
@@ -88,9 +94,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary directory; on success it replaces `path`, on error it is removed."""
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_name(final, keep_suffix=False)
-    _remove(tmp)
+    tmp = _fresh_temp(final, keep_suffix=False)
     tmp.mkdir()
     try:
         yield tmp
