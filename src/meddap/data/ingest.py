@@ -18,8 +18,9 @@ from meddap.common.atomic import atomic_dir, write_parquet, write_png
 from meddap.common.errors import MeddapError
 from meddap.common.hashing import file_sha256
 from meddap.common.images import HIGH_BIT_MODES, to_gray8
+from meddap.common.labels import CLASSES
 
-LABELS = ("normal", "benign", "malignant")
+LABELS = CLASSES
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 COLUMNS = [
     "id", "dataset", "label", "image_path", "mask_path", "width", "height", "sha256",
@@ -270,7 +271,8 @@ def merged_mask(item: Item, size: tuple[int, int]) -> np.ndarray:
 
 def _row(item: Item, dataset: str, masks_dir: Path) -> dict[str, object]:
     image = _open(item.image)
-    to_gray8(image, item.image)  # pixel values every stage can read, or one sentence now
+    if image.mode in HIGH_BIT_MODES:  # the only modes whose values can be out of range
+        to_gray8(image, item.image)  # pixel values every stage can read, or one sentence now
     size = image.size
     mask_path = None
     if item.masks:

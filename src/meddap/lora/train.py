@@ -286,16 +286,11 @@ def train_lora(
         checkpoint_every=lora.checkpoint_every,
     )
     run = {
+        **lora.params(),
         "cache_sha256": file_sha256(cache),
         "base_model": base_model,
         "fold": fold,
         "rank": rank,
-        "targets": lora.targets,
-        "epochs": lora.epochs,
-        "batch_size": lora.batch_size,
-        "learning_rate": lora.learning_rate,
-        "mixed_precision": lora.mixed_precision,
-        "gradient_checkpointing": lora.gradient_checkpointing,
         "seed": seed,
     }
     job = _setup(cache, splits, run)
