@@ -33,6 +33,7 @@ include: "workflow/rules/report.smk"
 localrules:
     all,
     fetch_dataset,
+    fingerprint_source,
     select_rank,
     table1,
     table2,

@@ -69,3 +69,31 @@ def test_an_upstream_file_substituted_with_its_own_record_fails(chain: Path) -> 
     audit("manifest.txt", str(chain))  # consistent on its own
     with pytest.raises(MeddapError, match="manifest.txt"):
         audit("table.md", str(chain))
+
+
+def test_a_changed_folder_names_its_first_changed_file(chain: Path) -> None:
+    (chain / "raw" / "img.png").rename(chain / "raw" / "moved.png")  # e.g. to another class folder
+    with pytest.raises(MeddapError, match=r"raw/img\.png is gone .*0 changed, 1 added, 1 removed"):
+        audit("table.md", str(chain))
+
+
+def test_every_output_of_an_upstream_job_is_verified(tmp_path: Path) -> None:
+    """A manifest's masks are the ingest's other output: tampering with one fails the audit."""
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "masks" / "a.png").write_bytes(b"mask")
+    (tmp_path / "manifest.txt").write_text("m")
+    record = provenance.build_record(
+        rule="ingest",
+        inputs={},
+        outputs=[str(tmp_path / "manifest.txt"), str(tmp_path / "masks")],
+        params={},
+        wildcards={},
+        started=provenance.now(),
+        ended=provenance.now(),
+    )
+    provenance.write_records(record)
+    _job(tmp_path, "table", ["manifest.txt"], "table.md", "t")
+    audit("table.md", str(tmp_path))
+    (tmp_path / "masks" / "a.png").write_bytes(b"tampered")
+    with pytest.raises(MeddapError, match=r"masks/a\.png has changed"):
+        audit("table.md", str(tmp_path))

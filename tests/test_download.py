@@ -143,19 +143,25 @@ def test_fetch_from_kaggle_extracts_the_download(
 
 def test_fetch_from_zip_path_gives_an_ingestible_folder(tmp_path: Path) -> None:
     root = tmp_path / "results" / "raw" / "busi"
-    entry = {"layout": "busi", "path": str(_busi_zip(tmp_path))}
-    fetch_dataset(root=str(root), dataset="busi", entry=entry)
+    zipped = _busi_zip(tmp_path)
+    entry = {"layout": "busi", "path": str(zipped)}
+    fetch_dataset(
+        root=str(root), dataset="busi", entry=entry, archive=[str(zipped)], content=_sha(zipped)
+    )
     table = build_manifest(root, "busi", "busi", tmp_path / "masks")
     assert list(table.id) == ["benign_1", "malignant_1", "normal_1"]
     assert (table.n_masks == 1).all()
 
 
-def test_fetch_from_a_zip_path_under_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HOME", str(tmp_path))
-    _busi_zip(tmp_path)
+def test_an_archive_changed_after_planning_stops(tmp_path: Path) -> None:
+    zipped = _busi_zip(tmp_path)
     root = tmp_path / "results" / "raw" / "busi"
-    fetch_dataset(root=str(root), dataset="busi", entry={"layout": "busi", "path": "~/busi.zip"})
-    assert len(build_manifest(root, "busi", "busi", tmp_path / "masks")) == 3
+    with pytest.raises(MeddapError, match=r"busi\.zip changed after the workflow was planned"):
+        fetch_dataset(
+            root=str(root), dataset="busi", entry={"layout": "busi", "path": str(zipped)},
+            archive=[str(zipped)], content="0" * 64,
+        )  # fmt: skip
+    assert not root.exists()
 
 
 def test_fetch_from_url_caches_and_extracts(tmp_path: Path) -> None:

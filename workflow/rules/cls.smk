@@ -3,6 +3,8 @@
 
 rule train_classifier:
     input:
+        dataset_files,
+        expand(paths.SOURCE, dataset=CLS["external"]),
         manifest=paths.CURATED,
         splits=paths.SPLITS,
         synthetic=synthetic_manifest,

@@ -6,7 +6,8 @@ from pathlib import Path
 from meddap.common import paths
 from meddap.common.settings import job_params
 from meddap.common.trainsets import parse_trainset
-from meddap.data.registry import local_dataset_dir
+from meddap.data.fingerprint import content_digest
+from meddap.data.registry import is_archive, local_dataset_dir, user_path
 from meddap.run.config import check_cell, check_trainset
 
 
@@ -35,9 +36,28 @@ def dataset_entry(wildcards):
 
 
 def raw_dir(wildcards):
-    """The user's own folder when `path:` names one, else the folder the fetch rule makes."""
+    """The user's own folder when `path:` names one, else the folder the fetch rule makes.
+
+    The user's folder is `ancient`: its content digest (a param), not its mtime, reruns jobs.
+    """
     local = local_dataset_dir(dataset_entry(wildcards))
-    return str(local) if local else paths.RAW.format(dataset=wildcards.dataset)
+    return ancient(str(local)) if local else paths.RAW.format(dataset=wildcards.dataset)
+
+
+def path_archive(wildcards):
+    """The `path:` archive of the dataset (by content, as above), or nothing."""
+    entry = dataset_entry(wildcards)
+    return [ancient(str(user_path(entry["path"])))] if "path" in entry and is_archive(entry["path"]) else []
+
+
+def content_of(kind):
+    """A param function: the content digest of the dataset's source if it is of `kind`, else ''."""
+    return lambda wildcards: content_digest(wildcards.dataset, dataset_entry(wildcards), kind)
+
+
+def dataset_files(wildcards):
+    """The source fingerprint of the dataset whose images a job reads (its recorded input)."""
+    return paths.SOURCE.format(dataset=wildcards.dataset)
 
 
 def base_model_files(wildcards):

@@ -2,11 +2,14 @@
 
 
 rule fetch_dataset:
+    input:
+        archive=path_archive,
     output:
         root=directory(paths.RAW),
     params:
         dataset="{dataset}",
         entry=dataset_entry,
+        content=content_of("path_archive"),
     resources:
         **CPU_RESOURCES,
     log:
@@ -17,8 +20,27 @@ rule fetch_dataset:
         "../scripts/fetch_dataset.py"
 
 
+rule fingerprint_source:
+    input:
+        raw=raw_dir,
+    output:
+        source=paths.SOURCE,
+    params:
+        dataset="{dataset}",
+        content=content_of("path_dir"),
+    resources:
+        **CPU_RESOURCES,
+    log:
+        log_file("fingerprint_source", "{dataset}"),
+    conda:
+        "../../envs/meddap.yaml"
+    script:
+        "../scripts/fingerprint_source.py"
+
+
 rule ingest:
     input:
+        paths.SOURCE,
         raw=raw_dir,
     output:
         manifest=paths.MANIFEST,
@@ -38,6 +60,8 @@ rule ingest:
 
 rule find_duplicates:
     input:
+        dataset_files,
+        paths.MASKS,
         manifest=paths.MANIFEST,
     output:
         duplicates=paths.DUPLICATES,

@@ -19,6 +19,7 @@ rule build_tiny_sd:
 rule encode_fold:
     input:
         base_model_files,
+        dataset_files,
         manifest=paths.CURATED,
         splits=paths.SPLITS,
     output:

@@ -115,6 +115,7 @@ rule figure_1a:
 
 rule figure_2:
     input:
+        dataset_files,
         manifest=paths.CURATED,
         splits=paths.SPLITS,
         real_model=paths.fill(paths.CLS_WEIGHTS, trainset="real"),
@@ -140,6 +141,7 @@ rule figure_2:
 
 rule sample_figure:
     input:
+        dataset_files,
         manifest=paths.CURATED,
         splits=paths.SPLITS,
         synthetic=chosen_synthetic_sets,

@@ -32,6 +32,7 @@ rule synthesize:
 
 rule quality:
     input:
+        dataset_files,
         manifest=paths.CURATED,
         splits=paths.SPLITS,
         synth_manifest=paths.SYNTH_MANIFEST,

@@ -10,6 +10,8 @@ RESULTS = "results"
 
 RAW = "results/raw/{dataset}"
 DATA = "results/data/{dataset}"
+SOURCE = f"{DATA}/source.json"
+SOURCE_CACHE = "results/cache/sources/{dataset}.json"
 MANIFEST = f"{DATA}/manifest.parquet"
 MASKS = f"{DATA}/masks"
 DUPLICATES = f"{DATA}/duplicates.parquet"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -18,7 +19,7 @@ from meddap.common.atomic import atomic_dir
 from meddap.common.errors import MeddapError
 from meddap.common.hashing import file_sha256
 from meddap.data.archive import safe_extract
-from meddap.data.registry import is_archive, source_kind, user_path
+from meddap.data.registry import is_archive, source_kind
 
 log = logging.getLogger(__name__)
 _SHA256 = re.compile(r"^(?:sha256:)?([0-9a-fA-F]{64})$")
@@ -148,8 +149,14 @@ def _materialise(archive_or_file: Path, root: Path) -> None:
         shutil.copy2(archive_or_file, tmp / archive_or_file.name)
 
 
-def fetch_dataset(*, root: str, dataset: str, entry: dict) -> None:
-    """Materialise dataset `dataset` (registry entry `entry`) as a folder at `root`."""
+def fetch_dataset(
+    *, root: str, dataset: str, entry: dict, archive: Sequence[str] = (), content: str = ""
+) -> None:
+    """Materialise dataset `dataset` (registry entry `entry`) as a folder at `root`.
+
+    `archive` is the `path:` archive (empty for other sources) and `content` its sha256 from
+    when the DAG was built (the rerun trigger): an archive changed since then stops the job.
+    """
     kind = source_kind(dataset, entry)
     out = Path(root)
     cache = out.parent.parent / "downloads" / dataset
@@ -158,7 +165,10 @@ def fetch_dataset(*, root: str, dataset: str, entry: dict) -> None:
 
         generate_phantom(out, **entry["phantom"])
     elif kind == "path_archive":
-        safe_extract(user_path(entry["path"]), out)
+        (path,) = archive
+        if file_sha256(path) != content:
+            raise MeddapError(f"archive {path} changed after the workflow was planned: run again")
+        safe_extract(Path(path), out)
     elif kind == "url":
         sha = entry.get("sha256")
         _materialise(download(entry["url"], cache, sha, f"datasets.{dataset}.sha256"), out)

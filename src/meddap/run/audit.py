@@ -8,18 +8,33 @@ from pathlib import Path
 from typing import Any
 
 from meddap.common.errors import MeddapError
-from meddap.common.hashing import path_sha256
-from meddap.run.provenance import sidecar
+from meddap.run.provenance import hashed, sidecar
 
 
-def _check(path: Path, recorded: str, role: str, hashes: dict[Path, str]) -> None:
-    """Stop unless `path` exists and still hashes to `recorded` (each file hashed once a walk)."""
+def _check(path: Path, recorded: dict[str, Any], role: str, hashes: dict[Path, dict]) -> None:
+    """Stop unless `path` exists and still hashes as `recorded` (each file hashed once a walk)."""
     if not path.exists():
         raise MeddapError(f"{path} is missing ({role})")
     if path not in hashes:
-        hashes[path] = path_sha256(path)
-    if hashes[path] != recorded:
-        raise MeddapError(f"{path} has changed since it was recorded ({role})")
+        hashes[path] = hashed(path)
+    if hashes[path]["sha256"] != recorded["sha256"]:
+        raise MeddapError(_changed(path, recorded.get("files"), hashes[path].get("files"), role))
+
+
+def _changed(path: Path, before: dict | None, after: dict | None, role: str) -> str:
+    """The sentence for a changed file, or for the first changed file of a changed folder."""
+    if before is None or after is None:
+        return f"{path} has changed since it was recorded ({role})"
+    changed = sorted(k for k in before.keys() & after.keys() if before[k] != after[k])
+    removed, added = sorted(before.keys() - after.keys()), sorted(after.keys() - before.keys())
+    counts = f"{len(changed)} changed, {len(added)} added, {len(removed)} removed"
+    if changed:
+        what = f"{path / changed[0]} has changed"
+    elif removed:
+        what = f"{path / removed[0]} is gone"
+    else:
+        what = f"{path / added[0]} is new"
+    return f"{what} since folder {path} was recorded ({role}; {counts})"
 
 
 def _record(path: Path) -> dict[str, Any] | None:
@@ -28,16 +43,17 @@ def _record(path: Path) -> dict[str, Any] | None:
 
 
 def _verify(path: Path, record: dict[str, Any], root: Path, hashes: dict[Path, str]) -> list[Path]:
-    """Check the record's own output and inputs; return the inputs to follow."""
-    own = next((o for o in record["outputs"] if (root / o["path"]).resolve() == path), None)
-    if own is None:
+    """Check every output and input of the record of `path`; return the inputs to follow."""
+    outputs = {(root / o["path"]).resolve(): o for o in record["outputs"]}
+    if path not in outputs:
         raise MeddapError(f"{sidecar(path)} does not name {path} among its outputs")
-    _check(path, own["sha256"], f"output of rule {record['rule']}", hashes)
+    for output, item in outputs.items():  # the job's other outputs too (a manifest's masks)
+        _check(output, item, f"output of rule {record['rule']}", hashes)
     inputs = []
     for name, items in record["inputs"].items():
         for item in items:
             source = (root / item["path"]).resolve()
-            _check(source, item["sha256"], f"input '{name}' of rule {record['rule']}", hashes)
+            _check(source, item, f"input '{name}' of rule {record['rule']}", hashes)
             inputs.append(source)
     return inputs
 

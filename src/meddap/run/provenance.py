@@ -17,7 +17,7 @@ from typing import Any
 
 from meddap import __version__
 from meddap.common.atomic import write_json
-from meddap.common.hashing import SIDECAR_SUFFIX, path_sha256
+from meddap.common.hashing import SIDECAR_SUFFIX, file_sha256, listing_sha256, tree_hashes
 
 PACKAGES = (
     "torch", "torchvision", "diffusers", "peft", "transformers", "accelerate", "snakemake",
@@ -74,8 +74,16 @@ def device_name() -> str:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
 
 
-def _hashed(paths: Iterable[str]) -> list[dict[str, str]]:
-    return [{"path": str(p), "sha256": path_sha256(p)} for p in paths]
+def hashed(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A file's path and sha256; a folder's also lists each file's hash, for audit to name one."""
+    if not Path(path).is_dir():
+        return {"path": str(path), "sha256": file_sha256(path)}
+    files = tree_hashes(path)
+    return {"path": str(path), "sha256": listing_sha256(files), "files": files}
+
+
+def _hashed(paths: Iterable[str]) -> list[dict[str, Any]]:
+    return [hashed(p) for p in paths]
 
 
 def build_record(

@@ -1,0 +1,93 @@
+"""Content fingerprints of a dataset's source: every file's size and sha256.
+
+A `path:` folder or archive belongs to the user, so Snakemake's mtime check cannot see an
+image replaced in place or moved between class folders. When the DAG is built,
+`content_digest` hashes the source (only files whose size or mtime changed since the last
+build: `results/cache/sources/{dataset}.json` keeps the hashes) and rules take the digest as a
+param, so changed content, and only changed content, reruns what depends on it. The
+`fingerprint_source` job stores the listing as `results/data/{dataset}/source.json`, the input of
+ingest and of every job that reads the dataset's images.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from meddap.common import paths
+from meddap.common.atomic import write_json
+from meddap.common.errors import MeddapError
+from meddap.common.hashing import file_sha256, listing_sha256, remember, stat_key, tree_files
+from meddap.data.registry import SourceKind, source_kind, user_path
+
+log = logging.getLogger(__name__)
+
+
+def _load_cache(file: Path) -> None:
+    """Seed the hash memo from `file` (a missing or unreadable cache is only slower)."""
+    try:
+        entries = json.loads(file.read_text())
+    except (OSError, ValueError):
+        return
+    for path, (size, mtime_ns, sha256) in entries.items():
+        remember((path, size, mtime_ns), sha256)
+
+
+def _save_cache(file: Path, files: list[Path]) -> None:
+    entries = {}
+    for f in files:
+        path, size, mtime_ns = stat_key(f)
+        entries[path] = [size, mtime_ns, file_sha256(f)]
+    write_json(entries, file)
+
+
+def _listing(root: Path, files: list[Path]) -> dict[str, dict[str, Any]]:
+    """Size and sha256 of each of `files` (below folder `root`), by relative POSIX path."""
+    return {
+        f.relative_to(root).as_posix(): {"size": stat_key(f)[1], "sha256": file_sha256(f)}
+        for f in files
+    }
+
+
+def _digest(listing: dict[str, dict[str, Any]]) -> str:
+    return listing_sha256({name: item["sha256"] for name, item in listing.items()})
+
+
+def content_digest(
+    dataset: str, entry: dict[str, Any], kind: SourceKind, workdir: str | Path = "."
+) -> str:
+    """The digest of `dataset`'s `path:` folder or archive when its source is `kind`, else ''."""
+    if source_kind(dataset, entry) != kind:
+        return ""
+    root = user_path(entry["path"])
+    if not root.exists():
+        raise MeddapError(f"config key 'datasets.{dataset}.path': {root} does not exist")
+    cache = Path(workdir) / paths.SOURCE_CACHE.format(dataset=dataset)
+    _load_cache(cache)
+    files = tree_files(root) if root.is_dir() else [root]
+    _save_cache(cache, files)
+    return _digest(_listing(root, files)) if root.is_dir() else file_sha256(root)
+
+
+def fingerprint_source(*, raw: str, source: str, dataset: str, content: str) -> None:
+    """Job: the size and sha256 of every file of dataset folder `raw`, as `source`.
+
+    `content` is the folder's digest from when the DAG was built (the rerun trigger of a
+    `path:` folder; '' for a folder the workflow fetched): a folder changed since then stops.
+    """
+    root = Path(raw)
+    if not root.is_dir():
+        raise MeddapError(f"dataset folder {root} of dataset {dataset!r} is not a folder")
+    _load_cache(Path(paths.SOURCE_CACHE.format(dataset=dataset)))
+    listing = _listing(root, tree_files(root))
+    digest = _digest(listing)
+    if content and digest != content:
+        raise MeddapError(
+            f"dataset folder {root} changed after the workflow was planned: run snakemake again"
+        )
+    record = {"dataset": dataset, "root": str(root.resolve()), "sha256": digest, "files": listing}
+    write_json(record, source)
+    size = sum(item["size"] for item in listing.values())
+    log.info("%s: %d files, %.1f MB, sha256 %s", root, len(listing), size / 1e6, digest)
