@@ -23,7 +23,15 @@ CELL = "results/cells/table1/squeezenet1_1/bright/100.json"
 
 
 CLUSTER_RULES = ("train_lora", "synthesize", "train_classifier", "curate", "quality")
-DATA_AND_LORA = ("fetch_dataset", "ingest", "curate", "split_folds", "encode_fold", "train_lora")
+DATA_AND_LORA = (
+    "fetch_dataset",
+    "fingerprint_source",
+    "ingest",
+    "curate",
+    "split_folds",
+    "encode_fold",
+    "train_lora",
+)
 
 
 @pytest.fixture(scope="module")

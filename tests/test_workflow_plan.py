@@ -17,6 +17,7 @@ def test_a_table1_cell_plans_only_its_own_jobs(tmp_path: Path) -> None:
     folds = 3
     assert jobs == {
         "fetch_dataset": 2,  # phantom and the external phantom every classifier is scored on
+        "fingerprint_source": 2,
         "ingest": 2,
         "find_duplicates": 1,
         "curate": 1,
