@@ -1,4 +1,5 @@
-"""Ingest: the real BUSI sample, the four layouts, and every bad-input error."""
+"""Ingest: the real BUSI sample, the busi, class_folders, bus_bra and udiat (labels.csv) layouts,
+and every bad-input error (the other release layouts: test_layouts.py)."""
 
 from __future__ import annotations
 
@@ -275,13 +276,6 @@ def test_bad_busi_folder_leaves_nothing(
             layout="busi",
         )
     assert not out.exists() or not any(out.iterdir())
-
-
-def test_udiat_without_labels_csv_points_to_the_xlsx(tmp_path: Path) -> None:
-    _png(tmp_path / "raw" / "original" / "000001.png")
-    _mask(tmp_path / "raw" / "GT" / "000001.png")
-    with pytest.raises(MeddapError, match=r"labels\.csv is missing: export .* xlsx"):
-        build_manifest(tmp_path / "raw", "udiat", "udiat", tmp_path / "masks")
 
 
 def test_unknown_label_and_layout(tmp_path: Path) -> None:
