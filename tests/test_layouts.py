@@ -12,9 +12,10 @@ import yaml
 from PIL import Image
 
 from meddap.common.errors import MeddapError
+from meddap.common.labels import UNKNOWN
 from meddap.common.splits import check_labels
 from meddap.data.ingest import build_manifest
-from meddap.data.layouts import LAYOUTS, MASKED_LAYOUTS, UNKNOWN
+from meddap.data.layouts import LAYOUTS, MASKED_LAYOUTS
 
 REPO = Path(__file__).resolve().parents[1]
 W, H = 20, 12

@@ -2,3 +2,4 @@
 
 CLASSES = ("normal", "benign", "malignant")
 LESION_CLASSES = ("benign", "malignant")  # the classes with a lesion (external tests, masks)
+UNKNOWN = "unknown"  # the label of every image of a dataset without classes (stu)

@@ -16,10 +16,10 @@ from meddap.common.atomic import atomic_dir, write_parquet, write_png
 from meddap.common.errors import MeddapError
 from meddap.common.hashing import file_sha256
 from meddap.common.images import HIGH_BIT_MODES, to_gray8
+from meddap.common.labels import UNKNOWN
 from meddap.data.layouts import (
     LAYOUTS,
     MASKED_LAYOUTS,
-    UNKNOWN,
     Item,
     open_image,
     two_extensions,

@@ -19,9 +19,8 @@ from PIL import Image
 
 from meddap.common.errors import MeddapError
 from meddap.common.images import HIGH_BIT_MODES
-from meddap.common.labels import CLASSES
+from meddap.common.labels import CLASSES, UNKNOWN
 
-UNKNOWN = "unknown"  # the label of every image of a dataset without classes (stu)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _BUSI_NAME = re.compile(r"^(?P<base>(?P<cls>\w+) \(\d+\))(?:_mask(?:_\d+)?)?$")
 _STU_NAME = re.compile(r"^(?:(?P<image>Test_Image)|mask)_(?P<n>\d+)$", re.IGNORECASE)
