@@ -53,6 +53,8 @@ def test_paper_config_is_valid_with_a_busi_path(default: dict, busi_sample: Path
         ({"synthesis": {"ratios": [50, 200]}}, "synthesis.ratios", "exceeds synthesis.pool (100)"),
         ({"resources": {"mem_mb": 50}}, "resources.mem_mb", "less than the minimum"),
         ({"dataset": "udiat"}, "datasets.udiat", "has no source"),
+        ({"dataset": "stu"}, "dataset", "has no class labels"),
+        ({"classifier": {"external": ["stu"]}}, "classifier.external", "has no class labels"),
         ({"datasets": {"busi": {"path": "/no/such/dir"}}, "dataset": "busi"},
          "datasets.busi.path", "does not exist"),
     ],

@@ -422,3 +422,4 @@ LAYOUTS: dict[str, Callable[[Path], list[Item]]] = {
     "stu": _stu_items,
 }
 MASKED_LAYOUTS = ("busi", "bus_bra", "udiat", "bus_uclm", "stu")
+UNLABELLED_LAYOUTS = ("stu",)  # every image labelled UNKNOWN: segmentation tests only

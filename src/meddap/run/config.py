@@ -10,6 +10,7 @@ import yaml
 
 from meddap.common.errors import MeddapError
 from meddap.common.trainsets import parse_trainset
+from meddap.data.layouts import UNLABELLED_LAYOUTS
 from meddap.data.registry import check_local_path, source_kind
 
 SUPPORTED_MODELS = ("densenet121", "resnet34", "squeezenet1_1")  # the schema's model enum
@@ -70,6 +71,11 @@ def _check_dataset(config: dict[str, Any], name: str, key: str) -> None:
         known = ", ".join(sorted(config["datasets"]))
         raise MeddapError(f"config key '{key}': {name!r} is not in 'datasets' ({known})")
     entry = config["datasets"][name]
+    if entry.get("layout") in UNLABELLED_LAYOUTS:
+        raise MeddapError(
+            f"config key '{key}': dataset {name!r} (layout {entry['layout']}) has no class "
+            "labels, so it cannot train or test classifiers (expected a labelled dataset)"
+        )
     source_kind(name, entry)
     check_local_path(name, entry)
 
