@@ -1,7 +1,8 @@
-"""Duplicate detection on the real BUSI sample, connected groups, mask IoU and the policies."""
+"""Duplicate detection on the BUSI sample and the phantom truth, linkage, mask IoU, policies."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from pathlib import Path
@@ -11,18 +12,22 @@ import pandas as pd
 import pytest
 from PIL import Image
 from scipy.ndimage import gaussian_filter
+from skimage.metrics import structural_similarity
 
 from meddap.common.errors import MeddapError
-from meddap.common.images import load_gray
+from meddap.common.images import open_gray
 from meddap.common.settings import Curation, Similarity
+from meddap.data.align import prepare
 from meddap.data.curation import (
+    DUPLICATE_COLUMNS,
     POLICIES,
+    align_pair,
     apply_policy,
     curate,
     find_duplicates,
     find_duplicates_job,
 )
-from meddap.data.ssim import pairwise_ssim
+from meddap.data.phantom import generate_phantom
 
 KNOWN_GROUPS = [
     {"benign_131", "benign_42", "malignant_51"},
@@ -51,37 +56,58 @@ def manifest(busi_sample: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+SIMILARITY = Similarity(image_size=128, candidate_size=16, candidates=6, threshold=0.8)
+
+
 @pytest.fixture(scope="module")
 def duplicates(manifest: pd.DataFrame) -> pd.DataFrame:
-    return find_duplicates(manifest, image_size=128, threshold=0.45)
+    return find_duplicates(manifest, SIMILARITY)
 
 
 def groups_of(duplicates: pd.DataFrame) -> list[set[str]]:
-    return [set(g["id_a"]) | set(g["id_b"]) for _, g in duplicates.groupby("group", sort=True)]
+    accepted = duplicates[duplicates["accepted"]]
+    return [set(g["id_a"]) | set(g["id_b"]) for _, g in accepted.groupby("group", sort=True)]
+
+
+def accepted_pairs(duplicates: pd.DataFrame) -> set[tuple[str, str]]:
+    accepted = duplicates[duplicates["accepted"]]
+    return set(zip(accepted["id_a"], accepted["id_b"], strict=True))
 
 
 def test_finds_exactly_the_known_duplicate_groups(duplicates: pd.DataFrame) -> None:
     assert groups_of(duplicates) == KNOWN_GROUPS  # numbered by smallest member id
-    assert len(duplicates) == 3 + 6 + 1 + 1  # every pair inside the triplet and quadruplet
+    known = {tuple(sorted(p)) for g in KNOWN_GROUPS for p in itertools.combinations(g, 2)}
+    assert accepted_pairs(duplicates) == known  # pairwise precision and recall 1
+    rejected = duplicates[~duplicates["accepted"]]
+    assert duplicates.loc[duplicates["accepted"], "score"].min() > 0.85
+    assert rejected["score"].max() < 0.4
 
 
-def test_threshold_separates_duplicates_from_the_rest(manifest: pd.DataFrame) -> None:
-    ssim = pairwise_ssim(load_gray(manifest["image_path"].tolist(), 128))
-    group = {i: g for g, members in enumerate(KNOWN_GROUPS) for i in members}
-    ids = manifest["id"].tolist()
-    same = np.array([[group.get(a, a) == group.get(b, b) for b in ids] for a in ids])
-    assert ssim[same & ~np.eye(len(ids), dtype=bool)].min() > 0.6
-    assert ssim[~same].max() < 0.3
+def test_a_crop_scores_near_one_after_alignment(manifest: pd.DataFrame) -> None:
+    paths = manifest.set_index("id")["image_path"]
+    with open_gray(paths["benign_1"]) as gray:
+        box = (60, 40, 60 + int(gray.width * 0.7), gray.height)  # a crop, as malignant 65 / 66
+        crop = gray.crop(box)
+        prepared = [prepare(gray, 128), prepare(crop, 128)]
+        squashed = [np.asarray(image.resize((128, 128))) for image in (gray, crop)]
+    found = align_pair(prepared, 0, 1)
+    assert found.score > 0.9 and found.overlap == 1.0
+    assert found.scale == pytest.approx((1.0, 1.0), abs=0.01)
+    assert found.shift == pytest.approx(box[:2], abs=3)
+    assert structural_similarity(*squashed, data_range=255) < 0.5  # unaligned, as before
+    assert align_pair(prepared, 1, 0).score == pytest.approx(found.score)
 
 
 def test_table_layout(duplicates: pd.DataFrame) -> None:
-    assert list(duplicates.columns) == ["id_a", "id_b", "ssim", "same_label", "mask_iou", "group"]
+    assert list(duplicates.columns) == list(DUPLICATE_COLUMNS)
     assert (duplicates["id_a"] < duplicates["id_b"]).all()
-    assert duplicates.equals(duplicates.sort_values(["group", "id_a", "id_b"], ignore_index=True))
-    assert duplicates["same_label"].dtype == bool and duplicates["group"].dtype == np.int64
-    assert (duplicates["ssim"] >= 0.45).all()
+    assert duplicates.equals(
+        duplicates.sort_values(["group", "id_a", "id_b"], ignore_index=True, na_position="last")
+    )
+    assert duplicates["same_label"].dtype == bool and duplicates["group"].dtype == "Int64"
+    assert duplicates["group"].isna().eq(~duplicates["accepted"]).all()
     pair = duplicates.set_index(["id_a", "id_b"])
-    assert pair.loc[("benign_433", "malignant_145"), "ssim"] == pytest.approx(1.0)
+    assert pair.loc[("benign_433", "malignant_145"), "score"] == pytest.approx(1.0)
     assert not pair.loc[("benign_433", "malignant_145"), "same_label"]
     assert pair.loc[("benign_139", "benign_157"), "same_label"]
 
@@ -96,8 +122,10 @@ def test_mask_iou_after_nearest_resize(manifest: pd.DataFrame, duplicates: pd.Da
     a, b = mask("benign_42"), mask("malignant_51")
     want = (a & b).sum() / (a | b).sum()
     got = duplicates.set_index(["id_a", "id_b"]).loc[("benign_42", "malignant_51"), "mask_iou"]
-    assert got == pytest.approx(want)
-    assert duplicates["mask_iou"].between(0, 1).all()
+    assert got == pytest.approx(want, abs=0.05)  # aligned: shifted by at most a pixel
+    accepted = duplicates[duplicates["accepted"]]
+    assert accepted["mask_iou"].between(0, 1).all()
+    assert duplicates.loc[~duplicates["accepted"], "mask_iou"].isna().all()
 
 
 def write_image(path: Path, array: np.ndarray) -> str:
@@ -122,22 +150,73 @@ def synthetic_manifest(tmp_path: Path) -> pd.DataFrame:
     )
 
 
-def test_groups_are_connected_components_of_candidate_pairs(tmp_path: Path) -> None:
+def test_groups_do_not_chain(tmp_path: Path) -> None:
     manifest = synthetic_manifest(tmp_path)
-    ssim = pairwise_ssim(load_gray(manifest["image_path"].tolist(), 48))
-    threshold = min(ssim[0, 1], ssim[1, 2]) - 1e-6
-    assert ssim[0, 2] < threshold and ssim[:3, 3].max() < threshold
-    found = find_duplicates(manifest, 48, threshold)
-    assert list(zip(found["id_a"], found["id_b"], strict=True)) == [("x0", "x1"), ("x1", "x2")]
-    assert found["group"].tolist() == [0, 0]
-    assert found["same_label"].tolist() == [True, False]
+    similarity = Similarity(image_size=48, candidate_size=16, candidates=3, threshold=1.0)
+    scores = find_duplicates(manifest, similarity).set_index(["id_a", "id_b"])["score"]
+    threshold = min(scores["x0", "x1"], scores["x1", "x2"]) - 1e-6
+    assert scores["x0", "x2"] < threshold
+    found = find_duplicates(manifest, Similarity(48, 16, 3, threshold))
+    pairs = accepted_pairs(found)
+    assert len(pairs) == 1 and pairs < {("x0", "x1"), ("x1", "x2")}  # complete linkage
+    same = found.set_index(["id_a", "id_b"])["same_label"]
+    assert same["x0", "x1"] and not same["x1", "x2"]
     assert found["mask_iou"].isna().all()  # both masks empty; one mask missing
 
 
-def test_no_candidates_gives_an_empty_table(tmp_path: Path) -> None:
-    found = find_duplicates(synthetic_manifest(tmp_path), 48, threshold=1.0)
-    assert found.empty
-    assert list(found.columns) == ["id_a", "id_b", "ssim", "same_label", "mask_iou", "group"]
+def test_no_accepted_pair_gives_no_group(tmp_path: Path) -> None:
+    found = find_duplicates(synthetic_manifest(tmp_path), Similarity(48, 16, 3, 1.0))
+    assert not found["accepted"].any() and found["group"].isna().all()
+    assert list(found.columns) == list(DUPLICATE_COLUMNS)
+    kept = apply_policy(synthetic_manifest(tmp_path), found, "drop_all")
+    assert len(kept) == 4
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("image_size", 8), ("candidate_size", 3), ("candidates", 0), ("threshold", 0.0)],
+)
+def test_bad_similarity_names_the_config_key(tmp_path: Path, key: str, value: float) -> None:
+    similarity = Similarity(**{**SIMILARITY.params(), key: value})
+    with pytest.raises(MeddapError, match=f"curation.{key}"):
+        find_duplicates(synthetic_manifest(tmp_path), similarity)
+
+
+def test_phantom_truth_precision_and_recall(tmp_path: Path) -> None:
+    """Planted copies (near copy, crop, rescaled) found, neighbour frames of a lesion not."""
+    root = tmp_path / "phantom"
+    generate_phantom(
+        root,
+        patients=60,
+        image_size=128,
+        duplicates=9,
+        conflicting=2,
+        second_mask_fraction=0.1,
+        seed=0,
+    )
+    images = sorted(p for p in root.glob("*/*.png") if "_mask" not in p.name)
+    names = [f"{p.parent.name}/{p.name}" for p in images]
+    manifest = pd.DataFrame(
+        {
+            "id": names,
+            "label": [n.split("/")[0] for n in names],
+            "image_path": [str(p) for p in images],
+            "mask_path": [str(p.with_name(f"{p.stem}_mask.png")) for p in images],
+        }
+    )
+    found = find_duplicates(manifest, SIMILARITY)
+    truth = pd.read_csv(root / "duplicates_truth.csv")
+    planted = {
+        tuple(sorted(p))
+        for _, g in truth.groupby("group")
+        for p in itertools.combinations(g.image, 2)
+    }
+    assert set(truth["kind"]) == {"near_copy", "crop", "rescaled"}
+    detected = accepted_pairs(found)
+    assert detected == planted  # pairwise precision and recall 1
+    neighbours = pd.read_csv(root / "neighbours_truth.csv")
+    frames = {tuple(sorted(p)) for p in zip(neighbours.image, neighbours.neighbour_of, strict=True)}
+    assert len(frames) == 9 and not frames & detected
 
 
 def test_policies(manifest: pd.DataFrame, duplicates: pd.DataFrame) -> None:
@@ -169,7 +248,7 @@ def test_unreadable_image_names_the_file(tmp_path: Path) -> None:
     manifest = synthetic_manifest(tmp_path)
     Path(manifest.loc[2, "image_path"]).write_bytes(b"truncated")
     with pytest.raises(MeddapError, match="x2.png"):
-        find_duplicates(manifest, 48, 0.45)
+        find_duplicates(manifest, Similarity(48, 16, 3, 0.8))
 
 
 def test_jobs_write_the_tables_and_log_what_curation_did(
@@ -178,7 +257,7 @@ def test_jobs_write_the_tables_and_log_what_curation_did(
     caplog.set_level(logging.INFO, logger="meddap.data.curation")
     manifest.to_parquet(tmp_path / "manifest.parquet", index=False)
     paths = {n: str(tmp_path / f"{n}.parquet") for n in ("manifest", "duplicates", "curated")}
-    similarity = Similarity(image_size=128, ssim_threshold=0.45)
+    similarity = SIMILARITY
     find_duplicates_job(
         manifest=paths["manifest"], duplicates=paths["duplicates"], similarity=similarity
     )
@@ -201,5 +280,5 @@ def test_job_names_a_manifest_without_required_columns(tmp_path: Path) -> None:
         find_duplicates_job(
             manifest=str(path),
             duplicates=str(tmp_path / "d.parquet"),
-            similarity=Similarity(image_size=32, ssim_threshold=0.5),
+            similarity=SIMILARITY,
         )

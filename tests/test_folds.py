@@ -109,7 +109,8 @@ def test_job_takes_duplicate_groups_from_the_duplicates_table(tmp_path: Path) ->
         {
             "id_a": [a for a, _ in pairs],
             "id_b": [b for _, b in pairs],
-            "ssim": 0.9,
+            "score": 0.9,
+            "accepted": True,
             "same_label": True,
             "mask_iou": np.nan,
             "group": [0, 1, 1],

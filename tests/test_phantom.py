@@ -84,7 +84,11 @@ def test_layout_follows_busi(root: Path) -> None:
         numbers = sorted(int(m[2]) for m in names if not m[3])
         assert numbers == list(range(1, len(numbers) + 1))
         assert {int(m[2]) for m in names if m[3] == "_mask"} == set(numbers)
-    image = Image.open(_images(root)[0])
+    truth = pd.read_csv(root / "duplicates_truth.csv")
+    resized = {
+        root / i for i in truth.image[(truth.kind != "near_copy") & (truth.role != "original")]
+    }
+    image = Image.open(next(p for p in _images(root) if p not in resized))
     assert image.mode == "RGB" and image.size == (128, 128)
     pixels = np.asarray(image)
     assert (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all()
@@ -151,9 +155,16 @@ def test_planted_duplicates_separate_by_ssim(root: Path) -> None:
     group = dict(zip(truth.image, truth.group, strict=True))
     planted = np.array([[group.get(a, -1) == group.get(b, -2) for b in names] for a in names])
     pairs = np.triu(np.ones_like(planted), k=1)
-    assert planted[pairs].sum() == 8
-    assert scores[planted & pairs].min() >= 0.65
-    assert scores[~planted & pairs].max() < 0.30
+    kind = dict(zip(truth.image, truth.kind, strict=True))
+    crop = np.array([[kind.get(a) == "crop" for b in names] for a in names])
+    neighbours = pd.read_csv(root / "neighbours_truth.csv")
+    frames = {frozenset(p) for p in zip(neighbours.image, neighbours.neighbour_of, strict=True)}
+    frame = np.array([[frozenset((a, b)) in frames for b in names] for a in names])
+    assert planted[pairs].sum() == 8 and frame[pairs].sum() == 8
+    assert scores[planted & ~crop & pairs].min() >= 0.65
+    assert scores[planted & crop & pairs].max() < 0.30  # unaligned SSIM misses crops
+    assert scores[frame & pairs].max() > 0.3  # neighbour frames look alike
+    assert scores[~planted & ~frame & pairs].max() < 0.30
     worst = np.unravel_index(np.where(~planted & pairs, scores, -1).argmax(), scores.shape)
     for i, j in [*zip(*np.nonzero(planted & pairs), strict=True), worst]:
         reference = structural_similarity(stack[i], stack[j], data_range=255)
@@ -162,14 +173,28 @@ def test_planted_duplicates_separate_by_ssim(root: Path) -> None:
 
 def test_duplicate_truth_table(root: Path) -> None:
     truth = pd.read_csv(root / "duplicates_truth.csv")
-    assert list(truth.columns) == ["group", "image", "label", "role"]
+    assert list(truth.columns) == ["group", "image", "label", "role", "kind"]
     assert truth.role.value_counts().to_dict() == {"original": 8, "duplicate": 6, "conflicting": 2}
+    assert truth.groupby("group").kind.first().tolist() == [*phantom.COPY_KINDS * 3][:8]
     for _, members in truth.groupby("group"):
         original = members[members.role == "original"].iloc[0]
         for _, copy in members[members.role != "original"].iterrows():
             assert (copy.label != original.label) == (copy.role == "conflicting")
             assert copy.image.startswith(f"{copy.label}/")
     assert all((root / image).is_file() for image in truth.image)
+    sizes = {Image.open(root / image).size for image in truth.image[truth.kind != "near_copy"]}
+    assert len(sizes) > 2  # crops and rescaled copies change the image size
+
+
+def test_neighbour_frames_share_patient_and_label(root: Path) -> None:
+    neighbours = pd.read_csv(root / "neighbours_truth.csv")
+    truth = pd.read_csv(root / "duplicates_truth.csv")
+    owner = pd.read_csv(root / "patients.csv").set_index("image").patient_id
+    assert list(neighbours.columns) == ["image", "neighbour_of"] and len(neighbours) == 8
+    assert not (set(neighbours.image) | set(neighbours.neighbour_of)) & set(truth.image)
+    for image, original in zip(neighbours.image, neighbours.neighbour_of, strict=True):
+        assert owner[image] == owner[original] and image.split("/")[0] == original.split("/")[0]
+        assert _lesion(root / image).any()
 
 
 def test_patients_cover_every_image(root: Path) -> None:
@@ -178,7 +203,8 @@ def test_patients_cover_every_image(root: Path) -> None:
     assert list(patients.columns) == ["image", "patient_id"]
     names = sorted(f"{p.parent.name}/{p.name}" for p in _images(root))
     assert sorted(patients.image) == names
-    copies = set(truth.image[truth.role != "original"])
+    frames = pd.read_csv(root / "neighbours_truth.csv").image
+    copies = set(truth.image[truth.role != "original"]) | set(frames)
     originals = patients[~patients.image.isin(copies)]
     assert originals.patient_id.nunique() == 60
     assert originals.groupby("patient_id").size().between(1, 3).all()

@@ -173,9 +173,12 @@ def log_file(rule, pattern=""):
 
 
 def stage_targets():
-    """Targets known before any rank is chosen: splits, every LoRA, every fold's rank choice."""
+    """Targets known before any rank is chosen: splits, the curation report, every LoRA, every
+    fold's rank choice."""
     return [
         paths.SPLITS.format(dataset=DATASET),
+        paths.CURATION_REPORT.format(dataset=DATASET),
+        paths.CURATION_FIGURE.format(dataset=DATASET),
         *expand(paths.LORA_WEIGHTS, dataset=DATASET, fold=FOLDS, rank=LORA["ranks"]),
         *expand(paths.RANK_SELECTION, dataset=DATASET, fold=FOLDS),
         *expand(paths.TABLE, name=["table1", "table2", "table3"], ext="md"),

@@ -174,3 +174,23 @@ rule ledger:
         "../../envs/meddap.yaml"
     script:
         "../scripts/ledger.py"
+
+
+rule curation_report:
+    input:
+        manifest=paths.MANIFEST,
+        duplicates=paths.DUPLICATES,
+        curated=paths.CURATED,
+    output:
+        summary=paths.CURATION_REPORT,
+        figure=report(paths.CURATION_FIGURE, caption="../report/curation.rst", category="Curation"),
+    params:
+        similarity=SETTINGS["similarity"],
+    resources:
+        **CPU_RESOURCES,
+    log:
+        log_file("curation_report", "{dataset}"),
+    conda:
+        "../../envs/meddap.yaml"
+    script:
+        "../scripts/curation_report.py"

@@ -62,11 +62,13 @@ class Section:
 
 @dataclass(frozen=True)
 class Similarity(Section):
-    """`curation`: how duplicate candidates are scored (find_duplicates)."""
+    """`curation`: how duplicate pairs are found, aligned and scored (find_duplicates)."""
 
     SECTION = "curation"
     image_size: int
-    ssim_threshold: float
+    candidate_size: int
+    candidates: int
+    threshold: float
 
 
 @dataclass(frozen=True)

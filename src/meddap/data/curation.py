@@ -1,4 +1,12 @@
-"""Duplicate detection by all-pairs SSIM and the curation policies (Curated-BUSI, seed 004).
+"""Duplicate detection by aligned SSIM with complete linkage, and the curation policies.
+
+Candidates: every image's `candidates` nearest neighbours by the correlation of
+`candidate_size` thumbnails, the whole image against the other's whole image or any of its
+sub-fields (3 x 3 positions of CROP_FIELDS of its side), so that a crop finds its original.
+Each candidate pair is aligned (crop, rescale and shift, `meddap.data.align`) and scored
+by the SSIM of its overlap at `image_size`. Groups are
+complete-linkage clusters of the scored pairs: every two members of a group score at least
+`threshold` (missing pairs inside a connected set are scored first), so weak links never chain.
 
 Ids are compared as plain strings everywhere: `id_a < id_b` in a pair, groups are numbered in
 the order of their smallest member id, and `keep_one_consistent` keeps that smallest id.
@@ -7,55 +15,126 @@ the order of their smallest member id, and `keep_one_consistent` keeps that smal
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pandas as pd
 from PIL import Image
+from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.sparse import coo_array
 from scipy.sparse.csgraph import connected_components
-from sklearn.metrics import jaccard_score
 
 from meddap.common.atomic import write_parquet
 from meddap.common.errors import MeddapError
-from meddap.common.images import load_gray
+from meddap.common.images import open_gray
 from meddap.common.settings import Curation, Similarity
-from meddap.data.ssim import WIN, pairwise_ssim
+from meddap.data.align import WIN, Alignment, Prepared, align, fitted, overlap_slices, prepare
 
 MANIFEST_COLUMNS = ("id", "label", "image_path", "mask_path")
-DUPLICATE_COLUMNS = ("id_a", "id_b", "ssim", "same_label", "mask_iou", "group")
+DUPLICATE_COLUMNS = (
+    "id_a",
+    "id_b",
+    "score",
+    "scale_x",
+    "scale_y",
+    "shift_x",
+    "shift_y",
+    "overlap",
+    "same_label",
+    "mask_iou",
+    "accepted",
+    "group",
+)
 POLICIES = ("drop_all", "keep_one_consistent", "none")
+CROP_FIELDS = (0.7, 0.85)  # sub-field sides (fraction of the image) a crop is looked up by
+_BOXES = [(0.0, 0.0, 1.0, 1.0)] + [
+    (x, y, x + f, y + f)
+    for f in CROP_FIELDS
+    for x in np.linspace(0, 1 - f, 3)
+    for y in np.linspace(0, 1 - f, 3)
+]
+_CHUNK = 64  # pairs per task of a worker process
+_SHARED: Sequence[Prepared] = ()  # the images a worker process aligns (set by `_share`)
 log = logging.getLogger(__name__)
 
 
-def find_duplicates(manifest: pd.DataFrame, image_size: int, threshold: float) -> pd.DataFrame:
-    """Candidate duplicate pairs (SSIM >= threshold at image_size) grouped by connectivity."""
+def find_duplicates(manifest: pd.DataFrame, similarity: Similarity) -> pd.DataFrame:
+    """Every scored pair (see the module); `accepted` pairs carry their group, others NA."""
     _check_manifest(manifest, "manifest")
-    if image_size < WIN:
-        raise MeddapError(
-            f"config key curation.image_size must be at least {WIN}, got {image_size}"
-        )
+    _check_similarity(similarity)
     images = manifest.sort_values("id", kind="stable").reset_index(drop=True)
-    ssim = pairwise_ssim(load_gray(images["image_path"].tolist(), image_size))
-    a, b = np.nonzero(np.triu(ssim >= threshold, 1))
-    pairs = pd.DataFrame(
-        {
-            "id_a": images["id"].to_numpy()[a],
-            "id_b": images["id"].to_numpy()[b],
-            "ssim": ssim[a, b],
-            "same_label": images["label"].to_numpy()[a] == images["label"].to_numpy()[b],
-            "mask_iou": _mask_ious(images, a, b, image_size),
-            "group": _groups(len(images), a, b),
-        }
+    views, prepared = _load(images["image_path"].tolist(), similarity)
+    scores = _align_all(prepared, _candidates(views, similarity))
+    groups = _complete_groups(len(images), scores, prepared, similarity.threshold)
+    pairs = sorted(scores)
+    a, b = (np.array([p[k] for p in pairs], dtype=np.int64) for k in (0, 1))
+    found = [scores[p] for p in pairs]
+    accepted = np.array([groups.get(i, -1) == groups.get(j, -2) for i, j in pairs], dtype=bool)
+    group = pd.array(
+        [groups[i] if ok else None for i, ok in zip(a, accepted, strict=True)], "Int64"
     )
-    return pairs.sort_values(["group", "id_a", "id_b"], ignore_index=True)
+    table = pd.DataFrame(
+        {
+            "id_a": images["id"].to_numpy()[a].astype(str),
+            "id_b": images["id"].to_numpy()[b].astype(str),
+            "score": [s.score for s in found],
+            "scale_x": [s.scale[0] for s in found],
+            "scale_y": [s.scale[1] for s in found],
+            "shift_x": [s.shift[0] for s in found],
+            "shift_y": [s.shift[1] for s in found],
+            "overlap": [s.overlap for s in found],
+            "same_label": images["label"].to_numpy()[a] == images["label"].to_numpy()[b],
+            "mask_iou": _mask_ious(images, pairs, found, accepted, similarity.image_size),
+            "accepted": accepted,
+            "group": group,
+        },
+        columns=list(DUPLICATE_COLUMNS),
+    )
+    return table.sort_values(["group", "id_a", "id_b"], ignore_index=True, na_position="last")
+
+
+def align_pair(prepared: Sequence[Prepared], i: int, j: int) -> Alignment:
+    """Image j placed in image i, the larger-area one taken as the frame (less upsampling)."""
+    a, b = prepared[i], prepared[j]
+    if a.native[0] * a.native[1] >= b.native[0] * b.native[1]:
+        return align(a, b)
+    found = align(b, a)
+    scale = (1 / found.scale[0], 1 / found.scale[1])
+    shift = (-found.shift[0] * scale[0], -found.shift[1] * scale[1])
+    return Alignment(found.score, scale, shift, found.overlap)
+
+
+def _align_all(
+    prepared: Sequence[Prepared], pairs: list[tuple[int, int]]
+) -> dict[tuple[int, int], Alignment]:
+    """`align_pair` of every pair, in as many (forked) processes as this one may use cores."""
+    workers = min(len(os.sched_getaffinity(0)), len(pairs) // _CHUNK)
+    if workers < 2:
+        return {pair: align_pair(prepared, *pair) for pair in pairs}
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(workers, context, initializer=_share, initargs=(prepared,)) as pool:
+        return dict(zip(pairs, pool.map(_align_shared, pairs, chunksize=_CHUNK), strict=True))
+
+
+def _share(prepared: Sequence[Prepared]) -> None:
+    global _SHARED
+    _SHARED = prepared
+
+
+def _align_shared(pair: tuple[int, int]) -> Alignment:
+    return align_pair(_SHARED, *pair)
 
 
 def member_groups(duplicates: pd.DataFrame) -> pd.Series:
-    """The duplicate group of every id that appears in a candidate pair (index: id)."""
+    """The duplicate group of every id in an accepted pair (index: id)."""
+    accepted = duplicates[duplicates["accepted"].astype(bool)]
     members = pd.concat(
         [
-            duplicates[["id_a", "group"]].set_axis(["id", "group"], axis=1),
-            duplicates[["id_b", "group"]].set_axis(["id", "group"], axis=1),
+            accepted[["id_a", "group"]].set_axis(["id", "group"], axis=1),
+            accepted[["id_b", "group"]].set_axis(["id", "group"], axis=1),
         ]
     ).drop_duplicates("id")
     return members.set_index("id")["group"].astype("Int64")
@@ -83,18 +162,30 @@ def apply_policy(manifest: pd.DataFrame, duplicates: pd.DataFrame, policy: str) 
     return curated[keep].reset_index(drop=True)
 
 
+def read_duplicates(path: str) -> pd.DataFrame:
+    """duplicates.parquet, checked for the columns of a duplicates table."""
+    pairs = pd.read_parquet(path)
+    missing = [c for c in DUPLICATE_COLUMNS if c not in pairs.columns]
+    if missing:
+        raise MeddapError(f"{path} lacks the columns {missing} of a duplicates table")
+    return pairs
+
+
 def find_duplicates_job(*, manifest: str, duplicates: str, similarity: Similarity) -> None:
     """Snakemake job: manifest.parquet -> duplicates.parquet."""
     table = pd.read_parquet(manifest)
     _check_manifest(table, manifest)
-    pairs = find_duplicates(table, similarity.image_size, similarity.ssim_threshold)
+    pairs = find_duplicates(table, similarity)
+    accepted = pairs[pairs["accepted"]]
     sizes = member_groups(pairs).value_counts()  # members per group
     log.info(
-        "%d images: %d pairs at SSIM >= %s (%d with different labels) in %d groups, sizes %s",
+        "%d images: %d pairs scored, %d accepted at aligned SSIM >= %s (%d with different "
+        "labels) in %d groups, sizes %s",
         len(table),
         len(pairs),
-        similarity.ssim_threshold,
-        int((~pairs["same_label"]).sum()),
+        len(accepted),
+        similarity.threshold,
+        int((~accepted["same_label"]).sum()),
         len(sizes),
         {int(size): int(n) for size, n in sizes.value_counts().sort_index().items()},
     )
@@ -105,11 +196,7 @@ def curate(*, manifest: str, duplicates: str, curated: str, curation: Curation) 
     """Snakemake job: manifest.parquet + duplicates.parquet -> curated.parquet."""
     table = pd.read_parquet(manifest)
     _check_manifest(table, manifest)
-    pairs = pd.read_parquet(duplicates)
-    missing = [c for c in DUPLICATE_COLUMNS if c not in pairs.columns]
-    if missing:
-        raise MeddapError(f"{duplicates} lacks the columns {missing} of a duplicates table")
-    kept = apply_policy(table, pairs, curation.policy)
+    kept = apply_policy(table, read_duplicates(duplicates), curation.policy)
     removed = table[~table["id"].isin(kept["id"])]["label"].value_counts().sort_index()
     log.info(
         "policy %s keeps %d of %d images; removed per class: %s",
@@ -129,27 +216,117 @@ def _check_manifest(manifest: pd.DataFrame, name: str) -> None:
         raise MeddapError(f"{name} has repeated ids, expected one row per image")
 
 
-def _groups(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Group number of each pair: connected components, numbered by smallest member index."""
-    _, component = connected_components(coo_array((np.ones(len(a)), (a, b)), shape=(n, n)))
-    # images are sorted by id, so ascending member indices meet each group at its smallest id
-    order = {c: k for k, c in enumerate(dict.fromkeys(component[np.unique(np.r_[a, b])]))}
-    return np.array([order[c] for c in component[a]], dtype=np.int64)
+def _check_similarity(similarity: Similarity) -> None:
+    for key, low in (("image_size", 2 * WIN), ("candidate_size", WIN), ("candidates", 1)):
+        value = getattr(similarity, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise MeddapError(f"config key curation.{key} must be an integer >= {low}, not {value}")
+    if not 0 < similarity.threshold <= 1:
+        raise MeddapError(
+            f"config key curation.threshold must lie in (0, 1], not {similarity.threshold}"
+        )
 
 
-def _mask_ious(images: pd.DataFrame, a: np.ndarray, b: np.ndarray, size: int) -> np.ndarray:
-    """Mask IoU of each pair at (size, size), nearest; NaN if a mask is missing or both empty."""
-    paths = images["mask_path"]
-    present = [k for k in np.unique(np.r_[a, b]) if not pd.isna(paths.iat[k])]
-    loaded = load_gray([paths.iat[k] for k in present], size, Image.Resampling.NEAREST) > 0
-    masks = dict(zip(present, loaded, strict=True))
-    return np.array([_iou(masks.get(i), masks.get(j)) for i, j in zip(a, b, strict=True)])
+def _load(paths: list[str], similarity: Similarity) -> tuple[np.ndarray, list[Prepared]]:
+    """Unit-norm views (N, boxes, s * s) for the candidates and the aspect-kept images to align."""
+    size = similarity.candidate_size
+    views = np.empty((len(paths), len(_BOXES), size * size))
+    prepared = []
+    for k, path in enumerate(paths):
+        with open_gray(path) as gray:
+            width, height = gray.size
+            for v, (x0, y0, x1, y1) in enumerate(_BOXES):
+                box = (x0 * width, y0 * height, x1 * width, y1 * height)
+                views[k, v] = np.asarray(
+                    gray.resize((size, size), box=box), dtype=np.float64
+                ).ravel()
+            prepared.append(prepare(gray, similarity.image_size))
+    views -= views.mean(axis=2, keepdims=True)
+    return views / np.maximum(np.linalg.norm(views, axis=2, keepdims=True), 1e-12), prepared
 
 
-def _iou(x: np.ndarray | None, y: np.ndarray | None) -> float:
-    if x is None or y is None or not (x.any() or y.any()):
-        return float("nan")
-    return float(jaccard_score(x.ravel(), y.ravel()))
+def _candidates(views: np.ndarray, similarity: Similarity) -> list[tuple[int, int]]:
+    """Pairs (i < j) where one is among the other's `candidates` most correlated images: the
+    best correlation of either's whole view with any view of the other."""
+    n = len(views)
+    if n < 2:
+        return []
+    boxes, size = views.shape[1:]
+    similar = (views.reshape(-1, size) @ views[:, 0].T).reshape(n, boxes, n).max(axis=1)
+    similar = np.maximum(similar, similar.T)
+    np.fill_diagonal(similar, -np.inf)
+    k = min(similarity.candidates, n - 1)
+    nearest = np.argsort(-similar, axis=1, kind="stable")[:, :k]
+    rows = np.repeat(np.arange(n), k)
+    pairs = np.sort(np.column_stack([rows, nearest.ravel()]), axis=1)
+    return [(int(i), int(j)) for i, j in np.unique(pairs, axis=0)]
+
+
+def _complete_groups(
+    n: int,
+    scores: dict[tuple[int, int], Alignment],
+    prepared: Sequence[Prepared],
+    threshold: float,
+) -> dict[int, int]:
+    """Group of every grouped image: complete linkage inside each connected set of accepted
+    pairs (pairs not yet scored there are scored and added to `scores`), numbered by smallest
+    member index (images are sorted by id)."""
+    edges = np.array([p for p, s in scores.items() if s.score >= threshold], dtype=np.int64)
+    if not len(edges):
+        return {}
+    graph = coo_array((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    component = connected_components(graph, directed=False)[1]
+    linked = np.unique(edges)
+    clusters = []
+    for c in dict.fromkeys(component[linked]):
+        members = [int(i) for i in linked[component[linked] == c]]
+        inside = [(i, j) for k, i in enumerate(members) for j in members[k + 1 :]]
+        scores.update(_align_all(prepared, [pair for pair in inside if pair not in scores]))
+        clusters += _complete_linkage(members, scores, threshold)
+    clusters.sort(key=min)
+    return {i: g for g, cluster in enumerate(clusters) for i in cluster}
+
+
+def _complete_linkage(
+    members: list[int], scores: dict[tuple[int, int], Alignment], threshold: float
+) -> list[list[int]]:
+    """Clusters (of two or more) in which every pair scores at least `threshold`."""
+    if len(members) == 2:
+        return [members]
+    distance = [1 - scores[i, j].score for k, i in enumerate(members) for j in members[k + 1 :]]
+    labels = fcluster(linkage(distance, "complete"), 1 - threshold, criterion="distance")
+    clusters = [[m for m, c in zip(members, labels, strict=True) if c == x] for x in set(labels)]
+    return [cluster for cluster in clusters if len(cluster) > 1]
+
+
+def _mask_ious(
+    images: pd.DataFrame,
+    pairs: list[tuple[int, int]],
+    found: list[Alignment],
+    accepted: np.ndarray,
+    size: int,
+) -> np.ndarray:
+    """Mask IoU of each accepted pair over its aligned overlap; NaN otherwise, if a mask is
+    missing, or if both are empty there."""
+    paths, out = images["mask_path"], np.full(len(pairs), np.nan)
+    for k in np.flatnonzero(accepted):
+        (i, j), where = pairs[k], found[k]
+        if pd.isna(paths.iat[i]) or pd.isna(paths.iat[j]):
+            continue
+        with open_gray(paths.iat[i]) as mask_a, open_gray(paths.iat[j]) as mask_b:
+            a_size = fitted(mask_a.size, size)
+            pitch = a_size[0] / mask_a.size[0]
+            b_size = tuple(
+                max(1, round(n * s * pitch)) for n, s in zip(mask_b.size, where.scale, strict=True)
+            )
+            x = np.asarray(mask_a.resize(a_size, Image.Resampling.NEAREST)) > 0
+            y = np.asarray(mask_b.resize(b_size, Image.Resampling.NEAREST)) > 0
+        offset = (round(where.shift[1] * pitch), round(where.shift[0] * pitch))
+        in_a, in_b = overlap_slices(x.shape, y.shape, offset)
+        union = (x[in_a] | y[in_b]).sum()
+        if union:
+            out[k] = (x[in_a] & y[in_b]).sum() / union
+    return out
 
 
 def _consistent_representatives(curated: pd.DataFrame) -> list[str]:

@@ -3,7 +3,10 @@
 Patients get one class (normal, benign, malignant) and 1-3 views sharing their anatomy. Lesions
 follow BI-RADS priors: benign = wide, smooth, homogeneous, posterior enhancement; malignant =
 tall, spiculated, heterogeneous, posterior shadowing. Near-duplicates (some with the other lesion
-label) are planted with known ground truth. All lengths are fractions of the image side.
+label), crops and rescaled copies are planted with known ground truth, and so are neighbour
+frames: the same lesion scanned again after the probe slid and pressed (tissue and speckle move,
+part of the speckle decorrelates), which are not duplicates. All lengths are fractions of the
+image side.
 """
 
 from __future__ import annotations
@@ -36,6 +39,12 @@ _GAMMA = 1.5  # display curve applied to the log-compressed image
 _VIEW_STEP = 0.7  # horizontal distance between a patient's views on its tissue canvas
 _COPY_SCALE = (0.98, 0.995)  # crop side (fraction of the image) of a near-duplicate
 _COPY_SHIFT = 1.0  # largest shift of a near-duplicate's crop, in pixels at 128 px
+_CROP_SIDE = (0.7, 0.9)  # side of a cropped copy per axis (fraction), written at that size
+_RESCALE = (0.8, 1.3)  # size factor per axis of a rescaled copy
+COPY_KINDS = ("near_copy", "crop", "rescaled")  # planted group g is COPY_KINDS[(g - 1) % 3]
+_SLIDE = (1.0, 3.0)  # lateral probe slide of a neighbour frame, pixels at 128 px
+_PRESS = (1.02, 1.05)  # axial compression of a neighbour frame
+_KEPT_SPECKLE = (0.85, 0.95)  # correlation of a neighbour frame's speckle with the original's
 _ANGLES = np.linspace(0.0, 2.0 * math.pi, 256, endpoint=False)
 
 
@@ -60,9 +69,13 @@ class Record:
     patient: str
     image: np.ndarray
     masks: list[np.ndarray]
+    echo: np.ndarray | None = None  # echogenicity map of a rendered view
+    signal: np.ndarray | None = None  # its speckle field (2 * looks, H, W)
     number: int = 0  # N in "<label> (N).png", assigned once all images exist
     group: int = 0  # duplicate group (0: none)
     role: str = ""  # original, duplicate or conflicting within its group
+    kind: str = ""  # how a copy was made (COPY_KINDS)
+    neighbour_of: Record | None = None  # the view a neighbour frame was rescanned from
 
     @property
     def name(self) -> str:
@@ -87,6 +100,7 @@ def generate_phantom(
     rng = np.random.default_rng(seed)
     records = _patients(rng, patients, image_size, second_mask_fraction, acq)
     records += _plant_duplicates(rng, records, duplicates, conflicting)
+    records += _plant_neighbours(rng, records, duplicates, acq)
     _number(rng, records)
     with atomic_dir(root) as tmp:
         _write(tmp, records)
@@ -147,8 +161,7 @@ def _patients(
         anatomy = _anatomy(rng, str(rng.choice(CLASSES, p=CLASS_PRIOR)), size)
         patient = f"P{index + 1:03d}"
         for view in range(int(rng.integers(1, 4))):
-            image, masks = _render(rng, anatomy, view, fraction, acq)
-            records.append(Record(anatomy.label, patient, image, masks))
+            records.append(_render(rng, anatomy, patient, view, fraction, acq))
     return records
 
 
@@ -192,9 +205,14 @@ def _border(rng: np.random.Generator, label: str) -> np.ndarray:
 
 
 def _render(
-    rng: np.random.Generator, anatomy: Anatomy, view: int, fraction: float, acq: dict[str, float]
-) -> tuple[np.ndarray, list[np.ndarray]]:
-    """One B-mode view of a patient: its grey image and its lesion masks (one empty if normal)."""
+    rng: np.random.Generator,
+    anatomy: Anatomy,
+    patient: str,
+    view: int,
+    fraction: float,
+    acq: dict[str, float],
+) -> Record:
+    """One B-mode view of a patient: grey image, lesion masks (one empty if normal), echo map."""
     size = anatomy.canvas.shape[0]
     offset = view * _VIEW_STEP + rng.uniform(0, 0.2)
     start = int(offset * size)
@@ -205,7 +223,8 @@ def _render(
     else:
         masks = _lesion_masks(rng, anatomy, size, fraction)
         echo = _lesion_echo(rng, echo, masks, anatomy.label)
-    return _scan(rng, echo, acq), masks
+    signal = _speckle(rng, size, acq)
+    return Record(anatomy.label, patient, _scan(echo, signal, acq), masks, echo, signal)
 
 
 def _layers(rng: np.random.Generator, anatomy: Anatomy, offset: float, size: int) -> np.ndarray:
@@ -291,11 +310,15 @@ def _calcify(rng: np.random.Generator, lesion: np.ndarray, inside: np.ndarray) -
     return inside
 
 
-def _scan(rng: np.random.Generator, echo: np.ndarray, acq: dict[str, float]) -> np.ndarray:
+def _speckle(rng: np.random.Generator, size: int, acq: dict[str, float]) -> np.ndarray:
+    """Correlated Gaussian fields, two (in-phase, quadrature) per look: (2 * looks, size, size)."""
+    grain = np.array(_GRAIN) * size / 128 / acq["frequency"]
+    return ndimage.gaussian_filter(rng.standard_normal((2 * _LOOKS, size, size)), (0, *grain))
+
+
+def _scan(echo: np.ndarray, signal: np.ndarray, acq: dict[str, float]) -> np.ndarray:
     """Echogenicity to an 8-bit B-mode image: speckle, depth attenuation, gain, log compression."""
     size = echo.shape[0]
-    grain = np.array(_GRAIN) * size / 128 / acq["frequency"]
-    signal = ndimage.gaussian_filter(rng.standard_normal((2 * _LOOKS, size, size)), (0, *grain))
     envelope = np.hypot(signal[::2], signal[1::2]).mean(axis=0) ** acq["speckle"]
     depth = np.arange(size)[:, None] / size
     attenuation = np.exp(-_ATTENUATION * acq["depth_attenuation"] * depth)
@@ -308,7 +331,8 @@ def _scan(rng: np.random.Generator, echo: np.ndarray, acq: dict[str, float]) -> 
 def _plant_duplicates(
     rng: np.random.Generator, records: list[Record], duplicates: int, conflicting: int
 ) -> list[Record]:
-    """Near-copies of distinct lesion images; the first `conflicting` go to the other class."""
+    """Copies of distinct lesion images (kinds cycle through COPY_KINDS); the first
+    `conflicting` go to the other class."""
     lesions = [index for index, record in enumerate(records) if record.label != "normal"]
     if duplicates > len(lesions):
         raise MeddapError(
@@ -318,12 +342,51 @@ def _plant_duplicates(
     copies = []
     for group, index in enumerate(rng.choice(lesions, size=duplicates, replace=False), start=1):
         original = records[index]
-        original.group, original.role = group, "original"
+        kind = COPY_KINDS[(group - 1) % len(COPY_KINDS)]
+        original.group, original.role, original.kind = group, "original", kind
         role = "conflicting" if group <= conflicting else "duplicate"
         label = _OTHER_LESION[original.label] if role == "conflicting" else original.label
-        image, masks = _near_copy(rng, original)
-        copies.append(Record(label, original.patient, image, masks, group=group, role=role))
+        image, masks = _COPIERS[kind](rng, original)
+        copies.append(
+            Record(label, original.patient, image, masks, group=group, role=role, kind=kind)
+        )
     return copies
+
+
+def _plant_neighbours(
+    rng: np.random.Generator, records: list[Record], count: int, acq: dict[str, float]
+) -> list[Record]:
+    """`count` neighbour frames of distinct lesion views that are no duplicate's original."""
+    free = [
+        k
+        for k, r in enumerate(records)
+        if r.label != "normal" and not r.group and r.echo is not None
+    ]
+    if count > len(free):
+        raise MeddapError(
+            f"phantom parameter 'duplicates' ({count}) exceeds the {len(free)} lesion images left "
+            "for as many neighbour frames; lower it or raise 'patients'"
+        )
+    return [_neighbour(rng, records[k], acq) for k in rng.choice(free, size=count, replace=False)]
+
+
+def _neighbour(rng: np.random.Generator, original: Record, acq: dict[str, float]) -> Record:
+    """The original's view rescanned: the probe slid sideways and pressed, speckle partly new."""
+    size = original.image.shape[0]
+    slide = rng.uniform(*_SLIDE) * size / 128 * rng.choice([-1.0, 1.0])
+    press, kept = rng.uniform(*_PRESS), rng.uniform(*_KEPT_SPECKLE)
+
+    def move(x: np.ndarray, order: int) -> np.ndarray:
+        matrix, offset = [press, 1.0][-x.ndim :], [0.0, slide][-x.ndim :]
+        if x.ndim == 3:
+            matrix, offset = [1.0, *matrix], [0.0, *offset]
+        return ndimage.affine_transform(x, np.array(matrix), offset, order=order, mode="nearest")
+
+    signal = kept * move(original.signal, 1) + math.sqrt(1 - kept**2) * _speckle(rng, size, acq)
+    masks = [move(mask.astype(np.uint8), 0) > 0 for mask in original.masks]
+    masks = [masks[0]] + [mask for mask in masks[1:] if mask.any()]
+    image = _scan(move(original.echo, 1), signal, acq)
+    return Record(original.label, original.patient, image, masks, neighbour_of=original)
 
 
 def _near_copy(rng: np.random.Generator, original: Record) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -334,14 +397,45 @@ def _near_copy(rng: np.random.Generator, original: Record) -> tuple[np.ndarray, 
         (size - side) / 2 + rng.uniform(-_COPY_SHIFT, _COPY_SHIFT, 2) * size / 128, 0, size - side
     )
     box = (left, top, left + side, top + side)
-    buffer = io.BytesIO()
-    _resize(original.image, box).save(buffer, format="JPEG", quality=int(rng.integers(85, 96)))
-    image = np.asarray(Image.open(buffer).convert("L"))
+    image = _jpeg(rng, _resize(original.image, box))
     masks = [_resize(mask.astype(np.uint8) * 255, box) for mask in original.masks]
     grow = int(rng.integers(-1, 2))
     first, *others = [_grow(np.asarray(mask) >= 128, grow) for mask in masks]
     others = [mask & ~first for mask in others]
     return image, [first] + [mask for mask in others if mask.any()]
+
+
+def _crop(rng: np.random.Generator, original: Record) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A crop of 70-90% per axis that keeps the lesion, at the original pixel pitch, JPEG."""
+    size = original.image.shape[0]
+    rows, cols = np.nonzero(np.logical_or.reduce(original.masks))
+    box = []
+    for lesion in (rows, cols):
+        side = int(size * rng.uniform(*_CROP_SIDE))
+        low, high = max(0, lesion.max() + 1 - side), min(lesion.min(), size - side)
+        start = int(rng.integers(min(low, high), max(low, high) + 1))
+        box.append(slice(start, start + side))
+    image = _jpeg(rng, Image.fromarray(original.image[tuple(box)]))
+    return image, [mask[tuple(box)] for mask in original.masks if mask[tuple(box)].any()]
+
+
+def _rescaled(rng: np.random.Generator, original: Record) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The whole image resized by 0.8-1.3 per axis (bilinear), JPEG; masks resized alike."""
+    size = original.image.shape[0]
+    shape = (round(size * rng.uniform(*_RESCALE)), round(size * rng.uniform(*_RESCALE)))
+    image = _jpeg(rng, Image.fromarray(original.image).resize(shape, Image.Resampling.BILINEAR))
+    masks = [
+        np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(shape)) >= 128
+        for mask in original.masks
+    ]
+    return image, [masks[0]] + [mask & ~masks[0] for mask in masks[1:] if (mask & ~masks[0]).any()]
+
+
+def _jpeg(rng: np.random.Generator, image: Image.Image) -> np.ndarray:
+    """`image` after a JPEG round trip at quality 85-95."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=int(rng.integers(85, 96)))
+    return np.asarray(Image.open(buffer).convert("L"))
 
 
 def _resize(array: np.ndarray, box: tuple[float, float, float, float]) -> Image.Image:
@@ -358,6 +452,9 @@ def _grow(mask: np.ndarray, pixels: int) -> np.ndarray:
     return mask
 
 
+_COPIERS = {"near_copy": _near_copy, "crop": _crop, "rescaled": _rescaled}
+
+
 def _number(rng: np.random.Generator, records: list[Record]) -> None:
     """Give the images of each class folder a random order of the numbers 1..count."""
     for label in CLASSES:
@@ -367,7 +464,7 @@ def _number(rng: np.random.Generator, records: list[Record]) -> None:
 
 
 def _write(root: Path, records: list[Record]) -> None:
-    """Images (grey replicated to RGB), masks (L, 0/255) and the two ground-truth tables."""
+    """Images (grey replicated to RGB), masks (L, 0/255), patients and the truth tables."""
     for record in records:
         write_png(np.repeat(record.image[:, :, None], 3, axis=2), root / record.name)
         stem = root / record.name.removesuffix(".png")
@@ -386,6 +483,12 @@ def _write(root: Path, records: list[Record]) -> None:
             "image": [r.name for r in grouped],
             "label": [r.label for r in grouped],
             "role": [r.role for r in grouped],
+            "kind": [r.kind for r in grouped],
         }
     )
     truth.to_csv(root / "duplicates_truth.csv", index=False)
+    frames = sorted((r for r in records if r.neighbour_of), key=lambda r: r.neighbour_of.name)
+    neighbours = pd.DataFrame(
+        {"image": [r.name for r in frames], "neighbour_of": [r.neighbour_of.name for r in frames]}
+    )
+    neighbours.to_csv(root / "neighbours_truth.csv", index=False)
