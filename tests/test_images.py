@@ -1,4 +1,4 @@
-"""Image reading: 16-bit, 32-bit integer and float grayscale scale to 8 bits, never clip."""
+"""Image reading: any mode to 8-bit grayscale, high-bit data scaled to 8 bits, never clipped."""
 
 from __future__ import annotations
 
@@ -110,3 +110,24 @@ def test_ingest_reads_16_bit_images_and_masks(original: np.ndarray, tmp_path: Pa
     _save16(mask, raw / "benign" / "benign (2)_mask.png")
     with pytest.raises(MeddapError, match=r"image .*benign \(2\)\.tif has 'F' pixel values"):
         build_manifest(raw, "wide", "busi", tmp_path / "masks2")
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "1", "P"])
+def test_load_gray_converts_any_mode_and_resizes_bilinearly(tmp_path: Path, mode: str) -> None:
+    rng = np.random.default_rng(4)
+    rgb = Image.fromarray(rng.integers(0, 256, (30, 50, 3), dtype=np.uint8))
+    original = rgb.convert(mode)
+    original.save(tmp_path / "x.png")
+    want = np.asarray(original.convert("L").resize((16, 16), Image.Resampling.BILINEAR))
+    got = load_gray([tmp_path / "x.png"], 16)
+    assert got.shape == (1, 16, 16) and got.dtype == np.uint8
+    assert np.array_equal(got[0], want)
+
+
+def test_load_gray_names_an_unreadable_file(tmp_path: Path) -> None:
+    bad = tmp_path / "benign (3).png"
+    bad.write_bytes(b"not a png")
+    with pytest.raises(MeddapError, match=r"benign \(3\)\.png"):
+        load_gray([bad], 16)
+    with pytest.raises(MeddapError, match="missing.png"):
+        load_gray([tmp_path / "missing.png"], 16)

@@ -20,8 +20,9 @@ pytestmark = pytest.mark.slow
 
 
 def _groups(duplicates: pd.DataFrame) -> set[frozenset[str]]:
+    """The accepted duplicate groups (rejected pairs are in the table too, without a group)."""
     members: dict[int, set[str]] = {}
-    for row in duplicates.itertuples():
+    for row in duplicates[duplicates.accepted].itertuples():
         members.setdefault(row.group, set()).update((row.id_a, row.id_b))
     return {frozenset(m) for m in members.values()}
 
