@@ -28,6 +28,13 @@ from meddap.data.curation import (
     find_duplicates_job,
 )
 from meddap.data.phantom import generate_phantom
+from meddap.data.truth import (
+    accepted_pairs,
+    folder_manifest,
+    neighbour_pairs,
+    planted_pairs,
+    precision_recall,
+)
 
 KNOWN_GROUPS = [
     {"benign_131", "benign_42", "malignant_51"},
@@ -67,11 +74,6 @@ def duplicates(manifest: pd.DataFrame) -> pd.DataFrame:
 def groups_of(duplicates: pd.DataFrame) -> list[set[str]]:
     accepted = duplicates[duplicates["accepted"]]
     return [set(g["id_a"]) | set(g["id_b"]) for _, g in accepted.groupby("group", sort=True)]
-
-
-def accepted_pairs(duplicates: pd.DataFrame) -> set[tuple[str, str]]:
-    accepted = duplicates[duplicates["accepted"]]
-    return set(zip(accepted["id_a"], accepted["id_b"], strict=True))
 
 
 def test_finds_exactly_the_known_duplicate_groups(duplicates: pd.DataFrame) -> None:
@@ -194,28 +196,12 @@ def test_phantom_truth_precision_and_recall(tmp_path: Path) -> None:
         second_mask_fraction=0.1,
         seed=0,
     )
-    images = sorted(p for p in root.glob("*/*.png") if "_mask" not in p.name)
-    names = [f"{p.parent.name}/{p.name}" for p in images]
-    manifest = pd.DataFrame(
-        {
-            "id": names,
-            "label": [n.split("/")[0] for n in names],
-            "image_path": [str(p) for p in images],
-            "mask_path": [str(p.with_name(f"{p.stem}_mask.png")) for p in images],
-        }
-    )
-    found = find_duplicates(manifest, SIMILARITY)
+    found = find_duplicates(folder_manifest(root), SIMILARITY)
     truth = pd.read_csv(root / "duplicates_truth.csv")
-    planted = {
-        tuple(sorted(p))
-        for _, g in truth.groupby("group")
-        for p in itertools.combinations(g.image, 2)
-    }
     assert set(truth["kind"]) == {"near_copy", "crop", "rescaled"}
     detected = accepted_pairs(found)
-    assert detected == planted  # pairwise precision and recall 1
-    neighbours = pd.read_csv(root / "neighbours_truth.csv")
-    frames = {tuple(sorted(p)) for p in zip(neighbours.image, neighbours.neighbour_of, strict=True)}
+    assert precision_recall(detected, planted_pairs(root)) == (1.0, 1.0)
+    frames = neighbour_pairs(root)
     assert len(frames) == 9 and not frames & detected
 
 

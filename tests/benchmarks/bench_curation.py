@@ -8,17 +8,16 @@ Times are of this machine (the former all-pairs SSIM took 26.4 s on the same ima
 
 from __future__ import annotations
 
-import itertools
 import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from meddap.common.settings import Similarity
 from meddap.data.curation import find_duplicates
 from meddap.data.phantom import generate_phantom
+from meddap.data.truth import accepted_pairs, folder_manifest, planted_pairs, precision_recall
 
 PHANTOM = {"patients": 350, "image_size": 128, "duplicates": 40, "conflicting": 4}
 SIMILARITY = Similarity(image_size=128, candidate_size=16, candidates=6, threshold=0.8)
@@ -30,33 +29,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "phantom"
         generate_phantom(root, **PHANTOM, second_mask_fraction=0.1, seed=0)
-        images = sorted(p for p in root.glob("*/*.png") if "_mask" not in p.name)
-        names = [f"{p.parent.name}/{p.name}" for p in images]
-        manifest = pd.DataFrame(
-            {
-                "id": names,
-                "label": [n.split("/")[0] for n in names],
-                "image_path": [str(p) for p in images],
-                "mask_path": [str(p.with_name(f"{p.stem}_mask.png")) for p in images],
-            }
-        )
+        manifest = folder_manifest(root)
         start = time.perf_counter()
         found = find_duplicates(manifest, SIMILARITY)
-        new_s = time.perf_counter() - start
-        truth = pd.read_csv(root / "duplicates_truth.csv")
-    planted = {
-        tuple(sorted(p))
-        for _, g in truth.groupby("group")
-        for p in itertools.combinations(g.image, 2)
-    }
-    accepted = found[found["accepted"]]
-    detected = set(zip(accepted["id_a"], accepted["id_b"], strict=True))
-    hits = len(planted & detected)
+        seconds = time.perf_counter() - start
+        planted, detected = planted_pairs(root), accepted_pairs(found)
+    precision, recall = precision_recall(detected, planted)
     print(f"{len(manifest)} images at 128 px, {THREADS} threads, {len(found)} pairs scored")
-    print(f"find_duplicates: {new_s:.1f} s")
+    print(f"find_duplicates: {seconds:.1f} s")
     print(
-        f"pairwise precision {hits / max(1, len(detected)):.3f}, recall {hits / len(planted):.3f}"
-        f" ({hits} of {len(planted)} planted pairs, {len(detected)} detected)"
+        f"pairwise precision {precision:.3f}, recall {recall:.3f} "
+        f"({len(planted & detected)} of {len(planted)} planted pairs, {len(detected)} detected)"
     )
 
 
