@@ -39,6 +39,11 @@ CLS_PREDICTIONS = f"{CLS}/predictions.parquet"
 CLS_METRICS = f"{CLS}/metrics.json"
 ON_SYNTHETIC = "results/cls/{dataset}/fold{fold}/{model}/real/on_synthetic/r{rank}-{adjective}.json"
 
+SEG = "results/seg/{dataset}/fold{fold}/{model}/{trainset}"
+SEG_WEIGHTS = f"{SEG}/model.safetensors"
+SEG_SCORES = f"{SEG}/scores.parquet"
+SEG_METRICS = f"{SEG}/metrics.json"
+
 TABLE = "results/tables/{name}.{ext}"
 CELL = "results/cells/table1/{model}/{adjective}/{ratio}.json"
 SAMPLES = "results/figures/samples_{dataset}_fold{fold}.png"

@@ -179,6 +179,23 @@ class Classifier(Section):
     mixed_precision: str
 
 
+@dataclass(frozen=True)
+class Segmentation(Section):
+    """`segmentation` without its grid axes (models, trainsets, external datasets)."""
+
+    SECTION = "segmentation"
+    classes: str
+    image_size: int
+    channels: list[int]
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    loss: str
+    augment_probability: float
+    device: str
+    mixed_precision: str
+
+
 SETTINGS: dict[str, type[Section]] = {
     "similarity": Similarity,
     "curation": Curation,
@@ -189,6 +206,7 @@ SETTINGS: dict[str, type[Section]] = {
     "synthesis": Synthesis,
     "quality": Quality,
     "classifier": Classifier,
+    "segmentation": Segmentation,
 }
 
 

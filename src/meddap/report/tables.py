@@ -157,7 +157,7 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 def _run_row(path: str, dataset: str) -> dict:
     """The keys (fold, model, trainset) and scores of one classifier metrics.json."""
-    record = _read_json(path)
+    record = read_record(path)
     try:
         keys = {k: record[k] for k in ("fold", "model", "trainset")}
         row = {
@@ -173,14 +173,15 @@ def _run_row(path: str, dataset: str) -> dict:
     return {"dataset": dataset, **keys, **row, "source": path}
 
 
-def _read_json(path: str) -> dict:
+def read_record(path: str) -> dict:
+    """A metrics.json as a dict; a file that is not JSON stops naming it."""
     try:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError) as err:
         raise MeddapError(f"{path} could not be read as JSON ({err})") from err
 
 
-def _summary(values: pd.Series, percent: bool = True) -> dict:
+def summarise(values: pd.Series, percent: bool = True) -> dict:
     """mean, sample std and the "mean ± std" text of per-fold values."""
     mean = float(values.mean())
     std = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
@@ -221,7 +222,7 @@ def _table1_frame(runs: pd.DataFrame, records: dict) -> pd.DataFrame:
     metric = _quality_metric(used) if used else ""
     rows = []
     for group in _groups(runs):
-        accuracy = _summary(group.test_accuracy)
+        accuracy = summarise(group.test_accuracy)
         rows.append(
             {
                 **_describe(group),
@@ -242,7 +243,7 @@ def _quality_records(
         raise MeddapError(f"{len(quality)} quality JSON inputs but {len(sets)} quality_sets")
     records = {}
     for path, keys in zip(quality, sets, strict=True):
-        record = _read_json(path)
+        record = read_record(path)
         if record.get("fold") != keys["fold"]:
             raise MeddapError(f"{path} scores fold {record.get('fold')}, not {keys['fold']}")
         records[keys["fold"], keys["rank"], keys["adjective"]] = (path, record)
@@ -321,7 +322,7 @@ def _best_group(runs: pd.DataFrame, model: str) -> tuple[pd.DataFrame, pd.DataFr
     return real[0], best
 
 
-def _paired(real: pd.DataFrame, other: pd.DataFrame, column: str) -> float:
+def paired_p(real: pd.DataFrame, other: pd.DataFrame, column: str) -> float:
     """Paired t-test p-value over the folds both hold; NaN with fewer than 2 pairs."""
     pairs = real[["fold", column]].merge(other[["fold", column]], on="fold")
     if len(pairs) < 2:
@@ -333,9 +334,9 @@ def _scored_row(group: pd.DataFrame, real: pd.DataFrame, columns: dict[str, str]
     """mean, std, text and p-value (vs `real`; NaN for real itself) of each named column."""
     row = {**_describe(group), "val_accuracy_mean": float(group.val_accuracy.mean())}
     for name, column in columns.items():
-        summary = _summary(group[column], percent=name == "accuracy")
+        summary = summarise(group[column], percent=name == "accuracy")
         row |= {f"{name}_mean": summary["mean"], f"{name}_std": summary["std"]}
-        p = float("nan") if group.ratio.isna().all() else _paired(real, group, column)
+        p = float("nan") if group.ratio.isna().all() else paired_p(real, group, column)
         row |= {name: summary["text"], f"p_{name}": p}
     return row
 

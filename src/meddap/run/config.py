@@ -10,8 +10,10 @@ import yaml
 
 from meddap.common.errors import MeddapError
 from meddap.common.trainsets import parse_trainset
-from meddap.data.layouts import UNLABELLED_LAYOUTS
+from meddap.data.layouts import MASKED_LAYOUTS, UNLABELLED_LAYOUTS
 from meddap.data.registry import check_local_path, source_kind
+from meddap.seg.names import MODELS as SEG_MODELS
+from meddap.seg.names import augmentation_of
 
 SUPPORTED_MODELS = ("densenet121", "resnet34", "squeezenet1_1")  # the schema's model enum
 
@@ -54,6 +56,7 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
     _check_dataset(config, config["dataset"], "dataset")
     for name in config["classifier"]["external"]:
         _check_dataset(config, name, "classifier.external")
+    _check_segmentation(config)
     rank = config["synthesis"]["rank"]
     if rank != "best" and rank not in config["lora"]["ranks"]:
         raise MeddapError(f"config key 'synthesis.rank': {rank} is not in lora.ranks")
@@ -78,6 +81,33 @@ def _check_dataset(config: dict[str, Any], name: str, key: str) -> None:
         )
     source_kind(name, entry)
     check_local_path(name, entry)
+
+
+def _check_segmentation(config: dict[str, Any]) -> None:
+    """With segmenters configured, the dataset and each external set are registered with masks."""
+    seg = config["segmentation"]
+    if not seg["models"]:
+        return
+    external = [(n, "segmentation.external") for n in seg["external"]]
+    for name, key in [(config["dataset"], "dataset"), *external]:
+        if name not in config["datasets"]:
+            known = ", ".join(sorted(config["datasets"]))
+            raise MeddapError(f"config key '{key}': {name!r} is not in 'datasets' ({known})")
+        entry = config["datasets"][name]
+        if entry["layout"] not in MASKED_LAYOUTS:
+            raise MeddapError(
+                f"config key '{key}': dataset {name!r} (layout {entry['layout']}) has no lesion "
+                "masks, so it cannot train or test segmenters (segmentation.models: [] skips them)"
+            )
+        source_kind(name, entry)
+        check_local_path(name, entry)
+
+
+def check_segmenter(model: str, trainset: str) -> None:
+    """Stop before planning a segmenter whose model or training set does not exist."""
+    if model not in SEG_MODELS:
+        raise MeddapError(f"target segmenter {model!r} is not one of the models {SEG_MODELS}")
+    augmentation_of(trainset)
 
 
 def check_cell(config: dict[str, Any], model: str, adjective: str, ratio: int) -> None:

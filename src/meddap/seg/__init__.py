@@ -1,0 +1,1 @@
+"""Segmenters: MONAI networks trained per fold, model and training set, scored per image."""

@@ -1,0 +1,85 @@
+"""Segmentation data: images and their binary lesion masks, resized jointly.
+
+Images are read as 8-bit grayscale and resized bilinearly, masks (ingest's merged masks,
+column `mask_path`) with nearest neighbours; a mask pixel is lesion when its value is above
+`MASK_THRESHOLD` (127 of 255), so anti-aliased masks are binarised at half intensity.
+`classes`: 'lesions' keeps benign and malignant images (and unlabelled ones, whose datasets
+hold lesion images only); 'all' keeps normal images too, with their empty masks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from PIL import Image
+
+from meddap.common.errors import MeddapError
+from meddap.common.images import load_gray
+from meddap.common.splits import read_table, split_rows
+
+MASK_THRESHOLD = 127
+CLASS_CHOICES = ("lesions", "all")
+COLUMNS = ("id", "label", "image_path", "mask_path")
+
+
+@dataclass
+class Pairs:
+    """Images (N, 1, S, S) float in 0..1 and masks (N, 1, S, S) float 0/1, with ids and labels."""
+
+    ids: list[str]
+    labels: list[str]
+    images: torch.Tensor
+    masks: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def select_classes(table: pd.DataFrame, classes: str, source: str) -> pd.DataFrame:
+    """The rows of `table` that `classes` keeps; stops when none is left or a mask is missing."""
+    if classes not in CLASS_CHOICES:
+        raise MeddapError(f"config key segmentation.classes: {classes!r} is not lesions or all")
+    kept = table if classes == "all" else table[table["label"] != "normal"]
+    if kept.empty:
+        raise MeddapError(f"{source} holds no image of segmentation.classes {classes}")
+    missing = kept[kept["mask_path"].isna()]
+    if not missing.empty:
+        raise MeddapError(f"{source} has no mask_path for image {missing['id'].iloc[0]!r}")
+    return kept.reset_index(drop=True)
+
+
+def load_pairs(table: pd.DataFrame, size: int) -> Pairs:
+    """The images and binarised masks of `table` at `size` x `size`."""
+    images = load_gray(list(table["image_path"]), size)
+    masks = load_gray(list(table["mask_path"]), size, Image.Resampling.NEAREST) > MASK_THRESHOLD
+    return Pairs(
+        list(table["id"].astype(str)),
+        list(table["label"]),
+        torch.from_numpy(images)[:, None].float() / 255,
+        torch.from_numpy(masks)[:, None].float(),
+    )
+
+
+def fold_rows(manifest: str, splits: str, fold: int, split: str, classes: str) -> pd.DataFrame:
+    """The rows of split `split` of fold `fold` that `classes` keeps, sorted by id."""
+    rows = split_rows(manifest, splits, fold, split, COLUMNS)
+    return select_classes(rows, classes, f"{manifest} ({split} split of fold {fold})")
+
+
+def external_rows(paths: Sequence[str], classes: str) -> dict[str, pd.DataFrame]:
+    """Rows (sorted by id) of each external manifest that `classes` keeps, by dataset name."""
+    named: dict[str, pd.DataFrame] = {}
+    for path in paths:
+        table = read_table(path, [*COLUMNS, "dataset"])
+        names = set(table["dataset"])
+        if len(names) != 1:
+            raise MeddapError(f"{path} must name exactly one dataset in column 'dataset'")
+        name = names.pop()
+        if name in named:
+            raise MeddapError(f"the external manifests {list(paths)} name {name} twice")
+        ordered = table.assign(id=table["id"].astype(str)).sort_values("id", kind="stable")
+        named[name] = select_classes(ordered[list(COLUMNS)], classes, path)
+    return named

@@ -1,0 +1,88 @@
+"""Seconds per segmenter training epoch, per model and image size.
+
+    python tests/benchmarks/bench_seg.py [--sizes 128] [--images 48] [--epochs 2] [--paper]
+    python tests/benchmarks/bench_seg.py --device cuda --sizes 256 384 --paper
+
+An epoch is `--images` random image/mask pairs (48: about the lesion train split of a default
+phantom fold) through the job's own task and loop (`SegmenterTask`, `train_epoch`), Dice+CE,
+batch 8 (4 with `--paper`), the default channels (`--paper`: the paper's). The first epoch warms
+up and is not counted. On CUDA it also prints the peak GPU memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from monai.losses import DeepSupervisionLoss, DiceCELoss
+
+from meddap.common.training import train_epoch
+from meddap.seg.data import Pairs
+from meddap.seg.models import build_segmenter
+from meddap.seg.names import MODELS
+from meddap.seg.train import SegmenterTask
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _pairs(n: int, size: int) -> Pairs:
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(n, 1, size, size, generator=generator)
+    masks = (torch.rand(n, 1, size, size, generator=generator) > 0.8).float()
+    return Pairs([str(k) for k in range(n)], ["benign"] * n, images, masks)
+
+
+def seconds_per_epoch(model: str, size: int, args: argparse.Namespace, section: dict) -> float:
+    """Mean seconds of the timed epochs of `model` at `size` px."""
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    net = build_segmenter(model, section["channels"]).to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    criterion = DeepSupervisionLoss(DiceCELoss(sigmoid=True))
+    data = _pairs(args.images, size)
+    task = SegmenterTask(data, data, section["batch_size"], None, criterion)
+    order = torch.Generator().manual_seed(0)
+    train_epoch(net, optimizer, task, order)  # warm-up
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(args.epochs):
+        train_epoch(net, optimizer, task, order)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / args.epochs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[128])
+    parser.add_argument("--images", type=int, default=48)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--paper", action="store_true", help="config/paper.yaml's channels, batch")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    config = REPO / "config" / ("paper.yaml" if args.paper else "config.yaml")
+    section = yaml.safe_load(config.read_text())["segmentation"]
+    print(
+        f"device {args.device}, {args.threads} thread(s), {args.images} images per epoch, "
+        f"channels {section['channels']}, batch {section['batch_size']}"
+    )
+    for size in args.sizes:
+        for model in args.models:
+            if args.device == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            seconds = seconds_per_epoch(model, size, args, section)
+            line = f"{model:15s} {size:4d} px  {seconds:8.2f} s/epoch"
+            if args.device == "cuda":
+                line += f"  peak {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
+            print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Segmenter training on phantom data: outputs, selection on val Dice, classes, resume, models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from safetensors import safe_open
+
+from meddap.common import training
+from meddap.common.errors import MeddapError
+from meddap.common.settings import Segmentation, job_params
+from meddap.data.ingest import build_manifest
+from meddap.data.phantom import generate_phantom
+from meddap.seg.models import build_segmenter, heads
+from meddap.seg.names import MODELS
+from meddap.seg.train import train_segmenter
+from tests.conftest import PHANTOM, PhantomFold
+
+REPO = Path(__file__).resolve().parents[1]
+SETTINGS = {
+    "classes": "lesions",
+    "image_size": 32,
+    "channels": [4, 8, 8, 16, 16],
+    "epochs": 2,
+    "batch_size": 8,
+    "learning_rate": 1e-2,
+    "loss": "dice_ce",
+    "augment_probability": 0.5,
+    "device": "cpu",
+    "mixed_precision": "no",
+}
+OUTPUTS = ("model.safetensors", "scores.parquet", "metrics.json")
+SECTION_KEYS = {"dice", "iou", "precision", "recall", "hd95", "assd", "n_images", "undefined"}
+
+
+@pytest.fixture(scope="module")
+def data(phantom_fold: PhantomFold, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The shared phantom fold, and a small shifted phantom (phantom_b) as external set."""
+    root = tmp_path_factory.mktemp("seg")
+    generate_phantom(root / "phantom_b", patients=4, seed=1, shift={"gain": 1.3}, **PHANTOM)
+    external = build_manifest(root / "phantom_b", "phantom_b", "busi", root / "masks_b")
+    external.to_parquet(root / "phantom_b.parquet")
+    return {
+        "manifest": str(phantom_fold.manifest),
+        "splits": str(phantom_fold.splits),
+        "external": str(root / "phantom_b.parquet"),
+    }
+
+
+def _train(data: dict[str, str], out: Path, **job: object) -> dict:
+    """Run the job into `out` (unet, fold 0, real, seed 0 unless given); its metrics.json."""
+    settings = Segmentation.from_params({**SETTINGS, **job.pop("settings", {})})
+    kwargs = {"fold": 0, "model": "unet", "trainset": "real", "seed": 0, **job}
+    train_segmenter(
+        manifest=kwargs.pop("manifest", data["manifest"]),
+        splits=data["splits"],
+        external=kwargs.pop("external", [data["external"]]),
+        weights=str(out / "model.safetensors"),
+        scores=str(out / "scores.parquet"),
+        metrics=str(out / "metrics.json"),
+        segmentation=settings,
+        **kwargs,
+    )
+    return json.loads((out / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def mirror_run(data: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("mirror")
+    return {"out": out, "metrics": _train(data, out, trainset="aug-mirror")}
+
+
+def test_outputs_of_a_run(mirror_run: dict) -> None:
+    metrics, out = mirror_run["metrics"], mirror_run["out"]
+    assert set(metrics) >= {"val", "test", "external", "history", "best_epoch", "units"}
+    assert metrics["units"] == "pixels at 32 px" and metrics["mask_threshold"] == 127
+    sections = [metrics["val"], metrics["test"], metrics["external"]["phantom_b"]]
+    for section in sections:
+        assert set(section) == SECTION_KEYS
+        assert set(section["dice"]) == {"mean", "benign", "malignant"}  # lesions: no normals
+        assert 0 <= section["dice"]["mean"] <= 1
+    scores = pd.read_parquet(out / "scores.parquet")
+    assert set(scores.split) == {"val", "test", "external:phantom_b"}
+    assert "normal" not in set(scores.label)
+    assert len(scores[scores.split == "test"]) == metrics["test"]["n_images"]["all"]
+    history = metrics["history"]
+    best = max(history, key=lambda e: (e["val_dice"], -e["val_loss"]))
+    assert metrics["best_epoch"] == best["epoch"] and len(history) == 2
+    assert metrics["val"]["dice"]["mean"] == pytest.approx(best["val_dice"])
+    with safe_open(out / "model.safetensors", "pt") as weights:
+        meta = json.loads(weights.metadata()["meddap"])
+    assert meta["model"] == "unet" and meta["best_epoch"] == metrics["best_epoch"]
+    assert not (out / "checkpoint.pt").exists()
+
+
+def test_all_classes_score_normals_with_empty_masks(data: dict[str, str], tmp_path: Path) -> None:
+    metrics = _train(data, tmp_path, external=[], settings={"classes": "all", "epochs": 1})
+    assert set(metrics["test"]["dice"]) == {"mean", "benign", "malignant", "normal"}
+    scores = pd.read_parquet(tmp_path / "scores.parquet")
+    normals = scores[scores.label == "normal"]
+    assert (normals.truth_pixels == 0).all() and normals.hd95.isna().all()
+    assert metrics["external"] == {}
+
+
+class Killed(Exception):
+    """Stands in for a SIGKILL in the middle of training."""
+
+
+def test_resumed_run_has_the_bytes_of_an_uninterrupted_one(
+    mirror_run: dict, data: dict[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    train_epoch, calls = training.train_epoch, []
+
+    def dying(*args: object) -> float:
+        calls.append(args)
+        if len(calls) > 1:
+            raise Killed
+        return train_epoch(*args)
+
+    with pytest.MonkeyPatch.context() as monkeypatch, pytest.raises(Killed):
+        monkeypatch.setattr(training, "train_epoch", dying)
+        _train(data, tmp_path, trainset="aug-mirror")
+    assert (tmp_path / "checkpoint.pt").is_file()
+    assert not [name for name in OUTPUTS if (tmp_path / name).exists()]
+    with caplog.at_level("INFO"):
+        _train(data, tmp_path, trainset="aug-mirror")
+    assert "checkpoint.pt (epoch 1)" in caplog.text
+    for name in OUTPUTS:
+        assert (tmp_path / name).read_bytes() == (mirror_run["out"] / name).read_bytes(), name
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_augmentation_changes_the_run(
+    mirror_run: dict, data: dict[str, str], tmp_path: Path
+) -> None:
+    real = _train(data, tmp_path)
+    assert real["history"] != mirror_run["metrics"]["history"]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_model_segments_and_trains(name: str) -> None:
+    torch.manual_seed(0)
+    net = build_segmenter(name, SETTINGS["channels"])
+    out = heads(net(torch.rand(2, 1, 32, 32)))
+    assert len(out) == (4 if name == "unetpp_ds" else 1)
+    assert all(head.shape == (2, 1, 32, 32) for head in out)
+
+
+def test_deep_supervised_unetpp_runs_the_job(data: dict[str, str], tmp_path: Path) -> None:
+    metrics = _train(data, tmp_path, model="unetpp_ds", external=[], settings={"epochs": 1})
+    assert metrics["model"] == "unetpp_ds" and metrics["test"]["dice"]["mean"] is not None
+
+
+def test_bad_input_is_named(data: dict[str, str], tmp_path: Path) -> None:
+    table = pd.read_parquet(data["manifest"])
+    table.loc[table.label == "benign", "mask_path"] = None
+    table.to_parquet(tmp_path / "no_masks.parquet")
+    with pytest.raises(MeddapError, match="no_masks.parquet.*no mask_path"):
+        _train(data, tmp_path / "a", manifest=str(tmp_path / "no_masks.parquet"))
+    with pytest.raises(MeddapError, match="'aug-blur'"):
+        _train(data, tmp_path / "b", trainset="aug-blur")
+    with pytest.raises(MeddapError, match="segmentation.mixed_precision"):
+        _train(data, tmp_path / "c", settings={"mixed_precision": "fp16"})
+
+
+def test_the_job_gets_the_segmentation_section_as_settings() -> None:
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    params = job_params(config)["segmentation"]
+    assert "models" not in params and "trainsets" not in params  # grid axes are the rules'
+    assert Segmentation.from_params(params).image_size == config["segmentation"]["image_size"]
