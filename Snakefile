@@ -26,6 +26,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/lora.smk"
 include: "workflow/rules/synth.smk"
 include: "workflow/rules/cls.smk"
+include: "workflow/rules/seg.smk"
 include: "workflow/rules/report.smk"
 
 

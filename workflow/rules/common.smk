@@ -8,7 +8,7 @@ from meddap.common.settings import job_params
 from meddap.common.trainsets import parse_trainset
 from meddap.data.fingerprint import content_digest
 from meddap.data.registry import is_archive, local_dataset_dir, user_path
-from meddap.run.config import check_cell, check_trainset
+from meddap.run.config import check_cell, check_segmenter, check_trainset
 
 
 wildcard_constraints:
@@ -185,4 +185,24 @@ def stage_targets():
         paths.FIG1A.format(dataset=DATASET),
         *expand(paths.FIG2, dataset=DATASET, model=CLS["models"], fold=0),
         *expand(paths.SAMPLES, dataset=DATASET, fold=FOLDS),
+        *expand(paths.TABLE, name=["seg_table"] if SEG["models"] else [], ext="md"),
     ]
+
+
+# --- segmentation -------------------------------------------------------------------------
+SEG = config["segmentation"]
+
+
+def seg_manifest(wildcards):
+    """The curated manifest a segmenter trains on, once its model and training set are known."""
+    check_segmenter(wildcards.model, wildcards.trainset)
+    return paths.CURATED.format(dataset=wildcards.dataset)
+
+
+def seg_external_files(wildcards):
+    """The source fingerprints and masks of the external datasets segmenters are scored on."""
+    return expand(paths.SOURCE, dataset=SEG["external"]) + expand(paths.MASKS, dataset=SEG["external"])
+
+
+def all_seg_metrics(wildcards):
+    return expand(paths.SEG_METRICS, dataset=DATASET, fold=FOLDS, model=SEG["models"], trainset=SEG["trainsets"])
