@@ -15,7 +15,6 @@ start from the same network and differ only by their data.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -25,13 +24,12 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 from sklearn.metrics import log_loss
 from torchvision.transforms import v2
 
 from meddap.cls.metrics import EXTERNAL_CLASSES, classification_metrics, external_metrics
 from meddap.cls.models import build_model, imagenet_checkpoint, normalise, predict
-from meddap.common.atomic import atomic_path, write_json, write_parquet
+from meddap.common.atomic import write_json, write_parquet
 from meddap.common.checkpoint import Checkpoint, fingerprint
 from meddap.common.errors import MeddapError
 from meddap.common.hashing import file_sha256
@@ -43,9 +41,9 @@ from meddap.common.settings import Augment, Classifier
 from meddap.common.splits import SPLITS, check_labels, read_table, split_rows
 from meddap.common.training import Batch, Fit, Validation, fit, shuffled_batches
 from meddap.common.trainsets import load_synthetic, parse_trainset
+from meddap.common.weights import write_weights
 
 log = logging.getLogger(__name__)
-META_KEY = "meddap"
 SELECTION = "highest val accuracy; ties: lower val cross-entropy, then the earlier epoch"
 COLUMNS = ["id", "label", "image_path"]
 
@@ -250,8 +248,7 @@ def _pretrained_used(model: str, pretrained: str) -> str:
 
 
 def _save_weights(best: Fit, path: str, model: str, how: Classifier) -> None:
-    """The kept state as safetensors; one JSON metadata entry (several come in random order)."""
+    """The kept state as safetensors with its metadata."""
     meta = {"model": model, "classes": list(CLASSES), "best_epoch": best.epoch}
     meta["image_size"] = how.image_size
-    with atomic_path(path) as tmp:
-        save_file(best.state, str(tmp), metadata={META_KEY: json.dumps(meta, sort_keys=True)})
+    write_weights(best.state, meta, path)

@@ -7,7 +7,6 @@ multiplied by the VAE scaling factor), so training still samples a fresh latent 
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -15,21 +14,18 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
 
-from meddap.common.atomic import atomic_path
 from meddap.common.errors import MeddapError
 from meddap.common.images import open_gray
 from meddap.common.settings import Encoding
 from meddap.common.splits import split_rows
+from meddap.common.weights import read_weights, write_weights
 from meddap.diffusion.pipeline import load_pipeline
 from meddap.diffusion.prompts import prompt
 
 log = logging.getLogger(__name__)
 CHUNK = 8
 # One metadata entry: safetensors writes several entries in a random order (non-reproducible bytes).
-META_KEY = "meddap"
 
 
 def load_image(path: str, resolution: int) -> torch.Tensor:
@@ -96,8 +92,7 @@ def encode_fold(
         "flip": flip,
         "adjective": adjective,
     }
-    with atomic_path(cache) as tmp:
-        save_file(tensors, tmp, metadata={META_KEY: json.dumps(meta, sort_keys=True)})
+    write_weights(tensors, meta, cache)
 
 
 @dataclass
@@ -133,12 +128,7 @@ class LatentCache:
 
 def load_cache(path: str) -> LatentCache:
     """Read a cache written by `encode_fold`."""
-    try:
-        with safe_open(path, framework="pt") as fh:
-            meta = json.loads((fh.metadata() or {}).get(META_KEY, "{}"))
-        tensors = load_file(path)
-    except (OSError, SafetensorError) as err:
-        raise MeddapError(f"{path}: not a readable LoRA latent cache ({err})") from err
+    tensors, meta = read_weights(path, "LoRA latent cache")
     if "ids" not in meta or "latents" not in tensors:
         raise MeddapError(f"{path}: not a LoRA latent cache written by encode_fold")
     return LatentCache(tensors, meta)

@@ -11,6 +11,7 @@ from meddap.common.images import open_gray
 from meddap.common.labels import CLASSES
 from meddap.common.settings import Similarity
 from meddap.data.curation import member_groups, read_duplicates
+from meddap.report.plotting import save_figure
 
 SHOWN = 3  # closest accepted and closest rejected pairs drawn
 
@@ -103,6 +104,4 @@ def draw(images: pd.DataFrame, pairs: pd.DataFrame, threshold: float, figure: st
             fontsize=7,
         )
     fig.tight_layout()
-    with atomic_path(figure) as tmp:
-        fig.savefig(tmp, dpi=100, metadata={"Software": None})
-    plt.close(fig)
+    save_figure(fig, figure)

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 
 from meddap.cls.evaluate import KEYS
-from meddap.common.atomic import atomic_path
 from meddap.common.errors import MeddapError
 from meddap.common.images import open_gray
 from meddap.common.labels import CLASSES
 from meddap.common.splits import split_rows
+from meddap.report.plotting import save_figure
 
 
 def _pick(table: pd.DataFrame, label: str, n: int) -> list[str]:
@@ -55,9 +55,7 @@ def sample_grid(
             -0.1, 0.5, name, transform=axes[r][0].transAxes, ha="right", va="center", fontsize=8
         )
     fig.suptitle(f"fold {fold}: real vs synthetic", fontsize=9)
-    with atomic_path(figure) as tmp:
-        fig.savefig(tmp, dpi=100, metadata={"Software": None})
-    plt.close(fig)
+    save_figure(fig, figure)
 
 
 def figure_1a(*, results: list[str], figure: str) -> None:
@@ -89,9 +87,7 @@ def figure_1a(*, results: list[str], figure: str) -> None:
     ax.set_title("Real-only classifiers tested on synthetic sets", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    with atomic_path(figure) as tmp:
-        fig.savefig(tmp, dpi=100, metadata={"Software": None})
-    plt.close(fig)
+    save_figure(fig, figure)
 
 
 def _results_frame(results: list[str]) -> pd.DataFrame:

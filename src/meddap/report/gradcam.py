@@ -15,13 +15,13 @@ from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from meddap.cls.models import load_classifier, normalise, predict
-from meddap.common.atomic import atomic_path
 from meddap.common.errors import MeddapError
 from meddap.common.images import load_images
 from meddap.common.labels import CLASSES
 from meddap.common.settings import Classifier
 from meddap.common.splits import split_rows
 from meddap.common.trainsets import parse_trainset
+from meddap.report.plotting import save_figure
 
 TARGET_LAYERS = {"densenet121": "features", "resnet34": "layer4", "squeezenet1_1": "features"}
 
@@ -128,6 +128,4 @@ def _draw(
         ax.axis("off")
     fig.suptitle(f"Grad-CAM of the true class ({title})", fontsize=9)
     fig.tight_layout()
-    with atomic_path(figure) as tmp:
-        fig.savefig(tmp, dpi=100, metadata={"Software": None})
-    plt.close(fig)
+    save_figure(fig, figure)
