@@ -11,7 +11,7 @@ import yaml
 from scipy.stats import ttest_rel
 
 from meddap.common.errors import MeddapError
-from meddap.report.seg_tables import seg_table
+from meddap.report.seg_tables import seg_cell, seg_table
 from meddap.run.config import validate_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,3 +105,29 @@ def test_datasets_without_masks_stop_at_validation_naming_dataset_and_key() -> N
 def test_bad_segmentation_keys_are_named(key: str, value: object, message: str) -> None:
     with pytest.raises(MeddapError, match=message):
         validate_config(_config(**{key: value}), SCHEMA)
+
+
+def test_a_cell_is_its_table_row_with_per_fold_values_and_hashed_sources(tmp_path: Path) -> None:
+    metrics = _metrics(tmp_path)
+    out = {k: str(tmp_path / f"seg_table.{k}") for k in ("parquet", "csv", "markdown")}
+    seg_table(
+        metrics=metrics,
+        **out,
+        dataset="phantom",
+        image_size=64,
+    )
+    row = pd.read_parquet(out["parquet"]).set_index(["trainset", "evaluated_on"])
+    target = tmp_path / "cell.json"
+    keys = {"model": "unet", "trainset": "aug-mirror", "dataset": "phantom", "image_size": 64}
+    seg_cell(metrics=metrics, cell=str(target), evaluated_on="ext", **keys)
+    cell = json.loads(target.read_text())
+    expected = row.loc[("aug-mirror", "external:ext")]
+    assert (
+        cell["evaluated_on"] == "external:ext" and cell["scores"]["dice"]["text"] == expected.dice
+    )
+    assert cell["scores"]["dice"]["p"] == pytest.approx(expected.p_dice)
+    assert [f["dice"] for f in cell["per_fold"]] == [d / 2 for d in DICE["aug-mirror"]]
+    assert {s["path"] for s in cell["sources"]} == set(metrics)
+    assert all(len(s["sha256"]) == 64 for s in cell["sources"])
+    with pytest.raises(MeddapError, match="no metrics.json among the inputs scores unet"):
+        seg_cell(metrics=metrics, cell=str(target), evaluated_on="other", **keys)

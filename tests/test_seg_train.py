@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from PIL import Image
 from safetensors import safe_open
 
 from meddap.common import training
@@ -16,6 +17,9 @@ from meddap.common.errors import MeddapError
 from meddap.common.settings import Segmentation, job_params
 from meddap.data.ingest import build_manifest
 from meddap.data.phantom import generate_phantom
+from meddap.report.seg_figures import contour_figure
+from meddap.seg.data import fold_rows
+from meddap.seg.evaluate import score_segmenter, segmenter_metrics
 from meddap.seg.models import build_segmenter, heads
 from meddap.seg.names import MODELS
 from meddap.seg.train import train_segmenter
@@ -33,8 +37,10 @@ SETTINGS = {
     "augment_probability": 0.5,
     "device": "cpu",
     "mixed_precision": "no",
+    "deep_supervision": {"alpha": [1.0, 0.1, 0.1, 0.1], "beta": 0.05, "discriminator_lr": 1e-3},
 }
-OUTPUTS = ("model.safetensors", "scores.parquet", "metrics.json")
+OUTPUTS = ("model.safetensors", "scores.parquet", "fit.json", "metrics.json")
+KEYS = ("weights", "scores", "fit_record", "metrics")
 SECTION_KEYS = {"dice", "iou", "precision", "recall", "hd95", "assd", "n_images", "undefined"}
 
 
@@ -53,18 +59,30 @@ def data(phantom_fold: PhantomFold, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def _train(data: dict[str, str], out: Path, **job: object) -> dict:
-    """Run the job into `out` (unet, fold 0, real, seed 0 unless given); its metrics.json."""
+    """Run the job into `out` (unet, fold 0, real, seed 0 unless given), score it on each
+    external set and gather its metrics.json; return that."""
     settings = Segmentation.from_params({**SETTINGS, **job.pop("settings", {})})
     kwargs = {"fold": 0, "model": "unet", "trainset": "real", "seed": 0, **job}
+    external = kwargs.pop("external", [data["external"]])
+    files = {k: str(out / name) for k, name in zip(KEYS, OUTPUTS, strict=False)}
     train_segmenter(
         manifest=kwargs.pop("manifest", data["manifest"]),
         splits=data["splits"],
-        external=kwargs.pop("external", [data["external"]]),
-        weights=str(out / "model.safetensors"),
-        scores=str(out / "scores.parquet"),
-        metrics=str(out / "metrics.json"),
+        weights=files["weights"],
+        scores=files["scores"],
+        fit_record=files["fit_record"],
         segmentation=settings,
         **kwargs,
+    )
+    scored = [str(out / f"external_{k}.parquet") for k in range(len(external))]
+    for manifest, scores in zip(external, scored, strict=True):
+        job = {"model": kwargs["model"], "segmentation": settings}
+        score_segmenter(weights=files["weights"], manifest=manifest, scores=scores, **job)
+    segmenter_metrics(
+        fit_record=files["fit_record"],
+        scores=files["scores"],
+        external=scored,
+        metrics=files["metrics"],
     )
     return json.loads((out / "metrics.json").read_text())
 
@@ -85,7 +103,10 @@ def test_outputs_of_a_run(mirror_run: dict) -> None:
         assert set(section["dice"]) == {"mean", "benign", "malignant"}  # lesions: no normals
         assert 0 <= section["dice"]["mean"] <= 1
     scores = pd.read_parquet(out / "scores.parquet")
-    assert set(scores.split) == {"val", "test", "external:phantom_b"}
+    assert set(scores.split) == {"val", "test"}
+    external = pd.read_parquet(out / "external_0.parquet")
+    assert set(external.split) == {"external:phantom_b"}
+    assert len(external) == metrics["external"]["phantom_b"]["n_images"]["all"]
     assert "normal" not in set(scores.label)
     assert len(scores[scores.split == "test"]) == metrics["test"]["n_images"]["all"]
     history = metrics["history"]
@@ -147,7 +168,7 @@ def test_every_model_segments_and_trains(name: str) -> None:
     torch.manual_seed(0)
     net = build_segmenter(name, SETTINGS["channels"])
     out = heads(net(torch.rand(2, 1, 32, 32)))
-    assert len(out) == (4 if name == "unetpp_ds" else 1)
+    assert len(out) == (4 if name == "unetpp_ds" or name.startswith("dsunet") else 1)
     assert all(head.shape == (2, 1, 32, 32) for head in out)
 
 
@@ -173,3 +194,21 @@ def test_the_job_gets_the_segmentation_section_as_settings() -> None:
     params = job_params(config)["segmentation"]
     assert "models" not in params and "trainsets" not in params  # grid axes are the rules'
     assert Segmentation.from_params(params).image_size == config["segmentation"]["image_size"]
+
+
+def test_the_contour_figure_shows_each_model_and_names_weights_of_another(
+    data: dict[str, str], mirror_run: dict, tmp_path: Path
+) -> None:
+    weights = str(mirror_run["out"] / "model.safetensors")
+    job = {"manifest": data["manifest"], "splits": data["splits"], "trainset": "aug-mirror"}
+    job |= {"fold": 0, "per_class": 2, "segmentation": Segmentation.from_params(SETTINGS)}
+    figures = [tmp_path / "a.png", tmp_path / "b.png"]
+    for figure in figures:
+        contour_figure(weights=[weights] * 2, figure=str(figure), models=["unet"] * 2, **job)
+    test = fold_rows(data["manifest"], data["splits"], 0, "test", "lesions")
+    rows = int(test.groupby("label").size().clip(upper=2).sum())
+    with Image.open(figures[0]) as image:
+        assert image.size == (320, 160 * rows)  # 1.6 in per panel at 100 dpi
+    assert figures[0].read_bytes() == figures[1].read_bytes()
+    with pytest.raises(MeddapError, match=r"model\.safetensors holds a segmenter .*'unet'"):
+        contour_figure(weights=[weights], figure=str(figures[0]), models=["attention_unet"], **job)

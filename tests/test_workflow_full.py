@@ -7,12 +7,14 @@ plan after editing the grid (only new jobs; a changed stage and what depends on 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from meddap.common import hashing
+from meddap.common.errors import MeddapError
 from meddap.run import provenance
 from meddap.run.audit import audit
 from tests.snakemake_runner import planned_jobs, snakemake
@@ -22,7 +24,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 CELL = "results/cells/table1/squeezenet1_1/bright/100.json"
 
 
-CLUSTER_RULES = ("train_lora", "synthesize", "train_classifier", "curate", "quality")
+GPU_RULES = ("train_lora", "synthesize", "train_classifier", "train_segmenter", "score_segmenter")
+CLUSTER_RULES = (*GPU_RULES, "curate", "quality")
 DATA_AND_LORA = (
     "fetch_dataset",
     "fingerprint_source",
@@ -82,8 +85,17 @@ def test_tables_cover_the_grid_with_sources(run: Path) -> None:
     table2 = pd.read_csv(tables / "table2.csv")
     assert list(table2.trainset)[0] == "real" and len(table2) == 2
     assert (tables / "table3.md").read_text().startswith("Table 3")
+    seg = pd.read_parquet(tables / "seg_table.parquet")
+    assert sorted(zip(seg.trainset, seg.evaluated_on, strict=True)) == [
+        ("aug-mirror", "external:phantom_external"),
+        ("aug-mirror", "test"),
+        ("real", "external:phantom_external"),
+        ("real", "test"),
+    ]
+    assert (seg.n_folds == 2).all() and seg.dice_mean.between(0, 1).all()
     figures = run / "results" / "figures"
     assert (figures / "fig1a_phantom_real_only_on_synthetic.png").stat().st_size > 0
+    assert (figures / "seg_contours_phantom_fold0.png").stat().st_size > 0
     assert (figures / "fig2_phantom_gradcam_squeezenet1_1_fold0.png").stat().st_size > 0
 
 
@@ -117,12 +129,34 @@ def test_a_cell_after_the_grid_needs_one_job_and_reruns_are_no_ops(run: Path) ->
     assert len(cell["per_fold"]) == 2
 
 
+def test_a_segmentation_cell_needs_one_job(run: Path) -> None:
+    cell = "results/cells/seg/unet/aug-mirror/test.json"
+    assert planned_jobs(run, cell, case="full") == {"seg_cell": 1}
+    done = snakemake(run, cell, case="full")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [f["fold"] for f in json.loads((run / cell).read_text())["per_fold"]] == [0, 1]
+
+
+def test_auditing_the_segmentation_table_names_a_tampered_mask(run: Path) -> None:
+    table = "results/tables/seg_table.parquet"
+    assert "rule train_segmenter" in audit(table, str(run))
+    mask = sorted((run / "results/data/phantom/masks").iterdir())[0]
+    original, stat = mask.read_bytes(), mask.stat()
+    try:
+        mask.write_bytes(original + b"tampered")
+        with pytest.raises(MeddapError, match=rf"{mask.name} has changed since folder"):
+            audit(table, str(run))
+    finally:  # the later tests see the run as it was, mtime included
+        mask.write_bytes(original)
+        os.utime(mask, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
 def test_cluster_jobs_ran_on_slurm_gpu_rules_on_its_gpus(run: Path) -> None:
     for rule in CLUSTER_RULES:
         ids = {r["slurm_job_id"] for r in records(run, rule)}
         assert ids and all(i and i.isdigit() for i in ids), (rule, ids)
     assert all(r["slurm_job_id"] is None for r in records(run, "table1"))  # a local rule
-    for rule in ("train_lora", "synthesize", "train_classifier"):  # SLURM gave each a fake GPU
+    for rule in GPU_RULES:  # SLURM gave each a fake GPU
         assert {r["cuda_visible_devices"] for r in records(run, rule)} <= {"0", "1"}, rule
     assert all(r["cuda_visible_devices"] is None for r in records(run, "curate"))
 
@@ -160,6 +194,7 @@ def test_adding_a_model_trains_only_that_model(run: Path) -> None:
         ("synthesis.sampling.steps", 3, "synthesize", 4, DATA_AND_LORA),
         ("classifier.epochs", 3, "train_classifier", 2, (*DATA_AND_LORA, "synthesize")),
         ("curation.policy", "keep_one_consistent", "curate", 1, ("ingest", "find_duplicates")),
+        ("segmentation.epochs", 3, "train_segmenter", 4, (*DATA_AND_LORA, "train_classifier")),
     ],
 )
 def test_changing_a_stage_reruns_it_and_its_dependants_only(
@@ -177,11 +212,13 @@ def test_the_ledger_has_a_row_per_job_and_the_report_shows_tables_figures_ledger
     ledger = pd.read_parquet(run / "results" / "provenance.parquet")
     jobs = ledger.rule.value_counts()
     assert jobs["train_lora"] == 2 * 2 and jobs["train_classifier"] == 2 * (1 + 2 * 2)
+    assert jobs["train_segmenter"] == 2 * 2
     assert ledger[ledger.rule == "train_lora"].slurm_job_id.str.isdigit().all()
     assert (ledger.seconds >= 0).all() and ledger.source_sha256.nunique() == 1
     html = run / "report.html"
     done = snakemake(run, case="full", extra=("--report", str(html)))
     assert done.returncode == 0, done.stderr[-2000:]
     page = html.read_text()
-    for shown in ("table1.csv", "table3.csv", "fig1a_phantom", "fig2_phantom", "provenance.csv"):
+    shown_files = ("table1.csv", "table3.csv", "seg_table.csv", "fig1a_phantom", "fig2_phantom")
+    for shown in (*shown_files, "seg_contours_phantom", "provenance.csv"):
         assert shown in page, shown

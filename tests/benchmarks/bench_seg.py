@@ -4,9 +4,12 @@
     python tests/benchmarks/bench_seg.py --device cuda --sizes 256 384 --paper
 
 An epoch is `--images` random image/mask pairs (48: about the lesion train split of a default
-phantom fold) through the job's own task and loop (`SegmenterTask`, `train_epoch`), Dice+CE,
-batch 8 (4 with `--paper`), the default channels (`--paper`: the paper's). The first epoch warms
-up and is not counted. On CUDA it also prints the peak GPU memory.
+phantom fold) through the job's own task and loop (`build_task`, `train_epoch`): the config's
+loss (Dice+CE), or seed 003's for `dsunet-s4-adv` (Dice on 4 stages and a discriminator step
+after each generator step), batch 8 (4 with `--paper`), the default channels (`--paper`: the
+paper's). By default every network once (the other dsunet-* names train fewer heads or no
+discriminators). The first epoch warms up and is not counted. On CUDA it also prints the peak
+GPU memory.
 """
 
 from __future__ import annotations
@@ -17,15 +20,16 @@ from pathlib import Path
 
 import torch
 import yaml
-from monai.losses import DeepSupervisionLoss, DiceCELoss
 
+from meddap.common.settings import Segmentation
 from meddap.common.training import train_epoch
 from meddap.seg.data import Pairs
 from meddap.seg.models import build_segmenter
 from meddap.seg.names import MODELS
-from meddap.seg.train import SegmenterTask
+from meddap.seg.tasks import build_task
 
 REPO = Path(__file__).resolve().parents[2]
+DEFAULT_MODELS = [*(m for m in MODELS if not m.startswith("dsunet")), "dsunet-s4-adv"]
 
 
 def _pairs(n: int, size: int) -> Pairs:
@@ -35,15 +39,14 @@ def _pairs(n: int, size: int) -> Pairs:
     return Pairs([str(k) for k in range(n)], ["benign"] * n, images, masks)
 
 
-def seconds_per_epoch(model: str, size: int, args: argparse.Namespace, section: dict) -> float:
+def seconds_per_epoch(model: str, size: int, args: argparse.Namespace, how: Segmentation) -> float:
     """Mean seconds of the timed epochs of `model` at `size` px."""
     device = torch.device(args.device)
     torch.manual_seed(0)
-    net = build_segmenter(model, section["channels"]).to(device)
+    net = build_segmenter(model, how.channels).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    criterion = DeepSupervisionLoss(DiceCELoss(sigmoid=True))
     data = _pairs(args.images, size)
-    task = SegmenterTask(data, data, section["batch_size"], None, criterion)
+    task = build_task(model, data, data, how, None, device)
     order = torch.Generator().manual_seed(0)
     train_epoch(net, optimizer, task, order)  # warm-up
     if device.type == "cuda":
@@ -61,23 +64,23 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[128])
     parser.add_argument("--images", type=int, default=48)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=MODELS)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--paper", action="store_true", help="config/paper.yaml's channels, batch")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = REPO / "config" / ("paper.yaml" if args.paper else "config.yaml")
-    section = yaml.safe_load(config.read_text())["segmentation"]
+    how = Segmentation.from_config(yaml.safe_load(config.read_text()))
     print(
         f"device {args.device}, {args.threads} thread(s), {args.images} images per epoch, "
-        f"channels {section['channels']}, batch {section['batch_size']}"
+        f"channels {how.channels}, batch {how.batch_size}"
     )
     for size in args.sizes:
         for model in args.models:
             if args.device == "cuda":
                 torch.cuda.reset_peak_memory_stats()
-            seconds = seconds_per_epoch(model, size, args, section)
+            seconds = seconds_per_epoch(model, size, args, how)
             line = f"{model:15s} {size:4d} px  {seconds:8.2f} s/epoch"
             if args.device == "cuda":
                 line += f"  peak {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"

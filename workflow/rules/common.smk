@@ -13,10 +13,11 @@ from meddap.run.config import check_cell, check_segmenter, check_trainset
 
 wildcard_constraints:
     dataset=r"[a-z][a-z0-9_]*",
+    external=r"[a-z][a-z0-9_]*",
     fold=r"\d+",
     rank=r"\d+",
     adjective=r"[a-z]+(-[a-z]+)*",
-    model=r"[a-z0-9_]+",
+    model=r"[a-z0-9_]+(-[a-z0-9]+)*",  # segmenters: dsunet-s4-adv
     trainset=r"real|r\d+-[a-z]+(-[a-z]+)*-\d+",
 
 
@@ -122,7 +123,12 @@ def all_quality(wildcards):
 
 def cell_metrics(wildcards):
     """Only what one Table-1 cell needs: its setting's classifier in every fold."""
-    check_cell(config, wildcards.model, wildcards.adjective, int(wildcards.ratio))
+    grid = {
+        "classifier.models": (wildcards.model, CLS["models"]),
+        "synthesis.adjectives": (wildcards.adjective, SYNTH["adjectives"]),
+        "synthesis.ratios": (int(wildcards.ratio), SYNTH["ratios"]),
+    }
+    check_cell(paths.CELL.format(**dict(wildcards.items())), grid)
     return [
         paths.CLS_METRICS.format(
             dataset=DATASET, fold=f, model=wildcards.model, trainset=f"r{fold_rank(DATASET, f)}-{wildcards.adjective}-{wildcards.ratio}"
@@ -186,6 +192,8 @@ def stage_targets():
         *expand(paths.FIG2, dataset=DATASET, model=CLS["models"], fold=0),
         *expand(paths.SAMPLES, dataset=DATASET, fold=FOLDS),
         *expand(paths.TABLE, name=["seg_table"] if SEG["models"] else [], ext="md"),
+        *expand(paths.TABLE, name=["seg_ablation"] if SEG["ablation"] else [], ext="md"),
+        *([paths.SEG_FIGURE.format(dataset=DATASET, fold=0)] if SEG["models"] else []),
     ]
 
 
@@ -199,10 +207,39 @@ def seg_manifest(wildcards):
     return paths.CURATED.format(dataset=wildcards.dataset)
 
 
-def seg_external_files(wildcards):
-    """The source fingerprints and masks of the external datasets segmenters are scored on."""
-    return expand(paths.SOURCE, dataset=SEG["external"]) + expand(paths.MASKS, dataset=SEG["external"])
+SEG_TRAINSET = r"real|aug-[a-z]+"  # segmenter training sets (meddap.seg.names)
+
+
+def external_dataset_files(wildcards):
+    """The source fingerprint and masks of the external dataset a segmenter is scored on."""
+    return [paths.SOURCE.format(dataset=wildcards.external), paths.MASKS.format(dataset=wildcards.external)]
+
+
+def seg_cell_metrics(wildcards):
+    """Only what one segmentation-table cell needs: its row's folds and the model's real ones."""
+    grid = {
+        "segmentation.models": (wildcards.model, SEG["models"]),
+        "segmentation.trainsets": (wildcards.trainset, SEG["trainsets"]),
+        "segmentation.external": (wildcards.evaluated_on, ["test", *SEG["external"]]),
+    }
+    check_cell(paths.SEG_CELL.format(**dict(wildcards.items())), grid)
+    trainsets = sorted({wildcards.trainset} | {"real"} & set(SEG["trainsets"]))
+    return expand(paths.SEG_METRICS, dataset=DATASET, fold=FOLDS, model=wildcards.model, trainset=trainsets)
+
+
+SEG_FIGURE_TRAINSET = "real" if "real" in SEG["trainsets"] else SEG["trainsets"][0]
+
+
+def figure_segmenters(wildcards):
+    """The contour figure's segmenters: each model's on the figure's training set, of the fold."""
+    keys = {"dataset": wildcards.dataset, "fold": wildcards.fold, "trainset": SEG_FIGURE_TRAINSET}
+    return expand(paths.SEG_WEIGHTS, model=SEG["models"], **keys)
 
 
 def all_seg_metrics(wildcards):
     return expand(paths.SEG_METRICS, dataset=DATASET, fold=FOLDS, model=SEG["models"], trainset=SEG["trainsets"])
+
+
+def ablation_seg_metrics(wildcards):
+    """Every fold of each `segmentation.ablation` model, trained on real (seed 003's Table 2)."""
+    return expand(paths.SEG_METRICS, dataset=DATASET, fold=FOLDS, model=SEG["ablation"], trainset="real")

@@ -1,5 +1,5 @@
 # Report stage: Tables 1-3, Fig. 1a (real-only classifiers on synthetic sets), Fig. 2 (Grad-CAM),
-# sample grids, single Table-1 cells, the provenance ledger.
+# sample grids, single Table-1 and segmentation-table cells, the provenance ledger.
 # Outputs marked report() go into `snakemake --report`.
 
 
@@ -77,6 +77,29 @@ rule table1_cell:
         "../../envs/meddap.yaml"
     script:
         "../scripts/table1_cell.py"
+
+
+rule seg_cell:
+    input:
+        metrics=seg_cell_metrics,
+    output:
+        cell=paths.SEG_CELL,
+    params:
+        model="{model}",
+        trainset="{trainset}",
+        evaluated_on="{evaluated_on}",
+        dataset=DATASET,
+        image_size=SEG["image_size"],
+    wildcard_constraints:
+        trainset=SEG_TRAINSET,
+    resources:
+        **CPU_RESOURCES,
+    log:
+        log_file("seg_cell", "{model}/{trainset}/{evaluated_on}"),
+    conda:
+        "../../envs/meddap.yaml"
+    script:
+        "../scripts/seg_cell.py"
 
 
 rule evaluate_on_synthetic:
@@ -158,6 +181,31 @@ rule sample_figure:
         "../../envs/meddap.yaml"
     script:
         "../scripts/sample_figure.py"
+
+
+rule seg_figure:
+    input:
+        dataset_files,
+        paths.MASKS,
+        manifest=paths.CURATED,
+        splits=paths.SPLITS,
+        weights=figure_segmenters,
+    output:
+        figure=report(paths.SEG_FIGURE, caption="../report/seg_figure.rst", category="Segmentation"),
+    params:
+        models=SEG["models"],
+        trainset=SEG_FIGURE_TRAINSET,
+        fold=lambda wc: int(wc.fold),
+        per_class=3,
+        segmentation=SETTINGS["segmentation"],
+    resources:
+        **CPU_RESOURCES,
+    log:
+        log_file("seg_figure", "{dataset}/fold{fold}"),
+    conda:
+        "../../envs/meddap.yaml"
+    script:
+        "../scripts/seg_figure.py"
 
 
 rule ledger:

@@ -1,23 +1,24 @@
 # Segmentation stage: MONAI segmenters per fold, model and training set (real or aug-<name>),
-# scored in-domain and zero-shot on the external datasets; the segmentation table.
+# scored in-domain (in training) and zero-shot on each external dataset (its own job), their
+# metrics.json; the segmentation and ablation tables.
 
 
 localrules:
+    segmenter_metrics,
     seg_table,
+    seg_ablation,
 
 
 rule train_segmenter:
     input:
         dataset_files,
         paths.MASKS,
-        seg_external_files,
         manifest=seg_manifest,
         splits=paths.SPLITS,
-        external=expand(paths.MANIFEST, dataset=SEG["external"]),
     output:
         weights=paths.SEG_WEIGHTS,
         scores=paths.SEG_SCORES,
-        metrics=paths.SEG_METRICS,
+        fit_record=paths.SEG_FIT,
     params:
         fold=lambda wc: int(wc.fold),
         model="{model}",
@@ -25,7 +26,7 @@ rule train_segmenter:
         segmentation=SETTINGS["segmentation"],
         seed=config["seed"],
     wildcard_constraints:
-        trainset=r"real|aug-[a-z]+",
+        trainset=SEG_TRAINSET,
     threads: 1  # small networks: one thread each, jobs side by side
     resources:
         gpu=1,
@@ -37,6 +38,50 @@ rule train_segmenter:
         "../../envs/meddap.yaml"
     script:
         "../scripts/train_segmenter.py"
+
+
+rule score_segmenter:
+    input:
+        external_dataset_files,
+        weights=paths.SEG_WEIGHTS,
+        manifest=lambda wc: paths.MANIFEST.format(dataset=wc.external),
+    output:
+        scores=paths.SEG_EXTERNAL,
+    params:
+        model="{model}",
+        segmentation=SETTINGS["segmentation"],
+    wildcard_constraints:
+        trainset=SEG_TRAINSET,
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=SEG["resources"]["mem_mb"],
+        runtime=SEG["resources"]["runtime"],
+    log:
+        log_file("score_segmenter", "{dataset}/fold{fold}/{model}/{trainset}/{external}"),
+    conda:
+        "../../envs/meddap.yaml"
+    script:
+        "../scripts/score_segmenter.py"
+
+
+rule segmenter_metrics:
+    input:
+        fit_record=paths.SEG_FIT,
+        scores=paths.SEG_SCORES,
+        external=expand(paths.SEG_EXTERNAL, external=SEG["external"], allow_missing=True),
+    output:
+        metrics=paths.SEG_METRICS,
+    wildcard_constraints:
+        trainset=SEG_TRAINSET,
+    resources:
+        **CPU_RESOURCES,
+    log:
+        log_file("segmenter_metrics", "{dataset}/fold{fold}/{model}/{trainset}"),
+    conda:
+        "../../envs/meddap.yaml"
+    script:
+        "../scripts/segmenter_metrics.py"
 
 
 rule seg_table:
@@ -55,3 +100,21 @@ rule seg_table:
         "../../envs/meddap.yaml"
     script:
         "../scripts/seg_table.py"
+
+
+rule seg_ablation:
+    input:
+        metrics=ablation_seg_metrics,
+    output:
+        **table_outputs("seg_ablation"),
+    params:
+        dataset=DATASET,
+        image_size=SEG["image_size"],
+    resources:
+        **CPU_RESOURCES,
+    log:
+        log_file("seg_ablation"),
+    conda:
+        "../../envs/meddap.yaml"
+    script:
+        "../scripts/seg_ablation.py"

@@ -42,14 +42,18 @@ ON_SYNTHETIC = "results/cls/{dataset}/fold{fold}/{model}/real/on_synthetic/r{ran
 SEG = "results/seg/{dataset}/fold{fold}/{model}/{trainset}"
 SEG_WEIGHTS = f"{SEG}/model.safetensors"
 SEG_SCORES = f"{SEG}/scores.parquet"
+SEG_FIT = f"{SEG}/fit.json"
+SEG_EXTERNAL = f"{SEG}/external/{{external}}.parquet"
 SEG_METRICS = f"{SEG}/metrics.json"
 
 TABLE = "results/tables/{name}.{ext}"
 CELL = "results/cells/table1/{model}/{adjective}/{ratio}.json"
+SEG_CELL = "results/cells/seg/{model}/{trainset}/{evaluated_on}.json"
 SAMPLES = "results/figures/samples_{dataset}_fold{fold}.png"
 FIG1A = "results/figures/fig1a_{dataset}_real_only_on_synthetic.png"
 FIG2 = "results/figures/fig2_{dataset}_gradcam_{model}_fold{fold}.png"
 CURATION_FIGURE = "results/figures/curation_{dataset}.png"
+SEG_FIGURE = "results/figures/seg_contours_{dataset}_fold{fold}.png"
 LEDGER = "results/provenance.{ext}"
 LOGS = "results/logs/{rule}"
 

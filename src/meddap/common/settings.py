@@ -180,6 +180,16 @@ class Classifier(Section):
 
 
 @dataclass(frozen=True)
+class DeepSupervision(Section):
+    """`segmentation.deep_supervision`: seed 003's loss weights and discriminator rate (dsunet)."""
+
+    SECTION = "segmentation.deep_supervision"
+    alpha: list[float]
+    beta: float
+    discriminator_lr: float
+
+
+@dataclass(frozen=True)
 class Segmentation(Section):
     """`segmentation` without its grid axes (models, trainsets, external datasets)."""
 
@@ -194,6 +204,7 @@ class Segmentation(Section):
     augment_probability: float
     device: str
     mixed_precision: str
+    deep_supervision: DeepSupervision
 
 
 SETTINGS: dict[str, type[Section]] = {

@@ -4,7 +4,10 @@ The loop owns what every supervised model shares: the shuffling generator, the o
 (with mixed precision when asked), validation after every epoch, keeping the best epoch and a
 checkpoint after every epoch that a rerun resumes from (on CPU with the bytes of an
 uninterrupted run). A `Task` supplies the rest: its batches (drawn and augmented), its loss, its
-validation scores and the score key that ranks epochs.
+validation scores and the score key that ranks epochs. A task that trains more than the model
+(e.g. the discriminators of an adversarial loss) also has `after_step(output, targets)`, called
+after every optimizer step with the batch's detached output, and `state_dict()` /
+`load_state_dict(state)`, what the checkpoint saves and restores besides the model's.
 
 Selection: the kept epoch has the highest `task.score_key(entry)`; ties go to the earlier epoch.
 """
@@ -103,7 +106,7 @@ def fit(
     order = torch.Generator().manual_seed(seed)
     scaler = grad_scaler(device, precision)
     with deterministic(device):
-        best = _resume(checkpoint, model, optimizer, scaler, order) if checkpoint else None
+        best = _resume(checkpoint, model, optimizer, scaler, order, task) if checkpoint else None
         history = best.history if best else []
         for epoch in range(len(history) + 1, epochs + 1):
             loss = train_epoch(model, optimizer, task, order, precision, scaler)
@@ -114,7 +117,7 @@ def fit(
                 best = Fit(_cpu_copy(model.state_dict()), epoch, validation.outputs, history)
             history.append(entry)
             if checkpoint:
-                checkpoint.save(_state(model, optimizer, scaler, order, best))
+                checkpoint.save(_state(model, optimizer, scaler, order, best, task))
     return best
 
 
@@ -129,11 +132,14 @@ def train_epoch(
     """One pass over the task's batches; returns the mean training loss per example."""
     model.train()
     device = next(model.parameters()).device
+    after_step = getattr(task, "after_step", None)
     total, seen = 0.0, 0
     for batch in task.batches(order):
         optimizer.zero_grad()
+        targets = _to(batch.targets, device)
         with autocast(device, precision):
-            loss = task.loss(model(batch.inputs.to(device)), _to(batch.targets, device))
+            output = model(batch.inputs.to(device))
+            loss = task.loss(output, targets)
         if scaler is None:
             loss.backward()
             optimizer.step()
@@ -141,6 +147,8 @@ def train_epoch(
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
+        if after_step is not None:
+            after_step(_detached(output), targets)
         total += loss.item() * len(batch)
         seen += len(batch)
     return total / seen
@@ -150,6 +158,12 @@ def _to(targets: torch.Tensor | Mapping[str, torch.Tensor], device: torch.device
     if isinstance(targets, Mapping):
         return {k: v.to(device) for k, v in targets.items()}
     return targets.to(device)
+
+
+def _detached(output: Any) -> Any:
+    if isinstance(output, torch.Tensor):
+        return output.detach()
+    return [o.detach() for o in output]
 
 
 def _cpu_copy(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -162,14 +176,16 @@ def _state(
     scaler: torch.amp.GradScaler | None,
     order: torch.Generator,
     best: Fit,
+    task: Task,
 ) -> dict[str, Any]:
-    """All that the next epochs depend on: weights, optimizer, scaler, RNGs, best, history."""
+    """All that the next epochs depend on: weights, optimizer, scaler, RNGs, task, best, history."""
     return {
         "epoch": len(best.history),
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict() if scaler else None,
         "rng": rng_state({"order": order}),  # augmentations and dropout draw from torch's
+        "task": task.state_dict() if hasattr(task, "state_dict") else None,
         "best": {"state": best.state, "epoch": best.epoch, "outputs": best.outputs},
         "history": best.history,
     }
@@ -181,6 +197,7 @@ def _resume(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler | None,
     order: torch.Generator,
+    task: Task,
 ) -> Fit | None:
     """Restore a saved state of this run and return its best epoch (None without one)."""
     state = checkpoint.load()
@@ -191,6 +208,8 @@ def _resume(
     if scaler is not None and state["scaler"]:
         scaler.load_state_dict(state["scaler"])
     restore_rng(state["rng"], {"order": order})
+    if hasattr(task, "load_state_dict"):
+        task.load_state_dict(state["task"])
     log.info("resumed from %s (epoch %d)", checkpoint.path, state["epoch"])
     best = state["best"]
     return Fit(best["state"], best["epoch"], best["outputs"], state["history"])

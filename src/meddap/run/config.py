@@ -12,8 +12,7 @@ from meddap.common.errors import MeddapError
 from meddap.common.trainsets import parse_trainset
 from meddap.data.layouts import MASKED_LAYOUTS, UNLABELLED_LAYOUTS
 from meddap.data.registry import check_local_path, source_kind
-from meddap.seg.names import MODELS as SEG_MODELS
-from meddap.seg.names import augmentation_of
+from meddap.seg.names import augmentation_of, check_model
 
 SUPPORTED_MODELS = ("densenet121", "resnet34", "squeezenet1_1")  # the schema's model enum
 
@@ -105,23 +104,20 @@ def _check_segmentation(config: dict[str, Any]) -> None:
 
 def check_segmenter(model: str, trainset: str) -> None:
     """Stop before planning a segmenter whose model or training set does not exist."""
-    if model not in SEG_MODELS:
-        raise MeddapError(f"target segmenter {model!r} is not one of the models {SEG_MODELS}")
+    check_model(model, "target segmenter")
     augmentation_of(trainset)
 
 
-def check_cell(config: dict[str, Any], model: str, adjective: str, ratio: int) -> None:
-    """Stop (before any job is planned) unless a Table-1 cell lies on the configured grid."""
-    grid = {
-        "classifier.models": (model, config["classifier"]["models"]),
-        "synthesis.adjectives": (adjective, config["synthesis"]["adjectives"]),
-        "synthesis.ratios": (ratio, config["synthesis"]["ratios"]),
-    }
+def check_cell(target: str, grid: dict[str, tuple[Any, list]]) -> None:
+    """Stop (before any job is planned) unless each value of a cell target is on its key's grid.
+
+    `grid` maps a config key to (the target's value, the key's configured values).
+    """
     for key, (value, configured) in grid.items():
         if value not in configured:
             raise MeddapError(
-                f"target results/cells/table1/{model}/{adjective}/{ratio}.json: {value!r} is "
-                f"not in config key '{key}' ({configured}); a cell exists only on the grid"
+                f"target {target}: {value!r} is not in config key '{key}' ({configured}); "
+                "a cell exists only on the grid"
             )
 
 

@@ -3,8 +3,20 @@
 `channels` (five widths) sets every network's levels: UNet and AttentionUnet downsample by 2
 between them (UNet with 2 residual units per level); BasicUNetPlusPlus takes them as its five
 encoder widths (and the first again for its decoder head); `unetpp_ds` is UNet++ with deep
-supervision (its four heads, each at full resolution). A model returns a tensor or, for UNet++,
-a list of heads; `heads` orders them main head first, as `DeepSupervisionLoss` weighs them.
+supervision (its four heads, each at full resolution). `dsunet` (every `dsunet-*` name) is
+seed 003's UNet with a head on each of its four decoder stages: MONAI `DynUNet` (kernel 3,
+strides 1, 2, 2, 2, 2, instance norm, LeakyReLU, 3 side heads upsampled to full resolution by
+nearest neighbours). In training a model returns a tensor, a list of heads (UNet++) or the heads
+stacked on dim 1 (DynUNet, main head first); in eval mode DynUNet returns its main head only.
+`heads` orders them main head first, then coarser stages, as `DeepSupervisionLoss` weighs them.
+
+Seed 003's discriminator (`build_discriminator`, one per supervised stage) reads a probability
+map (the stage's sigmoid, or a ground-truth mask) alone, as in its eq. (1), not the image: five
+MONAI `Convolution`s with kernels 7, 5, 4, 4, 4, strides 2, 2, 2, 2, 1, padding (k - 1) // 2
+(each stride-2 layer halves the map), the segmenter's first four widths (`channels[:4]`) and
+then 1 channel, LeakyReLU 0.2 after the first four and instance norm on layers 2-4 (PatchGAN
+style), then the mean of the last map: one logit per image. From 32 px on (the smallest
+`image_size`) the last map has at least one pixel.
 """
 
 from __future__ import annotations
@@ -12,30 +24,74 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from monai.networks.nets import AttentionUnet, BasicUNetPlusPlus, UNet
+from monai.networks.blocks import Convolution
+from monai.networks.nets import AttentionUnet, BasicUNetPlusPlus, DynUNet, UNet
 
 from meddap.common.errors import MeddapError
-from meddap.seg.names import MODELS
+from meddap.common.settings import Segmentation
+from meddap.common.weights import read_weights
+from meddap.seg.names import DSUNET, STAGES, network_of
+
+DISCRIMINATOR_KERNELS = (7, 5, 4, 4, 4)
+DISCRIMINATOR_STRIDES = (2, 2, 2, 2, 1)
+LEAKY = ("leakyrelu", {"negative_slope": 0.2})
 
 
 def build_segmenter(name: str, channels: Sequence[int]) -> torch.nn.Module:
-    """The MONAI network `name` with five level widths `channels` (random weights)."""
+    """The MONAI network of model `name` with five level widths `channels` (random weights)."""
     if len(channels) != 5:
         raise MeddapError(f"config key segmentation.channels needs 5 widths, got {channels}")
     widths, strides = tuple(channels), (2,) * (len(channels) - 1)
-    if name == "unet":
+    network = network_of(name)
+    if network == "unet":
         return UNet(2, 1, 1, widths, strides, num_res_units=2)
-    if name == "attention_unet":
+    if network == "attention_unet":
         return AttentionUnet(2, 1, 1, widths, strides)
-    if name in ("unetpp", "unetpp_ds"):
-        features = (*widths, widths[0])
-        return BasicUNetPlusPlus(2, 1, 1, features, deep_supervision=name == "unetpp_ds")
-    raise MeddapError(f"segmentation model {name!r} is not one of {MODELS}")
+    if network == DSUNET:
+        side = len(STAGES) - 1
+        kernels, dyn_strides = (3,) * len(widths), (1, *strides)
+        return DynUNet(
+            2,
+            1,
+            1,
+            kernels,
+            dyn_strides,
+            strides,
+            widths,
+            deep_supervision=True,
+            deep_supr_num=side,
+        )
+    features = (*widths, widths[0])
+    return BasicUNetPlusPlus(2, 1, 1, features, deep_supervision=network == "unetpp_ds")
+
+
+def build_discriminator(channels: Sequence[int]) -> torch.nn.Sequential:
+    """One stage's discriminator: (N, 1, S, S) probability maps -> (N, 1) logits (real: high)."""
+    widths = (1, *channels[:4], 1)
+    layers = [
+        Convolution(
+            2,
+            widths[i],
+            widths[i + 1],
+            strides=stride,
+            kernel_size=kernel,
+            padding=(kernel - 1) // 2,
+            act=LEAKY if i < 4 else None,
+            norm="instance" if 0 < i < 4 else None,
+            conv_only=i == 4,
+        )
+        for i, (kernel, stride) in enumerate(
+            zip(DISCRIMINATOR_KERNELS, DISCRIMINATOR_STRIDES, strict=True)
+        )
+    ]
+    return torch.nn.Sequential(*layers, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
 
 
 def heads(output: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """A model's output heads, main (final) head first."""
-    return [output] if isinstance(output, torch.Tensor) else list(reversed(output))
+    if isinstance(output, torch.Tensor):
+        return list(output.unbind(1)) if output.ndim == 5 else [output]
+    return list(reversed(output))
 
 
 @torch.no_grad()
@@ -45,3 +101,15 @@ def predict_logits(model: torch.nn.Module, images: torch.Tensor, batch_size: int
     device = next(model.parameters()).device
     parts = [heads(model(b.to(device)))[0].float().cpu() for b in images.split(batch_size)]
     return torch.cat(parts)
+
+
+def load_segmenter(path: str, model: str, how: Segmentation) -> torch.nn.Module:
+    """The trained `model` of a weights file; stops naming the file if it holds another one."""
+    state, meta = read_weights(path, "segmenter weights file")
+    expected = {"model": model, "channels": list(how.channels), "image_size": how.image_size}
+    found = {key: meta.get(key) for key in expected}
+    if found != expected:
+        raise MeddapError(f"{path} holds a segmenter {found}, expected {expected}")
+    net = build_segmenter(model, how.channels)
+    net.load_state_dict(state)
+    return net

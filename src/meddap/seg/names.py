@@ -1,5 +1,10 @@
 """What a segmenter's wildcards may name (light: the rules and config checks import it).
 
+Models: `unet`, `attention_unet`, `unetpp`, `unetpp_ds`, or seed 003's deep-supervised UNet
+`dsunet-s<n>[-adv]`: Dice on the last n decoder stages (1-4, counting from the output), `-adv`
+adding a discriminator per supervised stage. The dsunet names share one network (`dsunet`), so
+seed 003's Table 2 ablation is a list of names.
+
 Training sets: `real`, or `aug-<name>` for one conventional augmentation (`deepstack`: all of
 them); mask-conditioned synthetic sets will be `{generator}-{ratio}` in the same grammar.
 """
@@ -7,10 +12,21 @@ them); mask-conditioned synthetic sets will be `{generator}-{ratio}` in the same
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from meddap.common.errors import MeddapError
 
-MODELS = ("unet", "attention_unet", "unetpp", "unetpp_ds")
+DSUNET = "dsunet"
+STAGES = (1, 2, 3, 4)
+MODELS = (
+    "unet",
+    "attention_unet",
+    "unetpp",
+    "unetpp_ds",
+    *(f"{DSUNET}-s{n}{adv}" for n in STAGES for adv in ("", "-adv")),
+)
+GRAMMAR = "unet, attention_unet, unetpp, unetpp_ds or dsunet-s<stages 1-4>[-adv]"
+_DSUNET = re.compile(rf"{DSUNET}-s(?P<stages>\d+)(?P<adversarial>-adv)?")
 AUGMENTATIONS = (
     "rotate",
     "scale",
@@ -23,6 +39,37 @@ AUGMENTATIONS = (
 )  # nnU-Net's order, the order of deepstack
 DEEPSTACK = "deepstack"
 _AUG = re.compile(r"aug-(?P<name>[a-z]+)")
+
+
+@dataclass(frozen=True)
+class Supervision:
+    """How a dsunet trains: Dice on its last `stages` decoder stages, discriminators or not."""
+
+    stages: int
+    adversarial: bool
+
+
+def check_model(model: str, what: str = "segmentation model") -> None:
+    """Stop, naming `model` and the grammar, unless it is a segmenter name."""
+    if model not in MODELS:
+        raise MeddapError(
+            f"{what} {model!r} is not one of the models of config key "
+            f"'segmentation.models' ({GRAMMAR})"
+        )
+
+
+def supervision_of(model: str) -> Supervision | None:
+    """`"dsunet-s4-adv"` -> Supervision(4, True); the other models -> None; unknown ones stop."""
+    check_model(model)
+    match = _DSUNET.fullmatch(model)
+    if match is None:
+        return None
+    return Supervision(int(match["stages"]), match["adversarial"] is not None)
+
+
+def network_of(model: str) -> str:
+    """The network a model name builds: `dsunet` for every dsunet-*, else the name itself."""
+    return DSUNET if supervision_of(model) else model
 
 
 def augmentation_of(trainset: str) -> str | None:
