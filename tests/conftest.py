@@ -1,11 +1,14 @@
 """Shared fixtures: the real BUSI sample beside the checkout, the repo root, a small phantom
-dataset split into folds, and a nested synthetic set of its fold 0."""
+dataset split into folds, a nested synthetic set of its fold 0, and a training run killed
+mid-way."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,3 +124,25 @@ def synthetic_set(phantom_fold: PhantomFold, tmp_path_factory: pytest.TempPathFa
     frame = pd.DataFrame(rows).assign(fold=0, rank=2, adjective="none")
     frame.sample(frac=1, random_state=0).to_parquet(root / "manifest.parquet")
     return root / "manifest.parquet"
+
+
+class Killed(Exception):
+    """Stands in for a SIGKILL in the middle of training."""
+
+
+@contextmanager
+def killed_after(epochs: int) -> Iterator[None]:
+    """Training inside the block dies (`Killed`) when epoch `epochs` + 1 starts."""
+    from meddap.common import training
+
+    train_epoch, calls = training.train_epoch, []
+
+    def dying(*args: object) -> float:
+        calls.append(args)
+        if len(calls) > epochs:
+            raise Killed
+        return train_epoch(*args)
+
+    with pytest.MonkeyPatch.context() as monkeypatch, pytest.raises(Killed):
+        monkeypatch.setattr(training, "train_epoch", dying)
+        yield

@@ -26,7 +26,7 @@ from meddap.common.trainsets import load_synthetic, parse_trainset, synthetic_pr
 from meddap.data.ingest import build_manifest
 from meddap.data.phantom import generate_phantom
 from meddap.run.jobs import typed_params
-from tests.conftest import PHANTOM, PhantomFold
+from tests.conftest import PHANTOM, PhantomFold, killed_after
 
 SETTINGS = {
     "image_size": 32,
@@ -182,22 +182,9 @@ def test_same_seed_same_bytes(real_run: dict, data: dict[str, Path], tmp_path: P
 OUTPUTS = ("model.safetensors", "predictions.parquet", "metrics.json")
 
 
-class Killed(Exception):
-    """Stands in for a SIGKILL in the middle of training."""
-
-
 def _train_until_killed(data: dict[str, Path], out: Path, epochs: int, **job: object) -> None:
     """Run the job into `out` and stop it when epoch `epochs` + 1 starts."""
-    train_epoch, calls = training.train_epoch, []
-
-    def dying(*args: object) -> float:
-        calls.append(args)
-        if len(calls) > epochs:
-            raise Killed
-        return train_epoch(*args)
-
-    with pytest.MonkeyPatch.context() as monkeypatch, pytest.raises(Killed):
-        monkeypatch.setattr(training, "train_epoch", dying)
+    with killed_after(epochs):
         _train(data, out, **job)
     assert (out / "checkpoint.pt").is_file()
     assert not [name for name in OUTPUTS if (out / name).exists()]

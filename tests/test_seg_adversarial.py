@@ -21,7 +21,8 @@ from meddap.seg.models import build_discriminator, build_segmenter, heads, predi
 from meddap.seg.names import MODELS
 from meddap.seg.tasks import AdversarialTask, build_task
 from tests import test_seg_train
-from tests.test_seg_train import OUTPUTS, SETTINGS, Killed, _train
+from tests.conftest import killed_after
+from tests.test_seg_train import OUTPUTS, SETTINGS, _train
 
 data = test_seg_train.data  # its fixture: the shared phantom fold and an external set
 
@@ -114,17 +115,8 @@ def test_the_adversarial_term_changes_the_trained_weights(
 def test_a_killed_adversarial_run_resumes_with_the_bytes_of_an_uninterrupted_one(
     adversarial_run: Path, data: dict[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    train_epoch, calls = training.train_epoch, []
-
-    def dying(*args: object) -> float:
-        calls.append(args)
-        if len(calls) > 1:
-            raise Killed
-        return train_epoch(*args)
-
     job = {"model": "dsunet-s4-adv", "external": [], "settings": SMALL}
-    with pytest.MonkeyPatch.context() as monkeypatch, pytest.raises(Killed):
-        monkeypatch.setattr(training, "train_epoch", dying)
+    with killed_after(1):
         _train(data, tmp_path, **job)
     saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["task"]
     assert len(saved["discriminators"]) > 0 and saved["optimizer"]["state"]

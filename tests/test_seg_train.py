@@ -12,7 +12,6 @@ import yaml
 from PIL import Image
 from safetensors import safe_open
 
-from meddap.common import training
 from meddap.common.errors import MeddapError
 from meddap.common.settings import Segmentation, job_params
 from meddap.data.ingest import build_manifest
@@ -23,7 +22,7 @@ from meddap.seg.evaluate import score_segmenter, segmenter_metrics
 from meddap.seg.models import build_segmenter, heads
 from meddap.seg.names import MODELS
 from meddap.seg.train import train_segmenter
-from tests.conftest import PHANTOM, PhantomFold
+from tests.conftest import PHANTOM, PhantomFold, killed_after
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = {
@@ -128,23 +127,10 @@ def test_all_classes_score_normals_with_empty_masks(data: dict[str, str], tmp_pa
     assert metrics["external"] == {}
 
 
-class Killed(Exception):
-    """Stands in for a SIGKILL in the middle of training."""
-
-
 def test_resumed_run_has_the_bytes_of_an_uninterrupted_one(
     mirror_run: dict, data: dict[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    train_epoch, calls = training.train_epoch, []
-
-    def dying(*args: object) -> float:
-        calls.append(args)
-        if len(calls) > 1:
-            raise Killed
-        return train_epoch(*args)
-
-    with pytest.MonkeyPatch.context() as monkeypatch, pytest.raises(Killed):
-        monkeypatch.setattr(training, "train_epoch", dying)
+    with killed_after(1):
         _train(data, tmp_path, trainset="aug-mirror")
     assert (tmp_path / "checkpoint.pt").is_file()
     assert not [name for name in OUTPUTS if (tmp_path / name).exists()]

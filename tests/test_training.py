@@ -22,6 +22,7 @@ from meddap.common.runtime import (
     rng_state,
 )
 from meddap.common.training import Batch, Validation, fit, shuffled_batches
+from tests.conftest import Killed
 
 EPOCHS = 4
 
@@ -93,10 +94,6 @@ def test_last_batch_of_one_joins_the_one_before() -> None:
     assert [len(b) for b in batches] == [4, 5]
     assert sorted(torch.cat(batches).tolist()) == list(range(9))
     assert [len(b) for b in shuffled_batches(1, 4, torch.Generator())] == [1]
-
-
-class Killed(Exception):
-    """Stands in for a SIGKILL in the middle of training."""
 
 
 @pytest.mark.parametrize("done", [1, 3])
