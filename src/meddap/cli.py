@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,83 @@ def _slurm_profile(args: argparse.Namespace) -> None:
         init_seconds=args.init_seconds,
     )
     print(f"wrote {write_profile(cluster, args.dest, force=args.force)}")
+
+
+def _pretrain_base(args: argparse.Namespace) -> None:
+    from meddap.diffusion.pretrain import pretrain_base
+    from meddap.diffusion.pretrain_config import PretrainConfig
+
+    config = PretrainConfig(
+        patients=args.patients,
+        image_size=args.image_size,
+        vae_steps=args.vae_steps,
+        unet_steps=args.unet_steps,
+        batch_size=args.batch_size,
+        checkpoint_every=args.checkpoint_every,
+        seed=args.seed,
+    )
+    done = pretrain_base(
+        output=args.output,
+        config=config,
+        checkpoint_dir=args.checkpoint_dir,
+        resume=args.resume,
+        command=args.invocation,
+    )
+    losses = ", ".join(f"{phase} {loss:.4f}" for phase, loss in done["losses"].items())
+    print(
+        f"wrote {args.output}: {done['images']} corpus images, "
+        f"{config.vae_steps} + {config.unet_steps} steps in {done['seconds']:.0f} s "
+        f"(final losses {losses})"
+    )
+
+
+def _add_pretrain_base(sub: argparse._SubParsersAction) -> None:
+    from meddap.diffusion.pretrain_config import DEFAULT_CHECKPOINTS, DEFAULT_OUTPUT, PretrainConfig
+
+    defaults = PretrainConfig()
+    base = sub.add_parser(
+        "pretrain-base",
+        help="pretrain the embedded tiny Stable Diffusion on the phantom corpus (CPU, ~25 min)",
+        description=(
+            "Pretrain a small Stable Diffusion (VAE, then UNet and CLIP text encoder jointly) "
+            "on a phantom corpus disjoint from the workflow's datasets, with MEDDAP captions "
+            "whose adjectives are measured on each image. Writes a diffusers folder with "
+            "meddap_build.json (command, config, code version, sha256 of every file), which "
+            "loading verifies. Deterministic on CPU: the same command rebuilds the same bytes "
+            "on one machine."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    base.add_argument("--output", default=DEFAULT_OUTPUT, help="diffusers folder to write")
+    base.add_argument(
+        "--patients", type=int, default=defaults.patients, help="phantom patients of the corpus"
+    )
+    base.add_argument(
+        "--image-size", type=int, default=defaults.image_size, help="training resolution (px)"
+    )
+    base.add_argument("--vae-steps", type=int, default=defaults.vae_steps, help="VAE steps")
+    base.add_argument(
+        "--unet-steps", type=int, default=defaults.unet_steps, help="UNet + text encoder steps"
+    )
+    base.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per step")
+    base.add_argument("--seed", type=int, default=defaults.seed, help="initialisation seed")
+    base.add_argument(
+        "--checkpoint-dir",
+        default=DEFAULT_CHECKPOINTS,
+        help="where checkpoint.pt (until success) and train_log.csv go",
+    )
+    base.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=defaults.checkpoint_every,
+        help="steps between checkpoints",
+    )
+    base.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the checkpoint of a killed run with the same settings",
+    )
+    base.set_defaults(func=_pretrain_base)
 
 
 def _add_slurm_profile(sub: argparse._SubParsersAction) -> None:
@@ -76,12 +154,14 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--root", default=".", help="the workflow's working directory")
     check.set_defaults(func=_audit)
     _add_slurm_profile(sub)
+    _add_pretrain_base(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `meddap` console script."""
     args = _parser().parse_args(argv)
+    args.invocation = shlex.join(["meddap", *(sys.argv[1:] if argv is None else argv)])
     func: Callable[[argparse.Namespace], None] = args.func
     try:
         func(args)

@@ -100,11 +100,14 @@ def _vae() -> AutoencoderKL:
     )
 
 
-def _text_encoder(tokenizer: CLIPTokenizer) -> CLIPTextModel:
+def text_encoder(
+    tokenizer: CLIPTokenizer, *, hidden_size: int = 32, intermediate_size: int = 37
+) -> CLIPTextModel:
+    """A freshly initialised 2-layer CLIP text encoder over `tokenizer`'s vocabulary."""
     config = CLIPTextConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=37,
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
         num_hidden_layers=2,
         num_attention_heads=4,
         max_position_embeddings=MAX_LENGTH,
@@ -127,23 +130,36 @@ def training_scheduler() -> DDPMScheduler:
     )
 
 
+def save_sd(
+    folder: Path,
+    *,
+    vae: AutoencoderKL,
+    text_encoder: CLIPTextModel,
+    tokenizer: CLIPTokenizer,
+    unet: UNet2DConditionModel,
+) -> None:
+    """Save the parts as a diffusers Stable Diffusion folder (SD v1 schedule, safetensors)."""
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=training_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+
+
 def build_tiny_sd(*, model: str, seed: int) -> None:
     """Build the tiny Stable Diffusion (64x64 images, 32x32 latents) into folder `model`."""
     with atomic_dir(model) as tmp:
         write_tokenizer(tmp / "tokenizer")
         tokenizer = CLIPTokenizer.from_pretrained(tmp / "tokenizer")
         torch.manual_seed(seed)
-        pipe = StableDiffusionPipeline(
-            vae=_vae(),
-            text_encoder=_text_encoder(tokenizer),
-            tokenizer=tokenizer,
-            unet=_unet(),
-            scheduler=training_scheduler(),
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
-        pipe.save_pretrained(tmp, safe_serialization=True)
+        vae, encoder, unet = _vae(), text_encoder(tokenizer), _unet()
+        save_sd(tmp, vae=vae, text_encoder=encoder, tokenizer=tokenizer, unet=unet)
 
 
 def build_tiny_sd_job(*, model: str, diffusion: Diffusion) -> None:
