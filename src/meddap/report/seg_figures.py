@@ -44,8 +44,9 @@ def contour_figure(
         model: predict_logits(load_segmenter(path, model, how), pairs.images, how.batch_size) > 0
         for model, path in zip(models, weights, strict=True)
     }
+    width = max(3.2, 1.6 * len(models))  # room for the title above a single column
     fig, axes = plt.subplots(
-        len(pairs), len(models), figsize=(1.6 * len(models), 1.6 * len(pairs)), squeeze=False
+        len(pairs), len(models), figsize=(width, 1.6 * len(pairs)), squeeze=False
     )
     for column, (model, masks) in enumerate(predicted.items()):
         dice = overlap_scores(masks, pairs.masks.bool())["dice"]
@@ -53,9 +54,9 @@ def contour_figure(
             _panel(axes[row][column], pairs, row, masks[row, 0], float(dice[row]))
         axes[0][column].set_title(model, fontsize=8)
     fig.suptitle(
-        f"fold {fold} test images, {trainset} training set: truth ({TRUTH}) vs prediction "
-        f"({PREDICTED}), {how.image_size} px",
-        fontsize=8,
+        f"fold {fold} test images at {how.image_size} px, {trainset} training set\n"
+        f"truth ({TRUTH}) vs prediction ({PREDICTED})",
+        fontsize=7,
     )
     fig.tight_layout()
     save_figure(fig, figure)
