@@ -59,6 +59,8 @@ def test_dsunet_names_plan_the_ablation_and_unknown_ones_stop(tmp_path: Path) ->
     assert jobs["train_segmenter"] == 3 * 2 and jobs["seg_ablation"] == 1  # folds x dsunet x real
     assert "seg_table" not in jobs
     default = planned_jobs(tmp_path, config=ablation)  # the default targets gain only the ablation
+    cell = planned_jobs(tmp_path, "results/cells/seg/dsunet-s1/real/test.json", config=ablation)
+    assert cell["train_segmenter"] == 3 and cell["seg_cell"] == 1  # an ablation row is a cell too
     assert default["train_segmenter"] == 3 * (3 + 2) and default["seg_ablation"] == 1
     target = "results/seg/phantom/fold0/dsunet-s5-adv/aug-mirror/metrics.json"
     run = snakemake(tmp_path, target, extra=("-n",))

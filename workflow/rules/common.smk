@@ -216,9 +216,11 @@ def external_dataset_files(wildcards):
 
 
 def seg_cell_metrics(wildcards):
-    """Only what one segmentation-table cell needs: its row's folds and the model's real ones."""
+    """Only what one segmentation-table (or ablation-table) cell needs: its row's folds and the
+    model's real ones."""
+    ablation = SEG["ablation"] if wildcards.trainset == "real" else []  # ablation rows train on real
     grid = {
-        "segmentation.models": (wildcards.model, SEG["models"]),
+        "segmentation.models": (wildcards.model, SEG["models"] + ablation),
         "segmentation.trainsets": (wildcards.trainset, SEG["trainsets"]),
         "segmentation.external": (wildcards.evaluated_on, ["test", *SEG["external"]]),
     }
