@@ -140,7 +140,7 @@ def test_a_segmentation_cell_needs_one_job(run: Path) -> None:
 def test_auditing_the_segmentation_table_names_a_tampered_mask(run: Path) -> None:
     table = "results/tables/seg_table.parquet"
     assert "rule train_segmenter" in audit(table, str(run))
-    mask = sorted((run / "results/data/phantom/masks").iterdir())[0]
+    mask = sorted((run / "results/data/phantom/masks").glob("*.png"))[0]
     original, stat = mask.read_bytes(), mask.stat()
     try:
         mask.write_bytes(original + b"tampered")
