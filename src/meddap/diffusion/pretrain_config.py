@@ -17,23 +17,23 @@ class PretrainConfig:
     patients: int = 200
     render_size: int = 128
     image_size: int = 64
-    vae_steps: int = 600
-    unet_steps: int = 2400
+    vae_steps: int = 1000
+    unet_steps: int = 8000
     batch_size: int = 16
     vae_crop: int = 32  # the fully convolutional VAE trains on random crops of this side
     vae_learning_rate: float = 1e-3
     unet_learning_rate: float = 5e-4
     warmup_steps: int = 100
     kl_weight: float = 1e-6
-    adjective_share: float = 0.5
+    adjective_share: float = 0.75
     uncond_share: float = 0.1
     vae_channels: tuple[int, ...] = (16, 32, 64)
     unet_channels: tuple[int, ...] = (32, 64, 128)
     unet_heads: int = 2
     text_width: int = 64
-    checkpoint_every: int = 100
+    checkpoint_every: int = 500
     seed: int = 0
-    threads: int = 1  # torch CPU threads: bytes depend on it; 1 is robust to shared cores
+    threads: int = 2  # torch CPU threads: the bytes depend on it (the record keeps it)
 
     def check(self) -> None:
         """Stop on a setting the training cannot honour."""
