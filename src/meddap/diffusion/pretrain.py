@@ -3,7 +3,8 @@
 The analogue of SD's pretraining on LAION, offline. Phase 1 trains the VAE (reconstruction MSE
 plus a small KL term) and sets its latent scaling factor to 1 / std of the corpus latents, as
 SD v1 did; phase 2 trains the UNet and the CLIP text encoder jointly on DDPM noise prediction
-with the SD v1 schedule (`tiny.training_scheduler`, `lora.train.training_loss`). Both phases use
+with the SD v1 schedule (`tiny.training_scheduler`, `lora.train.training_loss`) and offset noise,
+so that prompts can set an image's brightness. Both phases use
 AdamW with warmup and cosine decay, random horizontal flips and seeded batch orders. The state is
 checkpointed every `checkpoint_every` steps; on CPU a resumed run ends with the bytes of an
 uninterrupted one. The folder (fp16 safetensors) is written atomically with `BUILD_RECORD`: the
@@ -202,7 +203,7 @@ def _unet_step(
         return_tensors="pt",
     ).input_ids
     hidden = models.text(ids)[0]
-    return training_loss(models.unet, models.scheduler, z, hidden, g)
+    return training_loss(models.unet, models.scheduler, z, hidden, g, config.noise_offset)
 
 
 def _save(checkpoint: Checkpoint, models: Models, progress: Progress) -> None:

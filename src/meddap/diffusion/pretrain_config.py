@@ -25,6 +25,7 @@ class PretrainConfig:
     unet_learning_rate: float = 5e-4
     warmup_steps: int = 100
     kl_weight: float = 1e-6
+    noise_offset: float = 0.1  # diffusers' --noise_offset, for the UNet phase
     adjective_share: float = 0.75
     uncond_share: float = 0.1
     vae_channels: tuple[int, ...] = (16, 32, 64)

@@ -70,9 +70,18 @@ def training_loss(
     latents: torch.Tensor,
     text: torch.Tensor,
     generator: torch.Generator,
+    noise_offset: float = 0.0,
 ) -> torch.Tensor:
-    """Noise-prediction MSE at random timesteps (eq. 1 of the paper)."""
+    """Noise-prediction MSE at random timesteps (eq. 1 of the paper).
+
+    `noise_offset` adds that much per-image, per-channel constant noise (diffusers'
+    `--noise_offset`): without it the noised latent's mean survives even the last timestep, so a
+    model cannot learn to set an image's mean brightness from the prompt.
+    """
     noise = torch.randn(latents.shape, generator=generator).to(latents)
+    if noise_offset:
+        shape = (*latents.shape[:2], 1, 1)
+        noise = noise + noise_offset * torch.randn(shape, generator=generator).to(latents)
     steps = torch.randint(
         0, scheduler.config.num_train_timesteps, (len(latents),), generator=generator
     ).to(latents.device)
