@@ -329,6 +329,7 @@ def test_unreadable_image_is_named(tmp_path: Path) -> None:
         ("real", None),
         ("r4-high-contrast-100", (4, "high-contrast", 100)),
         ("r2-none-50", (2, "none", 50)),
+        ("r0-bright-100", (0, "bright", 100)),  # the base model without LoRA
     ],
 )
 def test_parse_trainset(name: str, parsed: tuple | None) -> None:
@@ -337,7 +338,7 @@ def test_parse_trainset(name: str, parsed: tuple | None) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["", "Real", "r0-none-50", "r4-High-50", "r4--50", "4-none-50", "r4-none-", "r4-none-5x"],
+    ["", "Real", "r00-none-50", "r4-High-50", "r4--50", "4-none-50", "r4-none-", "r4-none-5x"],
 )
 def test_parse_trainset_refuses_bad_names(name: str) -> None:
     with pytest.raises(MeddapError, match="r\\{rank\\}-\\{adjective\\}-\\{ratio\\}"):

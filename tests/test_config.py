@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from meddap.common.errors import MeddapError
-from meddap.run.config import validate_config
+from meddap.run.config import base_model_location, validate_config
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -53,6 +53,8 @@ def test_paper_config_is_valid_with_a_busi_path(default: dict, busi_sample: Path
         ({"synthesis": {"ratios": [50, 200]}}, "synthesis.ratios", "exceeds synthesis.pool (100)"),
         ({"resources": {"mem_mb": 50}}, "resources.mem_mb", "less than the minimum"),
         ({"dataset": "udiat"}, "datasets.udiat", "has no source"),
+        ({"lora": {"ranks": [0]}}, "lora.ranks", "chooses among the LoRA ranks above 0"),
+        ({"synthesis": {"rank": 8}}, "synthesis.rank", "8 is not in lora.ranks"),
         ({"dataset": "stu"}, "dataset", "has no class labels"),
         ({"classifier": {"external": ["stu"]}}, "classifier.external", "has no class labels"),
         ({"datasets": {"busi": {"path": "/no/such/dir"}}, "dataset": "busi"},
@@ -88,3 +90,15 @@ def test_test_config_is_valid_over_the_default_and_says_what_it_exercises(
         if "path" in entry and not Path(entry["path"]).is_absolute():
             entry["path"] = str(REPO / entry["path"])  # relative to the working directory
     validate_config(_merge(default, update), SCHEMA)
+
+
+def test_a_relative_base_model_folder_is_found_in_the_repository_from_any_workdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    shipped = "resources/tiny-sd-phantom"
+    assert base_model_location(shipped, REPO) == str((REPO / shipped).resolve())
+    (tmp_path / shipped).mkdir(parents=True)  # the working directory's own folder wins
+    assert base_model_location(shipped, REPO) == shipped
+    hub = "CompVis/stable-diffusion-v1-4"
+    assert base_model_location(hub, REPO) == hub

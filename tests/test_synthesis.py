@@ -5,16 +5,25 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from meddap.common.hashing import file_sha256
+from meddap.common.images import open_gray
 from meddap.common.settings import Synthesis
 from meddap.common.trainsets import prefix_size
 from meddap.diffusion.pipeline import load_pipeline
 from meddap.diffusion.tiny import build_tiny_sd
 from meddap.lora.train import adapt_unet, save_adapter
-from meddap.synth.generate import class_sequence, plan, synthesize
+from meddap.synth.generate import (
+    class_sequence,
+    load_generator,
+    plan,
+    render,
+    synthesize,
+    to_gray,
+)
 
 SAMPLING = {
     "scheduler": "dpm_multistep",
@@ -77,17 +86,17 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {"root": str(root), "model": str(model), "lora": str(lora)}
 
 
-def _run(inputs: dict[str, str], out: Path) -> None:
+def _run(inputs: dict[str, str], out: Path, rank: int = 2) -> None:
     root = Path(inputs["root"])
     synthesize(
         manifest=str(root / "manifest.parquet"),
         splits=str(root / "splits.parquet"),
-        lora=inputs["lora"],
+        lora=inputs["lora"] if rank else [],  # Snakemake's empty input for rank 0
         images=str(out / "images"),
         synth_manifest=str(out / "manifest.parquet"),
         base_model=inputs["model"],
         fold=0,
-        rank=2,
+        rank=rank,
         adjective="bright",
         synthesis=Synthesis.from_params({"pool": 200, "sampling": SAMPLING}),
         seed=3,
@@ -114,3 +123,15 @@ def test_synthesis_writes_the_largest_ratio_and_regenerates_identically(
     (tmp_path / "manifest.parquet").unlink()
     _run(inputs, tmp_path)
     assert {p.name: file_sha256(p) for p in (tmp_path / "images").iterdir()} == first
+
+
+def test_rank_0_samples_the_base_model_without_lora(inputs: dict[str, str], tmp_path: Path) -> None:
+    _run(inputs, tmp_path, rank=0)
+    table = pd.read_parquet(tmp_path / "manifest.parquet")
+    assert table.lora_sha256.isna().all() and set(table["rank"]) == {0}
+    row = table.sort_values("index").head(1)
+    pipe = load_generator(inputs["model"], None, SAMPLING["scheduler"], "cpu")
+    sampling = Synthesis.from_params({"pool": 200, "sampling": SAMPLING}).sampling
+    expected = to_gray(render(pipe, row, sampling)[0], SAMPLING["image_size"])
+    with open_gray(row.image_path.iloc[0]) as written:
+        assert np.array_equal(np.asarray(written), expected)

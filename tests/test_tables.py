@@ -307,3 +307,48 @@ def test_table1_uses_inception_fid_only_when_every_set_has_it(tmp_path: Path, tr
     tables.table1(**job, **out, dataset="ds")
     bright = _row(pd.read_parquet(out["parquet"]), "densenet121", "bright-50")
     assert (bright.quality_metric, bright.quality_mean) == (QUALITY_METRIC, pytest.approx(11.0))
+
+
+def _with_base_model(root: Path, tree: Tree, val: float) -> Tree:
+    """`tree` plus rank-0 (base model) runs of every augmented setting, val accuracy `val`,
+    test accuracy 0.5, and their quality files (FD 30 + fold)."""
+    base = []
+    for f in (0, 1, 2):
+        for m in MODELS:
+            for s in [s for s in TEST if s != "real"]:
+                record = _metrics(m, s, f)
+                record |= {"trainset": f"r0-{s}", "val": _scores(val, f), "test": _scores(0.5, f)}
+                path = paths.CLS_METRICS.format(dataset="ds", fold=f, model=m, trainset=f"r0-{s}")
+                base.append(_write(root / path, record))
+    sets = [{"fold": f, "rank": 0, "adjective": a} for f in (0, 1, 2) for a in ("bright", "dark")]
+    quality = [
+        _write(
+            root / paths.QUALITY.format(dataset="ds", **keys),
+            {"fold": keys["fold"], QUALITY_METRIC: 30 + keys["fold"], "fid_inception": "n/a"},
+        )
+        for keys in sets
+    ]
+    return Tree(tree.metrics + base, tree.quality + quality, tree.quality_sets + sets)
+
+
+def test_base_model_rows_sit_beside_lora_rows_and_tables_2_3_skip_them(
+    tmp_path: Path, tree: Tree
+) -> None:
+    grid = _with_base_model(tmp_path, tree, val=0.99)  # the best val accuracy of all
+    out = _outputs(tmp_path, "table1")
+    tables.table1(metrics=grid.metrics, quality=grid.quality, **out, dataset="ds",
+                  quality_sets=grid.quality_sets)  # fmt: skip
+    frame = pd.read_parquet(out["parquet"])
+    assert len(frame) == len(MODELS) * (2 * len(TEST) - 1)
+    dense = list(frame[frame.model == "densenet121"].trainset)
+    assert dense[0] == "real" and all(t.startswith("r0-") for t in dense[1:5])
+    assert not any(t.startswith("r0-") for t in dense[5:])
+    base = _row(frame, "densenet121", "r0-dark-100")
+    assert (base.ranks, base.accuracy_mean, base.quality_mean) == ("0", 0.5, pytest.approx(31.0))
+    lora = _row(frame, "densenet121", "dark-100")
+    assert (lora.ranks, lora.quality_mean) == ("2;4", pytest.approx(21.0))
+    assert "r0-" in Path(out["markdown"]).read_text().splitlines()[0]
+    for name in ("table2", "table3"):
+        out = _outputs(tmp_path, name)
+        getattr(tables, name)(metrics=grid.metrics, **out, dataset="ds")
+        assert set(pd.read_parquet(out["parquet"]).trainset) == {"real", "dark-100"}

@@ -222,3 +222,24 @@ def test_the_ledger_has_a_row_per_job_and_the_report_shows_tables_figures_ledger
     shown_files = ("table1.csv", "table3.csv", "seg_table.csv", "fig1a_phantom", "fig2_phantom")
     for shown in (*shown_files, "seg_contours_phantom", "provenance.csv"):
         assert shown in page, shown
+
+
+def test_the_shipped_generator_is_a_recorded_input_of_every_job_that_loads_it(run: Path) -> None:
+    shipped = Path(__file__).resolve().parents[1] / "resources" / "tiny-sd-phantom"
+    expected = {str(f.resolve()): hashing.file_sha256(f) for f in hashing.tree_files(shipped)}
+    for rule in ("encode_fold", "train_lora", "synthesize"):
+        for record in records(run, rule):
+            recorded = {i["path"]: i["sha256"] for i in record["inputs"]["other"]}
+            assert {p: recorded.get(p) for p in expected} == expected, rule
+
+
+def test_rank_0_synthesises_with_the_base_model_alone(run: Path) -> None:
+    """Run last: it adds the base model's set of fold 0 to the grid's results."""
+    target = "results/synth/phantom/fold0/r0/none/manifest.parquet"
+    ranks = edited(**{"lora.ranks": [0, 2, 4]})
+    assert planned_jobs(run, target, case="full", config=ranks) == {"synthesize": 1}
+    done = snakemake(run, target, case="full", config=ranks)
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = pd.read_parquet(run / target)
+    assert table.lora_sha256.isna().all() and set(table["rank"]) == {0}
+    assert "rule fetch_dataset" in audit(target, str(run))

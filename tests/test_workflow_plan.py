@@ -22,7 +22,6 @@ def test_a_table1_cell_plans_only_its_own_jobs(tmp_path: Path) -> None:
         "find_duplicates": 1,
         "curate": 1,
         "split_folds": 1,
-        "build_tiny_sd": 1,
         "encode_fold": folds,
         "train_lora": folds,  # rank 2 only
         "synthesize": folds,  # the 'bright' set only
@@ -36,6 +35,18 @@ def test_the_default_grid_plans_every_fold_and_rank(tmp_path: Path) -> None:
     jobs = planned_jobs(tmp_path)
     assert jobs["train_lora"] == 3 * 2 and jobs["encode_fold"] == 3
     assert jobs["select_rank"] == 3 and jobs["synthesize"] == 3 * 2  # 'none' per rank, pre-choice
+
+
+def test_rank_0_adds_the_base_models_sets_and_classifiers_without_a_lora(tmp_path: Path) -> None:
+    """The default ranks [0, 2, 4] with rank 2 fixed: Table 1 gets r0 rows beside r2's."""
+    jobs = planned_jobs(tmp_path, case="fixed-rank")
+    folds, adjectives, ratios = 3, 2, 2
+    assert jobs["train_lora"] == folds * 2  # ranks 2 and 4; none for the base model
+    assert jobs["synthesize"] == folds * adjectives * 2  # r0 and r2
+    assert jobs["quality"] == folds * adjectives * 2
+    assert jobs["train_classifier"] == folds * (1 + 2 * adjectives * ratios)
+    assert jobs["evaluate_on_synthetic"] == folds * adjectives * 2
+    assert "build_tiny_sd" not in jobs  # the default generator is shipped in resources/
 
 
 def test_the_paper_grid_plans_every_cell(tmp_path: Path) -> None:

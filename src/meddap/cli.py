@@ -71,7 +71,7 @@ def _add_pretrain_base(sub: argparse._SubParsersAction) -> None:
     defaults = PretrainConfig()
     base = sub.add_parser(
         "pretrain-base",
-        help="pretrain the embedded tiny Stable Diffusion on the phantom corpus (CPU, ~25 min on 2 cores)",
+        help="pretrain the embedded Stable Diffusion on the phantom corpus (~25 min, 2 CPU cores)",
         description=(
             "Pretrain a small Stable Diffusion (VAE, then UNet and CLIP text encoder jointly) "
             "on a phantom corpus disjoint from the workflow's datasets, with MEDDAP captions "

@@ -8,7 +8,8 @@ from meddap.common.settings import job_params
 from meddap.common.trainsets import parse_trainset
 from meddap.data.fingerprint import content_digest
 from meddap.data.registry import is_archive, local_dataset_dir, user_path
-from meddap.run.config import check_cell, check_segmenter, check_trainset
+from meddap.common.hashing import tree_files
+from meddap.run.config import base_model_location, check_cell, check_segmenter, check_trainset
 
 
 wildcard_constraints:
@@ -29,7 +30,13 @@ CLS = config["classifier"]
 CPU_RESOURCES = config["resources"]  # every rule without its own section
 SETTINGS = job_params(config)  # each section as the plain dict its jobs get (meddap.common.settings)
 FOLDS = range(config["folds"]["k"])
-BASE_MODEL = paths.TINY_SD if config["diffusion"]["base_model"] == "tiny" else config["diffusion"]["base_model"]
+BASE_MODEL = (
+    paths.TINY_SD
+    if config["diffusion"]["base_model"] == "tiny"
+    else base_model_location(config["diffusion"]["base_model"], Path(workflow.basedir).parent)
+)
+LORA_RANKS = [r for r in LORA["ranks"] if r > 0]  # trained; rank 0 is the base model without LoRA
+BASE_ROW = 0 in LORA["ranks"]  # Table 1 then holds the base model's sets as rows r0-...
 
 
 def dataset_entry(wildcards):
@@ -62,15 +69,22 @@ def dataset_files(wildcards):
 
 
 def base_model_files(wildcards):
-    """The built tiny model is a workflow output; hub ids and local folders are read as params."""
-    return [paths.TINY_SD] if BASE_MODEL == paths.TINY_SD else []
+    """The built tiny model (a workflow output) or every file of a local folder; a hub id is a param."""
+    if BASE_MODEL == paths.TINY_SD:
+        return [paths.TINY_SD]
+    return [str(f) for f in tree_files(BASE_MODEL)] if Path(BASE_MODEL).is_dir() else []
+
+
+def lora_weights(wildcards):
+    """The fold's LoRA of the set's rank; rank 0 samples the base model without one."""
+    return [] if int(wildcards.rank) == 0 else paths.LORA_WEIGHTS.format(**dict(wildcards.items()))
 
 
 def rank_selection_inputs(wildcards):
     """Quality of each rank's adjective-free set, when the rank is chosen by FID."""
     if SYNTH["rank"] != "best":
         return []
-    return expand(paths.QUALITY, dataset=wildcards.dataset, fold=wildcards.fold, rank=LORA["ranks"], adjective="none")
+    return expand(paths.QUALITY, dataset=wildcards.dataset, fold=wildcards.fold, rank=LORA_RANKS, adjective="none")
 
 
 def fold_rank(dataset, fold):
@@ -81,10 +95,10 @@ def fold_rank(dataset, fold):
     return json.loads(Path(selection).read_text())["rank"]
 
 
-def chosen_synthetic_sets(wildcards):
-    """The fold's synthetic sets of its chosen rank, one per adjective."""
-    rank = fold_rank(wildcards.dataset, wildcards.fold)
-    return expand(paths.SYNTH_MANIFEST, dataset=wildcards.dataset, fold=wildcards.fold, rank=rank, adjective=SYNTH["adjectives"])
+def fold_synthetic_sets(wildcards):
+    """The fold's synthetic sets of its ranks (chosen, and 0 with BASE_ROW), one per adjective."""
+    ranks = fold_ranks(wildcards.dataset, wildcards.fold)
+    return expand(paths.SYNTH_MANIFEST, dataset=wildcards.dataset, fold=wildcards.fold, rank=ranks, adjective=SYNTH["adjectives"])
 
 
 def synthetic_manifest(wildcards):
@@ -97,10 +111,21 @@ def synthetic_manifest(wildcards):
     return paths.SYNTH_MANIFEST.format(dataset=wildcards.dataset, fold=wildcards.fold, rank=rank, adjective=adjective)
 
 
+def fold_ranks(dataset, fold):
+    """The ranks of a fold's Table-1 sets: its chosen rank, and 0 (the base model) with BASE_ROW."""
+    return sorted({fold_rank(dataset, fold), *([0] if BASE_ROW else [])})
+
+
+def chosen_rank(dataset, fold):
+    """The fold's chosen rank only (a Table-1 cell's sets)."""
+    return [fold_rank(dataset, fold)]
+
+
 def fold_trainsets(dataset, fold):
-    """Training sets of one fold: real, and real + each nested synthetic prefix of its rank."""
-    rank = fold_rank(dataset, fold)
-    return ["real"] + [f"r{rank}-{a}-{r}" for a in SYNTH["adjectives"] for r in SYNTH["ratios"]]
+    """Training sets of one fold: real, and real + each nested synthetic prefix of each of its ranks."""
+    return ["real"] + [
+        f"r{k}-{a}-{r}" for k in fold_ranks(dataset, fold) for a in SYNTH["adjectives"] for r in SYNTH["ratios"]
+    ]
 
 
 def all_metrics(wildcards):
@@ -112,9 +137,9 @@ def all_metrics(wildcards):
     ]
 
 
-def quality_sets(adjectives):
-    """(fold, rank, adjective) of each fold's synthetic set of its rank, per adjective."""
-    return [{"fold": f, "rank": fold_rank(DATASET, f), "adjective": a} for f in FOLDS for a in adjectives]
+def quality_sets(adjectives, ranks=fold_ranks):
+    """(fold, rank, adjective) of each fold's synthetic set of each of `ranks(dataset, fold)`, per adjective."""
+    return [{"fold": f, "rank": k, "adjective": a} for f in FOLDS for k in ranks(DATASET, f) for a in adjectives]
 
 
 def all_quality(wildcards):
@@ -138,14 +163,15 @@ def cell_metrics(wildcards):
 
 
 def cell_quality(wildcards):
-    return [paths.QUALITY.format(dataset=DATASET, **keys) for keys in quality_sets([wildcards.adjective])]
+    return [paths.QUALITY.format(dataset=DATASET, **keys) for keys in quality_sets([wildcards.adjective], chosen_rank)]
 
 
 def synthetic_evaluations(wildcards):
-    """Fig. 1a: each fold's real-only classifiers on each synthetic set of the fold's rank."""
+    """Fig. 1a: each fold's real-only classifiers on each synthetic set of the fold's ranks."""
     return [
-        paths.ON_SYNTHETIC.format(dataset=wildcards.dataset, fold=f, model=m, rank=fold_rank(wildcards.dataset, f), adjective=a)
+        paths.ON_SYNTHETIC.format(dataset=wildcards.dataset, fold=f, model=m, rank=k, adjective=a)
         for f in FOLDS
+        for k in fold_ranks(wildcards.dataset, f)
         for m in CLS["models"]
         for a in SYNTH["adjectives"]
     ]
@@ -185,7 +211,7 @@ def stage_targets():
         paths.SPLITS.format(dataset=DATASET),
         paths.CURATION_REPORT.format(dataset=DATASET),
         paths.CURATION_FIGURE.format(dataset=DATASET),
-        *expand(paths.LORA_WEIGHTS, dataset=DATASET, fold=FOLDS, rank=LORA["ranks"]),
+        *expand(paths.LORA_WEIGHTS, dataset=DATASET, fold=FOLDS, rank=LORA_RANKS),
         *expand(paths.RANK_SELECTION, dataset=DATASET, fold=FOLDS),
         *expand(paths.TABLE, name=["table1", "table2", "table3"], ext="md"),
         paths.FIG1A.format(dataset=DATASET),

@@ -41,6 +41,8 @@ rule encode_fold:
 
 
 rule train_lora:
+    wildcard_constraints:
+        rank=r"[1-9]\d*",  # rank 0 is the base model without LoRA
     input:
         base_model_files,
         cache=paths.LORA_CACHE,

@@ -68,7 +68,7 @@ rule table1_cell:
         adjective="{adjective}",
         ratio=lambda wc: int(wc.ratio),
         dataset=DATASET,
-        quality_sets=lambda wc: quality_sets([wc.adjective]),
+        quality_sets=lambda wc: quality_sets([wc.adjective], chosen_rank),
     resources:
         **CPU_RESOURCES,
     log:
@@ -167,7 +167,7 @@ rule sample_figure:
         dataset_files,
         manifest=paths.CURATED,
         splits=paths.SPLITS,
-        synthetic=chosen_synthetic_sets,
+        synthetic=fold_synthetic_sets,
     output:
         figure=report(paths.SAMPLES, caption="../report/samples.rst", category="Synthetic samples"),
     params:

@@ -6,7 +6,7 @@ rule synthesize:
         base_model_files,
         manifest=paths.CURATED,
         splits=paths.SPLITS,
-        lora=paths.LORA_WEIGHTS,
+        lora=lora_weights,
     output:
         images=directory(paths.SYNTH_IMAGES),
         synth_manifest=paths.SYNTH_MANIFEST,
@@ -60,7 +60,7 @@ checkpoint select_rank:
     output:
         selection=paths.RANK_SELECTION,
     params:
-        ranks=LORA["ranks"],
+        ranks=LORA_RANKS,
         choice=SYNTH["rank"],
     resources:
         **CPU_RESOURCES,

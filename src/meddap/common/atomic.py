@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from meddap.common.errors import MeddapError
+
 
 def _temp_name(final: Path, keep_suffix: bool) -> Path:
     """`final`'s hidden temporary, once the temporaries of dead processes are removed.
@@ -109,6 +111,14 @@ def write_json(obj: Any, path: str | os.PathLike[str]) -> None:
     """Write `obj` as indented, key-sorted JSON, atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """A JSON file's content; a file that cannot be read as JSON stops naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise MeddapError(f"{path} could not be read as JSON ({err})") from err
 
 
 def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:

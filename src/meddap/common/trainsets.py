@@ -1,5 +1,7 @@
 """Training sets of the downstream classifiers: `real` or `r{rank}-{adjective}-{ratio}`.
 
+Rank 0 is the base model without LoRA.
+
 A synthetic training set is the real train split of a fold plus the first
 ceil(n_train * ratio / 100) images of that fold's nested synthetic set (rank, adjective).
 """
@@ -14,7 +16,7 @@ import pandas as pd
 
 from meddap.common.errors import MeddapError
 
-_NAME = re.compile(r"r(?P<rank>[1-9]\d*)-(?P<adjective>[a-z]+(?:-[a-z]+)*)-(?P<ratio>[1-9]\d*)")
+_NAME = re.compile(r"r(?P<rank>0|[1-9]\d*)-(?P<adjective>[a-z]+(?:-[a-z]+)*)-(?P<ratio>[1-9]\d*)")
 SYNTH_COLUMNS = ("id", "index", "label", "image_path")
 
 

@@ -23,18 +23,19 @@ def _pick(table: pd.DataFrame, label: str, n: int) -> list[str]:
 
 
 def _rows(manifest: str, splits: str, fold: int, synthetic: list[str]) -> dict[str, pd.DataFrame]:
-    """The fold's real train images, then each synthetic set by adjective, in a fixed order."""
+    """The fold's real train images, then each synthetic set as 'r{rank} {adjective}', in order."""
     rows = {"real": split_rows(manifest, splits, fold, "train")}
     for path in synthetic:
         table = pd.read_parquet(path).sort_values("index")
-        rows[str(table.adjective.iloc[0])] = table
+        rows[f"r{table['rank'].iloc[0]} {table.adjective.iloc[0]}"] = table
     return rows
 
 
 def sample_grid(
     *, manifest: str, splits: str, synthetic: list[str], figure: str, fold: int, per_class: int
 ) -> None:
-    """Real train images and each adjective's synthetic images, `per_class` per class (Fig. 1b)."""
+    """Real train images and each synthetic set's images, `per_class` per class (Fig. 1b); rank 0
+    rows are the base model without LoRA."""
     rows = _rows(manifest, splits, fold, synthetic)
     ncols = per_class * len(CLASSES)
     fig, axes = plt.subplots(
@@ -61,15 +62,17 @@ def sample_grid(
 def figure_1a(*, results: list[str], figure: str) -> None:
     """Job: accuracy per adjective of each real-only classifier on the synthetic sets (Fig. 1a).
 
-    Small dots are folds; large markers with bars are the mean ± sample std over folds.
+    One series per classifier for the LoRA sets and, when there are any, one for the base
+    model's (rank 0). Small dots are folds; large markers with bars are the mean ± sample std.
     """
     frame = _results_frame(results)
+    frame["series"] = frame.model + np.where(frame["rank"] == 0, " (base model, r0)", "")
     adjectives = sorted(frame.adjective.unique(), key=lambda a: (a != "none", a))
-    models = sorted(frame.model.unique())
+    series = sorted(frame.series.unique())
     fig, ax = plt.subplots(figsize=(max(4.0, 1.0 + 0.8 * len(adjectives)), 3.2))
-    for k, model in enumerate(models):
-        offset = (k - (len(models) - 1) / 2) * 0.15
-        rows = frame[frame.model == model]
+    for k, name in enumerate(series):
+        offset = (k - (len(series) - 1) / 2) * 0.15
+        rows = frame[frame.series == name]
         x = rows.adjective.map(adjectives.index) + offset
         ax.scatter(x, rows.accuracy * 100, s=10, alpha=0.4, color=f"C{k}")
         stats = rows.groupby("adjective").accuracy.agg(["mean", "std"]).reindex(adjectives)
@@ -80,7 +83,7 @@ def figure_1a(*, results: list[str], figure: str) -> None:
             fmt="o",
             color=f"C{k}",
             capsize=3,
-            label=model,
+            label=name,
         )
     ax.set_xticks(range(len(adjectives)), adjectives, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("accuracy on synthetic set (%)", fontsize=8)

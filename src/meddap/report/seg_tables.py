@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from meddap.common.atomic import atomic_path, write_json, write_parquet
+from meddap.common.atomic import atomic_path, read_json, write_json, write_parquet
 from meddap.common.errors import MeddapError
 from meddap.common.hashing import file_sha256
-from meddap.report.tables import markdown_table, paired_p, read_record, summarise
+from meddap.report.tables import markdown_table, paired_p, summarise
 from meddap.seg.names import DSUNET, supervision_of
 
 METRICS = ("dice", "iou", "hd95", "assd")
@@ -60,7 +60,7 @@ def _runs(metrics: list[str], names: tuple[str, ...] = METRICS) -> pd.DataFrame:
         raise MeddapError("the segmentation table needs at least one metrics.json, got none")
     rows = []
     for path in metrics:
-        record = read_record(path)
+        record = read_json(path)
         try:
             keys = {k: record[k] for k in ("model", "trainset", "fold")}
             sections = {"test": record["test"]}

@@ -7,14 +7,11 @@ can be traced back. Accuracies are fractions in the numeric columns and percenta
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 from scipy.stats import ttest_rel
 
-from meddap.common.atomic import atomic_path, write_json, write_parquet
+from meddap.common.atomic import atomic_path, read_json, write_json, write_parquet
 from meddap.common.errors import MeddapError
 from meddap.common.hashing import file_sha256
 from meddap.common.trainsets import parse_trainset
@@ -25,12 +22,14 @@ TABLE2_METRICS = ("accuracy", *MACRO)
 CAPTION1 = (
     "Table 1: test accuracy in % (mean ± sample std over folds) per classifier, adjective and "
     "synthetic ratio, with the synthetic set's quality ({metric}, mean over folds; lower is "
-    "better); 'real' rows train on real images only. Source files are listed in the CSV/Parquet."
+    "better); 'real' rows train on real images only, 'r0-' rows on sets of the base model without "
+    "LoRA (when lora.ranks holds 0). Source files are listed in the CSV/Parquet."
 )
 CAPTION2 = (
     "Table 2: test scores (mean ± sample std over folds; macro averages over classes) of real-only "
-    "vs the best augmented setting per model, where best = highest mean validation accuracy over "
-    "folds, chosen per model, not on test data (the paper does not say how it chose); p = paired "
+    "vs the best augmented setting per model (among the LoRA sets, not the base model's r0 sets), "
+    "where best = highest mean validation accuracy over folds, chosen per model, not on test "
+    "data (the paper does not say how it chose); p = paired "
     "t-test (scipy ttest_rel) over folds against real-only, NaN with fewer than 2 paired folds. "
     "Source files are listed in the CSV/Parquet."
 )
@@ -157,7 +156,7 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 def _run_row(path: str, dataset: str) -> dict:
     """The keys (fold, model, trainset) and scores of one classifier metrics.json."""
-    record = read_record(path)
+    record = read_json(path)
     try:
         keys = {k: record[k] for k in ("fold", "model", "trainset")}
         row = {
@@ -171,14 +170,6 @@ def _run_row(path: str, dataset: str) -> dict:
     parsed = parse_trainset(keys["trainset"]) or (None, None, None)
     keys |= dict(zip(("rank", "adjective", "ratio"), parsed, strict=True))
     return {"dataset": dataset, **keys, **row, "source": path}
-
-
-def read_record(path: str) -> dict:
-    """A metrics.json as a dict; a file that is not JSON stops naming it."""
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError) as err:
-        raise MeddapError(f"{path} could not be read as JSON ({err})") from err
 
 
 def summarise(values: pd.Series, percent: bool = True) -> dict:
@@ -195,10 +186,11 @@ def _describe(group: pd.DataFrame) -> dict:
     """Keys shared by every table row: setting, ranks, folds and source files."""
     adjective, ratio = group.adjective.iloc[0], group.ratio.iloc[0]
     real = pd.isna(ratio)
+    setting = "real" if real else f"{adjective}-{ratio}"
     return {
         "dataset": group.dataset.iloc[0],
         "model": group.model.iloc[0],
-        "trainset": "real" if real else f"{adjective}-{ratio}",
+        "trainset": f"r0-{setting}" if _is_base(group) else setting,
         "adjective": None if real else adjective,
         "ratio": pd.NA if real else int(ratio),
         "ranks": ";".join(map(str, sorted(group["rank"].dropna().unique()))),
@@ -208,11 +200,18 @@ def _describe(group: pd.DataFrame) -> dict:
     }
 
 
+def _is_base(group: pd.DataFrame) -> bool:
+    """Whether the runs train on sets of the base model without LoRA (rank 0)."""
+    return bool(group["rank"].eq(0).fillna(False).all())
+
+
 def _groups(runs: pd.DataFrame) -> list[pd.DataFrame]:
-    """Runs per (model, adjective, ratio) across folds (ranks may differ by fold); real first."""
-    by = ["model", "_augmented", "adjective", "ratio"]
-    ordered = runs.assign(_augmented=runs.ratio.notna()).sort_values([*by, "fold"])
-    return [g.drop(columns="_augmented") for _, g in ordered.groupby(by, sort=False, dropna=False)]
+    """Runs per (model, kind, adjective, ratio) across folds (LoRA ranks may differ by fold);
+    kinds in the order real, base model (rank 0), LoRA."""
+    kind = np.where(runs.ratio.isna(), 0, np.where(runs["rank"].eq(0).fillna(False), 1, 2))
+    by = ["model", "_kind", "adjective", "ratio"]
+    ordered = runs.assign(_kind=kind).sort_values([*by, "fold"])
+    return [g.drop(columns="_kind") for _, g in ordered.groupby(by, sort=False, dropna=False)]
 
 
 def _table1_frame(runs: pd.DataFrame, records: dict) -> pd.DataFrame:
@@ -243,7 +242,7 @@ def _quality_records(
         raise MeddapError(f"{len(quality)} quality JSON inputs but {len(sets)} quality_sets")
     records = {}
     for path, keys in zip(quality, sets, strict=True):
-        record = read_record(path)
+        record = read_json(path)
         if record.get("fold") != keys["fold"]:
             raise MeddapError(f"{path} scores fold {record.get('fold')}, not {keys['fold']}")
         records[keys["fold"], keys["rank"], keys["adjective"]] = (path, record)
@@ -308,11 +307,13 @@ def _per_fold(runs: pd.DataFrame, records: dict) -> list[dict]:
 def _best_group(runs: pd.DataFrame, model: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The model's real-only runs and the augmented group with the best mean val accuracy.
 
+    Candidates are the LoRA settings; the base model's (rank 0) only when there are no others.
     Ties go to the smaller ratio, then the adjective first in alphabetical order.
     """
     groups = _groups(runs[runs.model == model])
     real = [g for g in groups if g.ratio.isna().all()]
     augmented = [g for g in groups if g.ratio.notna().all()]
+    augmented = [g for g in augmented if not _is_base(g)] or augmented
     if not real or not augmented:
         raise MeddapError(f"model {model} needs real-only and augmented metrics.json inputs")
     best = min(

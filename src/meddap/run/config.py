@@ -56,15 +56,34 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
     for name in config["classifier"]["external"]:
         _check_dataset(config, name, "classifier.external")
     _check_segmentation(config)
-    rank = config["synthesis"]["rank"]
-    if rank != "best" and rank not in config["lora"]["ranks"]:
-        raise MeddapError(f"config key 'synthesis.rank': {rank} is not in lora.ranks")
+    _check_ranks(config["lora"]["ranks"], config["synthesis"]["rank"])
     pool, ratios = config["synthesis"]["pool"], config["synthesis"]["ratios"]
     if max(ratios) > pool:
         raise MeddapError(
             f"config key 'synthesis.ratios': {max(ratios)} exceeds synthesis.pool ({pool}), "
             "the size of each generated set"
         )
+
+
+def _check_ranks(ranks: list[int], rank: str | int) -> None:
+    """`synthesis.rank` is in `lora.ranks`; choosing the best needs a LoRA rank (above 0)."""
+    if rank != "best" and rank not in ranks:
+        raise MeddapError(f"config key 'synthesis.rank': {rank} is not in lora.ranks")
+    if rank == "best" and not any(r > 0 for r in ranks):
+        raise MeddapError(
+            "config key 'lora.ranks': synthesis.rank 'best' chooses among the LoRA ranks above 0, "
+            f"but {ranks} has none (0 is the base model without LoRA)"
+        )
+
+
+def base_model_location(value: str, repo: str | Path) -> str:
+    """`diffusion.base_model` as jobs get it: a relative folder that is not below the working
+    directory but is below `repo` (the shipped `resources/tiny-sd-phantom` when Snakemake runs
+    with `--directory`) becomes that absolute path; hub ids and other paths stay as given."""
+    shipped = Path(repo) / value
+    if not Path(value).is_absolute() and not Path(value).exists() and shipped.is_dir():
+        return str(shipped.resolve())
+    return value
 
 
 def _check_dataset(config: dict[str, Any], name: str, key: str) -> None:

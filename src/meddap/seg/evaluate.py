@@ -11,11 +11,10 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from meddap.common.atomic import write_json, write_parquet
+from meddap.common.atomic import read_json, write_json, write_parquet
 from meddap.common.errors import MeddapError
 from meddap.common.runtime import deterministic, resolve_device
 from meddap.common.settings import Segmentation
-from meddap.report.tables import read_record
 from meddap.seg.data import Pairs, external_rows, load_pairs
 from meddap.seg.metrics import image_scores, summarise
 from meddap.seg.models import load_segmenter, predict_logits
@@ -54,4 +53,4 @@ def segmenter_metrics(*, fit_record: str, scores: str, external: list[str], metr
         if len(names) != 1 or not names[0].startswith("external:"):
             raise MeddapError(f"{path} must hold the scores of one external dataset")
         sections["external"][names[0].removeprefix("external:")] = summarise(rows)
-    write_json(read_record(fit_record) | sections, metrics)
+    write_json(read_json(fit_record) | sections, metrics)

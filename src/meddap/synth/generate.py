@@ -67,8 +67,8 @@ def train_labels(manifest: str, splits: str, fold: int) -> pd.Series:
     return split_rows(manifest, splits, fold, "train", columns=("label",))["label"]
 
 
-def load_generator(base_model: str, lora: str | Path, scheduler: str, device: str):  # noqa: ANN201
-    """The base pipeline with the fold's LoRA and the configured scheduler, ready to sample."""
+def load_generator(base_model: str, lora: str | None, scheduler: str, device: str):  # noqa: ANN201
+    """The base pipeline with the fold's LoRA (none for rank 0) and the configured scheduler."""
     import diffusers
 
     from meddap.diffusion.pipeline import load_pipeline
@@ -76,7 +76,8 @@ def load_generator(base_model: str, lora: str | Path, scheduler: str, device: st
     dtype = torch.float16 if device == "cuda" else torch.float32
     pipe = load_pipeline(base_model, dtype=dtype, device=device)
     pipe.scheduler = getattr(diffusers, SCHEDULERS[scheduler]).from_config(pipe.scheduler.config)
-    pipe.load_lora_weights(str(Path(lora).parent), weight_name=Path(lora).name)
+    if lora:
+        pipe.load_lora_weights(str(Path(lora).parent), weight_name=Path(lora).name)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -135,7 +136,7 @@ def synthesize(
     *,
     manifest: str,
     splits: str,
-    lora: str,
+    lora: str | list[str],
     images: str,
     synth_manifest: str,
     base_model: str,
@@ -147,8 +148,9 @@ def synthesize(
 ) -> None:
     """Generate `pool`% of the fold's train size, class mix kept in every prefix (each ratio).
 
-    Images land one batch at a time in a hidden partial folder beside `images`, so a killed job
-    resumes at its first missing batch; the folder becomes `images` only when complete.
+    `lora` is the fold's LoRA weights file, or empty for rank 0 (the base model alone). Images
+    land one batch at a time in a hidden partial folder beside `images`, so a killed job resumes
+    at its first missing batch; the folder becomes `images` only when complete.
     """
     how = synthesis.sampling
     rows = plan(train_labels(manifest, splits, fold), synthesis.pool, seed, fold, rank, adjective)
@@ -172,7 +174,7 @@ def synthesize(
         rank=rank,
         fold=fold,
         base_model=base_model,
-        lora_sha256=file_sha256(lora),
+        lora_sha256=file_sha256(lora) if lora else None,
     )
     write_parquet(table, synth_manifest)
 

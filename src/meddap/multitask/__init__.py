@@ -1,0 +1,1 @@
+"""Multi-task segmentation and classification (seed 004): oversampling, refining, metrics."""
