@@ -13,7 +13,7 @@ from meddap.common.labels import CLASSES
 from meddap.common.training import fit
 from meddap.multitask.losses import MultiTaskLoss
 from meddap.multitask.metrics import joint_scores
-from meddap.multitask.models import BACKBONES, MultiTaskNet
+from meddap.multitask.models import BACKBONES, N_HEADS, MultiTaskNet
 from meddap.multitask.oversampling import oversampled, repeats
 from meddap.multitask.refine import incoherent, refine
 from meddap.multitask.tasks import MultiTaskTask
@@ -58,7 +58,7 @@ def test_the_network_segments_and_classifies_from_the_level_before_the_bottlenec
     net = MultiTaskNet(backbone, CHANNELS, width=12, hidden=6)
     segmentation, logits = net(torch.randn(2, 1, 32, 32))
     assert logits.shape == (2, len(CLASSES))
-    assert [h.shape for h in heads(segmentation)] == [(2, 1, 32, 32)] * 4
+    assert [h.shape for h in heads(segmentation)] == [(2, 1, 32, 32)] * N_HEADS
     assert all(m.shape[-1] == 32 // 8 for m in net._maps)  # the level before the bottleneck
     logits.sum().backward()
     encoder = next(net.segmenter.parameters())

@@ -4,12 +4,14 @@ import json
 from pathlib import Path
 
 from meddap.common import paths
+from meddap.common.errors import MeddapError
 from meddap.common.settings import job_params
 from meddap.common.trainsets import parse_trainset
 from meddap.data.fingerprint import content_digest
 from meddap.data.registry import is_archive, local_dataset_dir, user_path
 from meddap.common.hashing import tree_files
 from meddap.run.config import base_model_location, check_cell, check_segmenter, check_trainset
+from meddap.multitask.modes import REFINABLE_PATTERN, TRAINED_PATTERN, parse_mode
 
 
 wildcard_constraints:
@@ -20,6 +22,7 @@ wildcard_constraints:
     adjective=r"[a-z]+(-[a-z]+)*",
     model=r"[a-z0-9_]+(-[a-z0-9]+)*",  # segmenters: dsunet-s4-adv
     trainset=r"real|r\d+-[a-z]+(-[a-z]+)*-\d+",
+    backbone=r"unetpp_ds|dsunet-s4",  # meddap.multitask.models.BACKBONES
 
 
 DATASET = config["dataset"]
@@ -190,11 +193,13 @@ def augmented_models(wildcards):
     ]
 
 
-def table_outputs(name):
-    """Parquet, CSV (shown in the HTML report) and Markdown versions of results/tables/{name}."""
+def table_outputs(name, caption=None):
+    """Parquet, CSV (shown in the HTML report, with report/{caption or name}.rst) and Markdown
+    versions of results/tables/{name}."""
+    caption = f"../report/{caption or name}.rst"
     return {
         "parquet": paths.TABLE.format(name=name, ext="parquet"),
-        "csv": report(paths.TABLE.format(name=name, ext="csv"), caption=f"../report/{name}.rst", category="Tables"),
+        "csv": report(paths.TABLE.format(name=name, ext="csv"), caption=caption, category="Tables"),
         "markdown": paths.TABLE.format(name=name, ext="md"),
     }
 
@@ -220,6 +225,7 @@ def stage_targets():
         *expand(paths.TABLE, name=["seg_table"] if SEG["models"] else [], ext="md"),
         *expand(paths.TABLE, name=["seg_ablation"] if SEG["ablation"] else [], ext="md"),
         *([paths.SEG_FIGURE.format(dataset=DATASET, fold=0)] if SEG["models"] else []),
+        *expand(paths.TABLE, name=MULTITASK_TABLES if MT["backbones"] and MT["modes"] else [], ext="md"),
     ]
 
 
@@ -271,3 +277,39 @@ def all_seg_metrics(wildcards):
 def ablation_seg_metrics(wildcards):
     """Every fold of each `segmentation.ablation` model, trained on real (seed 003's Table 2)."""
     return expand(paths.SEG_METRICS, dataset=DATASET, fold=FOLDS, model=SEG["ablation"], trainset="real")
+
+
+# --- multi-task (seed 004) ----------------------------------------------------------------
+MT = config["multitask"]
+MULTITASK_TABLES = ["multitask_table5", "multitask_per_class"]
+
+
+def combined_parts(wildcards):
+    """The single-task predictions a `combined` mode joins: seg's masks, cls's classes."""
+    seg, cls = parse_mode(wildcards.mode).parts()
+    keys = {"dataset": wildcards.dataset, "fold": wildcards.fold, "backbone": wildcards.backbone}
+    return {
+        "segmentation": paths.MULTITASK_PREDICTIONS.format(mode=seg, **keys),
+        "classification": paths.MULTITASK_PREDICTIONS.format(mode=cls, **keys),
+    }
+
+
+def refined_predictions(wildcards):
+    """The PR predictions of a mode that predicts both class and mask, else none."""
+    if not parse_mode(wildcards.mode).refinable:
+        return []
+    return [paths.MULTITASK_REFINED.format(**dict(wildcards.items()))]
+
+
+def all_multitask_metrics(wildcards):
+    return expand(paths.MULTITASK_METRICS, dataset=DATASET, fold=FOLDS, backbone=MT["backbones"], mode=MT["modes"])
+
+
+def multitask_cell_metrics(wildcards):
+    """Only what one multi-task row needs: its backbone and mode in every fold."""
+    grid = {"multitask.backbones": (wildcards.backbone, MT["backbones"]), "multitask.modes": (wildcards.mode, MT["modes"])}
+    check_cell(paths.MULTITASK_CELL.format(**dict(wildcards.items())), grid)
+    if wildcards.pr == "yes" and not parse_mode(wildcards.mode).refinable:
+        target = paths.MULTITASK_CELL.format(**dict(wildcards.items()))
+        raise MeddapError(f"target {target}: mode {wildcards.mode} does not predict both a class and a mask, so it has no PR row")
+    return expand(paths.MULTITASK_METRICS, dataset=DATASET, fold=FOLDS, backbone=wildcards.backbone, mode=wildcards.mode)

@@ -207,6 +207,21 @@ class Segmentation(Section):
     deep_supervision: DeepSupervision
 
 
+@dataclass(frozen=True)
+class Multitask(Section):
+    """`multitask` without its grid axes (backbones, modes): seed 004's joint model."""
+
+    SECTION = "multitask"
+    image_size: int
+    channels: list[int]
+    head_width: int
+    head_hidden: int
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    device: str
+
+
 SETTINGS: dict[str, type[Section]] = {
     "similarity": Similarity,
     "curation": Curation,
@@ -218,6 +233,7 @@ SETTINGS: dict[str, type[Section]] = {
     "quality": Quality,
     "classifier": Classifier,
     "segmentation": Segmentation,
+    "multitask": Multitask,
 }
 
 

@@ -21,6 +21,7 @@ from meddap.common.labels import CLASSES
 from meddap.seg.models import build_segmenter
 
 BACKBONES = ("unetpp_ds", "dsunet-s4")
+N_HEADS = 4  # deep-supervision outputs of both: UNet++ x_0_1..x_0_4, dsunet-s4 main + 3 sides
 
 
 def _taps(net: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:

@@ -12,6 +12,7 @@ from meddap.common.errors import MeddapError
 from meddap.common.trainsets import parse_trainset
 from meddap.data.layouts import MASKED_LAYOUTS, UNLABELLED_LAYOUTS
 from meddap.data.registry import check_local_path, source_kind
+from meddap.multitask.modes import parse_mode
 from meddap.seg.names import augmentation_of, check_model
 
 SUPPORTED_MODELS = ("densenet121", "resnet34", "squeezenet1_1")  # the schema's model enum
@@ -57,12 +58,22 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
         _check_dataset(config, name, "classifier.external")
     _check_segmentation(config)
     _check_ranks(config["lora"]["ranks"], config["synthesis"]["rank"])
+    _check_modes(config["multitask"]["modes"])
     pool, ratios = config["synthesis"]["pool"], config["synthesis"]["ratios"]
     if max(ratios) > pool:
         raise MeddapError(
             f"config key 'synthesis.ratios': {max(ratios)} exceeds synthesis.pool ({pool}), "
             "the size of each generated set"
         )
+
+
+def _check_modes(modes: list[str]) -> None:
+    """Each `multitask.modes` entry parses (seed 004's grammar, `meddap.multitask.modes`)."""
+    for mode in modes:
+        try:
+            parse_mode(mode)
+        except MeddapError as err:
+            raise MeddapError(f"config key 'multitask.modes': {err}") from None
 
 
 def _check_ranks(ranks: list[int], rank: str | int) -> None:

@@ -24,7 +24,7 @@ from meddap.common.checkpoint import Checkpoint, fingerprint
 from meddap.common.hashing import file_sha256
 from meddap.common.runtime import deterministic, resolve_device, resolve_precision
 from meddap.common.seeds import derive_seed
-from meddap.common.settings import Segmentation
+from meddap.common.settings import Section, Segmentation
 from meddap.common.training import Fit, fit
 from meddap.common.weights import write_weights
 from meddap.seg.augment import augmenter
@@ -63,7 +63,7 @@ def train_segmenter(
     optimizer = torch.optim.Adam(net.parameters(), lr=how.learning_rate)
     log.info("%s on %s: %d train, %d val images", model, trainset, len(train), len(val))
     run = {"model": model, "trainset": trainset, "fold": fold, "seed": seed}
-    checkpoint = _checkpoint(weights, [manifest, splits], [train, val], how, **run)
+    checkpoint = run_checkpoint(weights, [manifest, splits], [train, val], how, **run)
     transform = augmenter(trainset, how.augment_probability)
     task = build_task(model, train, val, how, transform, device)
     fitted = {"epochs": how.epochs, "seed": job_seed, "precision": precision}
@@ -95,8 +95,8 @@ def _summary(best: Fit, model: str, trainset: str, fold: int, how: Segmentation)
     }
 
 
-def _checkpoint(
-    weights: str, tables: list[str], data: list[Pairs], how: Segmentation, **run: object
+def run_checkpoint(
+    weights: str, tables: list[str], data: list[Pairs], how: Section, **run: object
 ) -> Checkpoint:
     """checkpoint.pt beside `weights`, for this run, its settings, tables and loaded pixels."""
     pixels = hashlib.sha256()
