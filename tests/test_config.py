@@ -56,6 +56,8 @@ def test_paper_config_is_valid_with_a_busi_path(default: dict, busi_sample: Path
         ({"lora": {"ranks": [0]}}, "lora.ranks", "chooses among the LoRA ranks above 0"),
         ({"synthesis": {"rank": 8}}, "synthesis.rank", "8 is not in lora.ranks"),
         ({"dataset": "stu"}, "dataset", "has no class labels"),
+        ({"multitask": {"modes": ["mt-l0.50"]}}, "multitask.modes", "without trailing zeros"),
+        ({"multitask": {"backbones": ["unet"]}}, "multitask.backbones.0", "is not one of"),
         ({"classifier": {"external": ["stu"]}}, "classifier.external", "has no class labels"),
         ({"datasets": {"busi": {"path": "/no/such/dir"}}, "dataset": "busi"},
          "datasets.busi.path", "does not exist"),

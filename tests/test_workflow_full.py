@@ -24,7 +24,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 CELL = "results/cells/table1/squeezenet1_1/bright/100.json"
 
 
-GPU_RULES = ("train_lora", "synthesize", "train_classifier", "train_segmenter", "score_segmenter")
+GPU_RULES = (
+    "train_lora",
+    "synthesize",
+    "train_classifier",
+    "train_segmenter",
+    "score_segmenter",
+    "train_multitask",
+)
 CLUSTER_RULES = (*GPU_RULES, "curate", "quality")
 DATA_AND_LORA = (
     "fetch_dataset",
