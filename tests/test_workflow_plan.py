@@ -49,6 +49,20 @@ def test_rank_0_adds_the_base_models_sets_and_classifiers_without_a_lora(tmp_pat
     assert "build_tiny_sd" not in jobs  # the default generator is shipped in resources/
 
 
+def test_fig2_chooses_among_the_chosen_ranks_classifiers_not_the_base_models(
+    tmp_path: Path,
+) -> None:
+    """Table 2 has no r0 rows, so Fig. 2's candidates are rank 2's sets only (one per setting)."""
+    figure = "results/figures/fig2_phantom_gradcam_squeezenet1_1_fold0.png"
+    run = snakemake(tmp_path, figure, case="fixed-rank", extra=("-n",))
+    assert run.returncode == 0, run.stderr
+    job = run.stdout.split("rule figure_2:")[1].split("output:")[0]
+    weights = [w for w in job.split("input:")[1].split(", ") if w.strip().endswith(".safetensors")]
+    augmented = [w for w in weights if "/real/" not in w]
+    assert len(augmented) == 2 * 2  # adjectives x ratios
+    assert all("/r2-" in w for w in augmented), augmented
+
+
 def test_the_paper_grid_plans_every_cell(tmp_path: Path) -> None:
     """5 folds x 3 ranks x 10 adjectives x 3 ratios x 3 models (a fixed rank shows it all)."""
     paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())

@@ -36,7 +36,7 @@ FOLDS = range(config["folds"]["k"])
 BASE_MODEL = (
     paths.TINY_SD
     if config["diffusion"]["base_model"] == "tiny"
-    else base_model_location(config["diffusion"]["base_model"], Path(workflow.basedir).parent)
+    else base_model_location(config["diffusion"]["base_model"], Path(workflow.basedir))
 )
 LORA_RANKS = [r for r in LORA["ranks"] if r > 0]  # trained; rank 0 is the base model without LoRA
 BASE_ROW = 0 in LORA["ranks"]  # Table 1 then holds the base model's sets as rows r0-...
@@ -181,8 +181,10 @@ def synthetic_evaluations(wildcards):
 
 
 def augmented_trainsets(wildcards):
-    """The augmented training sets of the fold; Fig. 2 shows Table 2's best one."""
-    return [t for t in fold_trainsets(wildcards.dataset, wildcards.fold) if t != "real"]
+    """The fold's augmented training sets of its chosen rank (Table 2 has no base-model rows);
+    Fig. 2 shows Table 2's best one."""
+    rank = fold_rank(wildcards.dataset, wildcards.fold)
+    return [f"r{rank}-{a}-{r}" for a in SYNTH["adjectives"] for r in SYNTH["ratios"]]
 
 
 def augmented_models(wildcards):
@@ -284,14 +286,15 @@ MT = config["multitask"]
 MULTITASK_TABLES = ["multitask_table5", "multitask_per_class"]
 
 
-def combined_parts(wildcards):
-    """The single-task predictions a `combined` mode joins: seg's masks, cls's classes."""
-    seg, cls = parse_mode(wildcards.mode).parts()
-    keys = {"dataset": wildcards.dataset, "fold": wildcards.fold, "backbone": wildcards.backbone}
-    return {
-        "segmentation": paths.MULTITASK_PREDICTIONS.format(mode=seg, **keys),
-        "classification": paths.MULTITASK_PREDICTIONS.format(mode=cls, **keys),
-    }
+def combined_part(task):
+    """The predictions a `combined` mode joins: task 0 seg's masks, task 1 cls's classes."""
+
+    def part(wildcards):
+        mode = parse_mode(wildcards.mode).parts()[task]
+        keys = {"dataset": wildcards.dataset, "fold": wildcards.fold, "backbone": wildcards.backbone}
+        return paths.MULTITASK_PREDICTIONS.format(mode=mode, **keys)
+
+    return part
 
 
 def refined_predictions(wildcards):

@@ -45,7 +45,8 @@ rule train_multitask:
 
 rule combine_single_task:
     input:
-        unpack(combined_parts),
+        segmentation=combined_part(0),
+        classification=combined_part(1),
     output:
         predictions=paths.MULTITASK_PREDICTIONS,
     wildcard_constraints:
