@@ -1,0 +1,1 @@
+"""The mask-conditioned synthesis stage: clinical-prior masks and prompts (seeds 001, 002)."""
