@@ -64,15 +64,13 @@ def adapt_unet(
     unet.train()
 
 
-def training_loss(
-    unet: UNet2DConditionModel,
+def noised_batch(
     scheduler: DDPMScheduler,
     latents: torch.Tensor,
-    text: torch.Tensor,
     generator: torch.Generator,
     noise_offset: float = 0.0,
-) -> torch.Tensor:
-    """Noise-prediction MSE at random timesteps (eq. 1 of the paper).
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(noisy latents, timesteps, target): random timesteps, the noise (or v) to predict.
 
     `noise_offset` adds that much per-image, per-channel constant noise (diffusers'
     `--noise_offset`): without it the noised latent's mean survives even the last timestep, so a
@@ -87,9 +85,20 @@ def training_loss(
     ).to(latents.device)
     noisy = scheduler.add_noise(latents, noise, steps)
     if scheduler.config.prediction_type == "v_prediction":
-        target = scheduler.get_velocity(latents, noise, steps)
-    else:
-        target = noise
+        return noisy, steps, scheduler.get_velocity(latents, noise, steps)
+    return noisy, steps, noise
+
+
+def training_loss(
+    unet: UNet2DConditionModel,
+    scheduler: DDPMScheduler,
+    latents: torch.Tensor,
+    text: torch.Tensor,
+    generator: torch.Generator,
+    noise_offset: float = 0.0,
+) -> torch.Tensor:
+    """Noise-prediction MSE at random timesteps (eq. 1 of the paper; `noised_batch`)."""
+    noisy, steps, target = noised_batch(scheduler, latents, generator, noise_offset)
     prediction = unet(noisy, steps, encoder_hidden_states=text, return_dict=False)[0]
     return F.mse_loss(prediction.float(), target.float())
 
@@ -167,7 +176,7 @@ def resume(checkpoint: Checkpoint, job: Job, progress: Progress) -> None:
     log.info("resumed from %s (step %d)", checkpoint.path, progress.step)
 
 
-def _epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
+def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
     """The image order of `epoch`, independent of any other random state."""
     return torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, epoch)))
 
@@ -240,7 +249,7 @@ def _fit(job: Job, progress: Progress, *, every: int, checkpoint: Checkpoint) ->
     while progress.step < total:
         epoch, within = divmod(progress.step, per_epoch)
         start = within * run["batch_size"]
-        index = _epoch_order(order_seed, epoch, n)[start : start + run["batch_size"]]
+        index = epoch_order(order_seed, epoch, n)[start : start + run["batch_size"]]
         started = time.perf_counter()
         latents, text = _batch(job, index, progress.generator)
         loss = optimizer_step(
