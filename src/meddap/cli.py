@@ -114,6 +114,66 @@ def _add_pretrain_base(sub: argparse._SubParsersAction) -> None:
     base.set_defaults(func=_pretrain_base)
 
 
+def _pretrain_controlnet(args: argparse.Namespace) -> None:
+    from meddap.masked.pretrain import ControlNetPretrainConfig, pretrain_controlnet
+
+    config = ControlNetPretrainConfig(
+        condition=args.condition,
+        patients=args.patients,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+    )
+    done = pretrain_controlnet(
+        base_model=args.base_model, output=args.output, config=config, command=args.invocation
+    )
+    print(
+        f"wrote {args.output}: {config.condition} ControlNet on {done['images']} lesion images, "
+        f"{config.steps} steps in {done['seconds']:.0f} s ({done['seconds_per_step']:.2f} s/step, "
+        f"final loss {done['loss']:.4f})"
+    )
+
+
+def _add_pretrain_controlnet(sub: argparse._SubParsersAction) -> None:
+    from meddap.masked.pretrain import (
+        BASE_MODEL,
+        CONDITIONS,
+        DEFAULT_OUTPUT,
+        ControlNetPretrainConfig,
+    )
+
+    defaults = ControlNetPretrainConfig()
+    net = sub.add_parser(
+        "pretrain-controlnet",
+        help="pretrain the embedded ControlNet on the phantom corpus's lesions (2 CPU cores)",
+        description=(
+            "Pretrain a ControlNet on the frozen embedded Stable Diffusion, on the lesion "
+            "images of the phantom corpus of pretrain-base with their mask (or edge) "
+            "conditioning images and class prompts. Writes a diffusers ControlNet folder with "
+            "meddap_build.json (command, settings, base model digest, code version, sha256 of "
+            "every file). Deterministic on CPU: the same command rebuilds the same bytes on "
+            "one machine."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    net.add_argument("--base-model", default=BASE_MODEL, help="frozen diffusers folder")
+    net.add_argument("--output", default=DEFAULT_OUTPUT, help="ControlNet folder to write")
+    net.add_argument(
+        "--condition", choices=CONDITIONS, default=defaults.condition, help="conditioning image"
+    )
+    net.add_argument("--steps", type=int, default=defaults.steps, help="training steps")
+    net.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per step")
+    net.add_argument(
+        "--learning-rate", type=float, default=defaults.learning_rate, help="AdamW learning rate"
+    )
+    net.add_argument("--seed", type=int, default=defaults.seed, help="initialisation seed")
+    net.add_argument(
+        "--patients", type=int, default=defaults.patients, help="phantom patients of the corpus"
+    )
+    net.set_defaults(func=_pretrain_controlnet)
+
+
 def _add_slurm_profile(sub: argparse._SubParsersAction) -> None:
     slurm = sub.add_parser(
         "slurm-profile",
@@ -155,6 +215,7 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_audit)
     _add_slurm_profile(sub)
     _add_pretrain_base(sub)
+    _add_pretrain_controlnet(sub)
     return parser
 
 
