@@ -13,14 +13,13 @@ The first epoch warms up and is not counted. On CUDA it also prints the peak GPU
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import torch
 import yaml
+from bench_seg import epoch_seconds  # the sibling benchmark (run as a script from here)
 
 from meddap.common.settings import Multitask
-from meddap.common.training import train_epoch
 from meddap.multitask.losses import MultiTaskLoss
 from meddap.multitask.models import BACKBONES, N_HEADS
 from meddap.multitask.modes import parse_mode
@@ -52,16 +51,7 @@ def seconds_per_epoch(backbone: str, mode: str, size: int, args: argparse.Namesp
     data = _pairs(args.images, size)
     criterion = MultiTaskLoss(parsed.loss_weight, N_HEADS)
     task = MultiTaskTask(data, data, args.how.batch_size, criterion, parsed.oversample)
-    order = torch.Generator().manual_seed(0)
-    train_epoch(net, optimizer, task, order)  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(args.epochs):
-        train_epoch(net, optimizer, task, order)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / args.epochs
+    return epoch_seconds(net, optimizer, task, args.epochs, device)
 
 
 def main() -> None:

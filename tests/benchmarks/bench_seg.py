@@ -39,6 +39,22 @@ def _pairs(n: int, size: int) -> Pairs:
     return Pairs([str(k) for k in range(n)], ["benign"] * n, images, masks)
 
 
+def epoch_seconds(
+    net: torch.nn.Module, optimizer: torch.optim.Optimizer, task, epochs: int, device: torch.device
+) -> float:
+    """Mean seconds of `epochs` training epochs of `task` after one untimed warm-up epoch."""
+    order = torch.Generator().manual_seed(0)
+    train_epoch(net, optimizer, task, order)  # warm-up
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(epochs):
+        train_epoch(net, optimizer, task, order)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / epochs
+
+
 def seconds_per_epoch(model: str, size: int, args: argparse.Namespace, how: Segmentation) -> float:
     """Mean seconds of the timed epochs of `model` at `size` px."""
     device = torch.device(args.device)
@@ -47,16 +63,7 @@ def seconds_per_epoch(model: str, size: int, args: argparse.Namespace, how: Segm
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     data = _pairs(args.images, size)
     task = build_task(model, data, data, how, None, device)
-    order = torch.Generator().manual_seed(0)
-    train_epoch(net, optimizer, task, order)  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(args.epochs):
-        train_epoch(net, optimizer, task, order)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / args.epochs
+    return epoch_seconds(net, optimizer, task, args.epochs, device)
 
 
 def main() -> None:
