@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,14 @@ def test_record_lists_every_file_with_its_sha256(built: Path) -> None:
     assert set(record["corpus"]["classes"]) <= {"benign", "malignant"}
     assert math.isfinite(record["final_loss"]) and record["final_loss"] > 0
     verify_build(built)
+
+
+def test_a_changed_file_names_its_own_rebuild_command(built: Path, tmp_path: Path) -> None:
+    changed = tmp_path / "changed"
+    shutil.copytree(built, changed)
+    (changed / "config.json").write_text("{}")
+    with pytest.raises(MeddapError, match=r"config.json does not have .*rebuild it with `test`"):
+        verify_build(changed)
 
 
 def test_a_rerun_gives_the_same_bytes(built: Path, tmp_path: Path) -> None:

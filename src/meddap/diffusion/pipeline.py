@@ -25,7 +25,8 @@ def verify_build(folder: str | Path) -> None:
     if not record.is_file():
         return
     try:
-        recorded = json.loads(record.read_text())["files"]
+        build = json.loads(record.read_text())
+        recorded, command = build["files"], build["command"]
     except (ValueError, KeyError, TypeError) as err:
         raise MeddapError(f"{record} is not a readable build record ({err!r})") from err
     present = {f.relative_to(folder).as_posix() for f in tree_files(folder)} - {BUILD_RECORD}
@@ -39,8 +40,8 @@ def verify_build(folder: str | Path) -> None:
         else:
             continue
         raise MeddapError(
-            f"base model file {folder / name} {problem} {BUILD_RECORD}; restore the folder "
-            "or rebuild it with `meddap pretrain-base`"
+            f"model file {folder / name} {problem} {BUILD_RECORD}; restore the folder "
+            f"or rebuild it with `{command}`"
         )
 
 
