@@ -26,6 +26,7 @@ from meddap.masked import controlnet as cn
 from meddap.masked.pretrain import (
     BASE_MODEL,
     CONDITIONS,
+    DEFAULT_OUTPUT,
     ControlNetPretrainConfig,
     lesion_set,
     pretrain_controlnet,
@@ -153,3 +154,14 @@ def test_cli_documents_and_runs_pretrain_controlnet(
     with pytest.raises(SystemExit) as done:
         main([*args[:5], "--condition", "text"])
     assert done.value.code == 2
+
+
+def test_shipped_controlnet_verifies_and_was_built_with_the_defaults_on_the_shipped_base() -> None:
+    shipped = Path(__file__).parents[1] / DEFAULT_OUTPUT
+    verify_build(shipped)
+    record = json.loads((shipped / BUILD_RECORD).read_text())
+    assert record["command"].startswith("meddap pretrain-controlnet")
+    assert record["config"] == json.loads(json.dumps(asdict(ControlNetPretrainConfig())))
+    assert record["base_model"]["sha256"] == path_sha256(MODEL)
+    assert sum(len(data) for data in _files(shipped).values()) < 5e6
+    ControlNetModel.from_pretrained(shipped)

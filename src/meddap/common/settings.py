@@ -51,9 +51,12 @@ class Section:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Self:
         """This class's keys of its section of a full (validated) config."""
-        if cls.SECTION not in config:
-            raise MeddapError(f"config key {cls.SECTION} is missing")
-        return cls.from_params(_pick(cls, config[cls.SECTION]))
+        section: Any = config
+        for part in cls.SECTION.split("."):  # nested sections: "segmentation.synthesis"
+            if not isinstance(section, Mapping) or part not in section:
+                raise MeddapError(f"config key {cls.SECTION} is missing")
+            section = section[part]
+        return cls.from_params(_pick(cls, section))
 
     def params(self) -> dict[str, Any]:
         """Plain values, as a rule passes them to its job."""
@@ -208,6 +211,46 @@ class Segmentation(Section):
 
 
 @dataclass(frozen=True)
+class ControlNetTraining(Section):
+    """`segmentation.synthesis.training`: the per-fold ControlNet fine-tuning's optimisation."""
+
+    SECTION = "segmentation.synthesis.training"
+    steps: int
+    batch_size: int
+    learning_rate: float
+    flip: bool
+
+
+@dataclass(frozen=True)
+class ControlNetFit(Section):
+    """`segmentation.synthesis`: what a fold's ControlNet trains on and how (train_controlnet)."""
+
+    SECTION = "segmentation.synthesis"
+    prompts: str
+    training: ControlNetTraining
+
+
+@dataclass(frozen=True)
+class ClinicalPrior(Section):
+    """`segmentation.synthesis.clinical`: elastic deformation of seed 001's ellipse masks."""
+
+    SECTION = "segmentation.synthesis.clinical"
+    sigma: float
+    alpha: float
+
+
+@dataclass(frozen=True)
+class MaskedSynthesis(Section):
+    """`segmentation.synthesis` without its grid axes (settings, ratios): one pair set's making."""
+
+    SECTION = "segmentation.synthesis"
+    pool: int
+    prompts: str
+    clinical: ClinicalPrior
+    sampling: Sampling
+
+
+@dataclass(frozen=True)
 class Multitask(Section):
     """`multitask` without its grid axes (backbones, modes): seed 004's joint model."""
 
@@ -234,6 +277,8 @@ SETTINGS: dict[str, type[Section]] = {
     "classifier": Classifier,
     "segmentation": Segmentation,
     "multitask": Multitask,
+    "controlnet": ControlNetFit,
+    "masked_synthesis": MaskedSynthesis,
 }
 
 

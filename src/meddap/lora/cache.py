@@ -37,6 +37,17 @@ def load_image(path: str, resolution: int) -> torch.Tensor:
 
 
 @torch.no_grad()
+def posterior(vae: Any, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scaled VAE posterior mean and std of images (N, 3, R, R) in [-1, 1], CHUNK at a time."""
+    means, stds = [], []
+    for start in range(0, len(pixels), CHUNK):
+        dist = vae.encode(pixels[start : start + CHUNK].to(vae.device, vae.dtype)).latent_dist
+        means.append(dist.mean.float().cpu())
+        stds.append(dist.std.float().cpu())
+    scale = vae.config.scaling_factor
+    return (torch.cat(means) * scale).contiguous(), (torch.cat(stds) * scale).contiguous()
+
+
 def _encode_images(
     vae: Any, paths: list[str], resolution: int, flip: bool
 ) -> dict[str, torch.Tensor]:
@@ -46,11 +57,10 @@ def _encode_images(
         pixels = torch.stack([load_image(p, resolution) for p in paths[start : start + CHUNK]])
         views = {"latents": pixels, **({"latents_flip": pixels.flip(-1)} if flip else {})}
         for name, x in views.items():
-            dist = vae.encode(x.to(vae.device, vae.dtype)).latent_dist
-            parts.setdefault(name, []).append(dist.mean.float().cpu())
-            parts.setdefault(f"{name}_std", []).append(dist.std.float().cpu())
-    scale = vae.config.scaling_factor
-    return {name: (torch.cat(chunks) * scale).contiguous() for name, chunks in parts.items()}
+            mean, std = posterior(vae, x)
+            parts.setdefault(name, []).append(mean)
+            parts.setdefault(f"{name}_std", []).append(std)
+    return {name: torch.cat(chunks).contiguous() for name, chunks in parts.items()}
 
 
 def encode_fold(

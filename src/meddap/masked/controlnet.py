@@ -27,7 +27,7 @@ from diffusers import (
     StableDiffusionPipeline,
     UNet2DConditionModel,
 )
-from PIL import Image
+from PIL import Image, ImageOps
 from skimage.feature import canny
 from skimage.segmentation import find_boundaries
 from skimage.util import img_as_float32
@@ -73,7 +73,8 @@ def build_controlnet(
 
 
 def _resized(array: np.ndarray, size: int, resample: Image.Resampling) -> np.ndarray:
-    return np.asarray(Image.fromarray(array).resize((size, size), resample))
+    """`array` centre-cropped to a square and resized, as `lora.cache.load_image` fits images."""
+    return np.asarray(ImageOps.fit(Image.fromarray(array), (size, size), resample))
 
 
 def _edges(image: np.ndarray, size: int, edge_detector: EdgeDetector | None) -> np.ndarray:
@@ -246,6 +247,7 @@ def generate(
     seeds: Sequence[int],
     steps: int,
     guidance: float,
+    negative_prompt: str = "",
 ) -> list[np.ndarray]:
     """Grayscale uint8 images of the conditioning images `conds` (B, 3, S, S), one per seed."""
     if not len(prompts) == len(conds) == len(seeds):
@@ -261,6 +263,7 @@ def generate(
         width=size,
         num_inference_steps=steps,
         guidance_scale=guidance,
+        negative_prompt=[negative_prompt] * len(prompts) if negative_prompt else None,
         generator=[torch.Generator("cpu").manual_seed(int(s)) for s in seeds],
         output_type="np",
     )
