@@ -7,6 +7,7 @@ from meddap.common import paths
 from meddap.common.errors import MeddapError
 from meddap.common.settings import job_params
 from meddap.common.trainsets import parse_trainset
+from meddap.seg.names import ratio_token, synthetic_of
 from meddap.data.fingerprint import content_digest
 from meddap.data.registry import is_archive, local_dataset_dir, user_path
 from meddap.common.hashing import tree_files
@@ -226,6 +227,8 @@ def stage_targets():
         *expand(paths.SAMPLES, dataset=DATASET, fold=FOLDS),
         *expand(paths.TABLE, name=["seg_table"] if SEG["models"] else [], ext="md"),
         *expand(paths.TABLE, name=["seg_ablation"] if SEG["ablation"] else [], ext="md"),
+        *expand(paths.TABLE, name=["seg_ratio_table"] if MASKED_SETTINGS else [], ext="md"),
+        *all_masked_quality(None),
         *([paths.SEG_FIGURE.format(dataset=DATASET, fold=0)] if SEG["models"] else []),
         *expand(paths.TABLE, name=MULTITASK_TABLES if MT["backbones"] and MT["modes"] else [], ext="md"),
     ]
@@ -241,7 +244,34 @@ def seg_manifest(wildcards):
     return paths.CURATED.format(dataset=wildcards.dataset)
 
 
-SEG_TRAINSET = r"real|aug-[a-z]+"  # segmenter training sets (meddap.seg.names)
+SEG_TRAINSET = r"real|aug-[a-z]+|[a-z]+-[a-z]+-(1to[1-9]\d*|0to1)"  # meddap.seg.names
+MASKED = SEG["synthesis"]
+MASKED_SETTINGS = MASKED["settings"] if SEG["models"] else []
+SYNTHETIC_TRAINSETS = [f"{s}-{ratio_token(r)}" for s in MASKED_SETTINGS for r in MASKED["ratios"]]
+SEG_TRAINSETS = SEG["trainsets"] + SYNTHETIC_TRAINSETS  # rows of the segmentation table
+
+
+def seg_synthetic(wildcards):
+    """The pair pool a `{setting}-{r}to{s}` training set draws from; none for the others."""
+    wanted = synthetic_of(wildcards.trainset)
+    if wanted is None:
+        return []
+    return paths.MASKED_MANIFEST.format(dataset=wildcards.dataset, fold=wildcards.fold, setting=wanted.setting)
+
+
+def pretrained_controlnet(wildcards):
+    """The configured pretrained ControlNet of the condition (a local folder, a hub id or '')."""
+    return base_model_location(MASKED["controlnet"][wildcards.condition] or "", Path(workflow.basedir))
+
+
+def pretrained_controlnet_files(wildcards):
+    """Every file of a local pretrained ControlNet folder (its recorded inputs)."""
+    folder = pretrained_controlnet(wildcards)
+    return [str(f) for f in tree_files(folder)] if folder and Path(folder).is_dir() else []
+
+
+def all_masked_quality(wildcards):
+    return expand(paths.MASKED_QUALITY, dataset=DATASET, fold=FOLDS, setting=MASKED_SETTINGS)
 
 
 def external_dataset_files(wildcards):
@@ -255,7 +285,7 @@ def seg_cell_metrics(wildcards):
     ablation = SEG["ablation"] if wildcards.trainset == "real" else []  # ablation rows train on real
     grid = {
         "segmentation.models": (wildcards.model, SEG["models"] + ablation),
-        "segmentation.trainsets": (wildcards.trainset, SEG["trainsets"]),
+        "segmentation.trainsets": (wildcards.trainset, SEG_TRAINSETS),
         "segmentation.external": (wildcards.evaluated_on, ["test", *SEG["external"]]),
     }
     check_cell(paths.SEG_CELL.format(**dict(wildcards.items())), grid)
@@ -273,7 +303,13 @@ def figure_segmenters(wildcards):
 
 
 def all_seg_metrics(wildcards):
-    return expand(paths.SEG_METRICS, dataset=DATASET, fold=FOLDS, model=SEG["models"], trainset=SEG["trainsets"])
+    return expand(paths.SEG_METRICS, dataset=DATASET, fold=FOLDS, model=SEG["models"], trainset=SEG_TRAINSETS)
+
+
+def ratio_seg_metrics(wildcards):
+    """The ratio table's runs: each model's real and synthetic training sets in every fold."""
+    trainsets = ["real", *SYNTHETIC_TRAINSETS]
+    return expand(paths.SEG_METRICS, dataset=DATASET, fold=FOLDS, model=SEG["models"], trainset=trainsets)
 
 
 def ablation_seg_metrics(wildcards):

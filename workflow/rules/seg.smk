@@ -7,6 +7,7 @@ localrules:
     segmenter_metrics,
     seg_table,
     seg_ablation,
+    seg_ratio_table,
 
 
 rule train_segmenter:
@@ -15,6 +16,7 @@ rule train_segmenter:
         paths.MASKS,
         manifest=seg_manifest,
         splits=paths.SPLITS,
+        synthetic=seg_synthetic,
     output:
         weights=paths.SEG_WEIGHTS,
         scores=paths.SEG_SCORES,
@@ -118,3 +120,21 @@ rule seg_ablation:
         "../../envs/meddap.yaml"
     script:
         "../scripts/seg_ablation.py"
+
+
+rule seg_ratio_table:
+    input:
+        metrics=ratio_seg_metrics,
+    output:
+        **table_outputs("seg_ratio_table"),
+    params:
+        dataset=DATASET,
+        image_size=SEG["image_size"],
+    resources:
+        **CPU_RESOURCES,
+    log:
+        log_file("seg_ratio_table"),
+    conda:
+        "../../envs/meddap.yaml"
+    script:
+        "../scripts/seg_ratio_table.py"

@@ -4,6 +4,7 @@ One row per model, training set and evaluation set (`test`, the fold's in-domain
 `external:<dataset>`): Dice and IoU in % and HD95 and ASSD in pixels at the evaluated size, each
 the mean ± sample std over folds of the fold's mean over images, with a paired t-test over folds
 against the model's `real` training set. Every row names the metrics.json files it came from.
+`seg_ratio_table` is seed 001's Table 3: Dice per real:synthetic ratio of the synthetic sets.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from meddap.common.atomic import atomic_path, read_json, write_json, write_parqu
 from meddap.common.errors import MeddapError
 from meddap.common.hashing import file_sha256
 from meddap.report.tables import markdown_table, paired_p, summarise
-from meddap.seg.names import DSUNET, supervision_of
+from meddap.seg.names import DSUNET, SyntheticSet, supervision_of, synthetic_of
 
 METRICS = ("dice", "iou", "hd95", "assd")
 PERCENT = ("dice", "iou")
@@ -171,3 +172,117 @@ def _ablation_row(group: pd.DataFrame) -> dict:
         row |= {metric: summary["text"], f"{metric}_mean": summary["mean"]}
         row[f"{metric}_std"] = summary["std"]
     return row | {"sources": ";".join(group.source)}
+
+
+RATIO_CAPTION = (
+    "Segmentation by real:synthetic ratio (seed 001, Table 3): segmenters trained on real images "
+    "plus mask- or edge-conditioned synthetic sets (setting = condition-source; ratio = "
+    "real:synthetic, 0:1 synthetic only; '-' 1:0 = real only). Dice in % at {size} px, mean ± "
+    "sample std over folds of each fold's mean over images, on the validation split (val_dice), "
+    "the in-domain test split (test) and external sets (zero-shot). '(val pick)' marks the ratio "
+    "each model and setting would pick by mean validation Dice (ties: fewer synthetic images), a "
+    "validation pick, not a test-set pick. HD95, ASSD and IoU are not shown. Source files are "
+    "listed in the CSV/Parquet."
+)
+
+
+def seg_ratio_table(
+    *, metrics: list[str], parquet: str, csv: str, markdown: str, dataset: str, image_size: int
+) -> None:
+    """Job: seed 001's Table 3, Dice per model x synthetic setting x real:synthetic ratio."""
+    runs = _ratio_runs(metrics)
+    evaluations = ["test", *sorted(set(runs.evaluated_on) - {"test"})]
+    keys = ["model", "_real", "setting", "_share"]
+    rows = [_ratio_row(group, evaluations) for _, group in runs.groupby(keys)]
+    frame = _mark_val_picks(pd.DataFrame(rows)).assign(dataset=dataset, image_size=image_size)
+    shown = frame[["model", "setting", "ratio", "n_folds", "val_dice", *evaluations]].copy()
+    shown["ratio"] = shown.ratio.where(~frame.chosen_on_val, shown.ratio + " (val pick)")
+    write_parquet(frame, parquet)
+    with atomic_path(csv) as tmp:
+        frame.to_csv(tmp, index=False)
+    with atomic_path(markdown) as tmp:
+        caption = RATIO_CAPTION.format(size=image_size)
+        tmp.write_text(f"{caption}\n\n{markdown_table(shown)}\n")
+
+
+def _ratio_runs(metrics: list[str]) -> pd.DataFrame:
+    """`_runs`' Dice rows of the real and ratio training sets, with setting, ratio and val Dice."""
+    runs = _runs(metrics, ("dice",))
+    parsed = runs.trainset.map(_synthetic_or_none)
+    if not parsed.notna().any():
+        raise MeddapError(
+            f"none of the {len(metrics)} metrics.json inputs (e.g. {metrics[0]}) has a synthetic "
+            "training set named {mask|edge}-{real|clinical}-{1to<k>|0to1}"
+        )
+    real = runs.trainset == "real"
+    runs, parsed = runs[real | parsed.notna()], parsed[real | parsed.notna()]
+    setting = parsed.map(lambda m: m.setting if m else "-")
+    ratio = parsed.map(lambda m: m.ratio if m else "1:0")
+    share = parsed.map(_synthetic_share)
+    val = _val_dice(sorted(set(runs.source)))
+    return runs.assign(setting=setting, ratio=ratio, _share=share, val_dice=runs.source.map(val))
+
+
+def _synthetic_or_none(trainset: str) -> SyntheticSet | None:
+    """The synthetic set a trainset names, None for the others (`aug-*`, real)."""
+    try:
+        return synthetic_of(trainset)
+    except MeddapError:  # a {condition}-{source} pair that is no setting (e.g. edge-clinical)
+        return None
+
+
+def _synthetic_share(wanted: SyntheticSet | None) -> float:
+    """Synthetic images per real image: 0 for `real`, infinite for synthetic only (0:1)."""
+    if wanted is None:
+        return 0.0
+    return float("inf") if wanted.real == 0 else float(wanted.synthetic)
+
+
+def _val_dice(paths: list[str]) -> dict[str, float]:
+    """The validation split's mean Dice of each segmenter metrics.json (NaN where null)."""
+    values = {}
+    for path in paths:
+        try:
+            mean = read_json(path)["val"]["dice"]["mean"]
+        except (KeyError, TypeError) as err:
+            raise MeddapError(f"{path} lacks the key {err} of a segmenter metrics.json") from None
+        values[path] = float("nan") if mean is None else float(mean)
+    return values
+
+
+def _ratio_row(group: pd.DataFrame, evaluations: list[str]) -> dict:
+    """One model x setting x ratio: val Dice and each evaluation set's Dice over folds."""
+    test = group[group.evaluated_on == "test"]
+    first = test.iloc[0]
+    row = {"model": first.model, "trainset": first.trainset, "setting": first.setting}
+    row |= {"ratio": first.ratio, "_share": first["_share"], "n_folds": len(test)}
+    row["folds"] = ";".join(map(str, test.fold))
+    for name, values in [("val_dice", test.val_dice), *_dice_by_set(group, evaluations)]:
+        summary = _summary(values.dropna())
+        row |= {name: summary["text"], f"{name}_mean": summary["mean"]}
+        row[f"{name}_std"] = summary["std"]
+    return row | {"sources": ";".join(test.source)}
+
+
+def _dice_by_set(group: pd.DataFrame, evaluations: list[str]) -> list[tuple[str, pd.Series]]:
+    """(evaluation set, per-fold Dice) of each evaluation set, empty where the group lacks it."""
+    return [(name, group.dice[group.evaluated_on == name]) for name in evaluations]
+
+
+def _summary(values: pd.Series) -> dict:
+    """`summarise` in %, or NaN and "n/a" when no fold has a value."""
+    if values.empty:
+        return {"mean": float("nan"), "std": float("nan"), "text": "n/a"}
+    return summarise(values, percent=True)
+
+
+def _mark_val_picks(frame: pd.DataFrame) -> pd.DataFrame:
+    """`chosen_on_val`: per model and setting, the ratio of highest mean val Dice (ties: the
+    smaller synthetic share); never a real row. Drops the helper `_share` column."""
+    chosen = pd.Series(False, index=frame.index)
+    synthetic = frame[frame.setting != "-"].dropna(subset=["val_dice_mean"])
+    for _, group in synthetic.groupby(["model", "setting"]):
+        best = group.val_dice_mean.max()
+        tied = group[group.val_dice_mean >= best - 1e-12]
+        chosen[tied["_share"].idxmin()] = True
+    return frame.assign(chosen_on_val=chosen).drop(columns="_share")

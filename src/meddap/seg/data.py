@@ -19,6 +19,7 @@ from PIL import Image
 from meddap.common.errors import MeddapError
 from meddap.common.images import load_gray
 from meddap.common.splits import read_table, split_rows
+from meddap.seg.names import synthetic_of
 
 MASK_THRESHOLD = 127
 CLASS_CHOICES = ("lesions", "all")
@@ -83,3 +84,38 @@ def external_rows(paths: Sequence[str], classes: str) -> dict[str, pd.DataFrame]
         ordered = table.assign(id=table["id"].astype(str)).sort_values("id", kind="stable")
         named[name] = select_classes(ordered[list(COLUMNS)], classes, path)
     return named
+
+
+def concat_pairs(parts: Sequence[Pairs]) -> Pairs:
+    """The pairs of `parts`, in order, as one set."""
+    return Pairs(
+        [i for p in parts for i in p.ids],
+        [x for p in parts for x in p.labels],
+        torch.cat([p.images for p in parts]),
+        torch.cat([p.masks for p in parts]),
+    )
+
+
+def synthetic_rows(path: str, fold: int, trainset: str, n_train: int) -> pd.DataFrame:
+    """The synthetic pairs a training set `{setting}-{r}to{s}` adds: the pool's first s x n_train.
+
+    The pool at `path` must be the fold's and the setting's, and hold that many pairs in order.
+    """
+    wanted = synthetic_of(trainset)
+    if wanted is None:
+        raise MeddapError(f"trainset {trainset!r} takes no synthetic pairs, got {path}")
+    table = read_table(path, [*COLUMNS, "index", "fold", "setting"])
+    for key, expected in (("fold", fold), ("setting", wanted.setting)):
+        if set(table[key]) != {expected}:
+            raise MeddapError(
+                f"{path} holds {key} {sorted(set(table[key]))} but trainset {trainset} of fold "
+                f"{fold} needs {expected!r}"
+            )
+    size = wanted.synthetic * n_train
+    ordered = table.sort_values("index", kind="stable").reset_index(drop=True)
+    if len(ordered) < size or list(ordered["index"][:size]) != list(range(size)):
+        raise MeddapError(
+            f"{path} holds {len(ordered)} pairs but trainset {trainset} needs the first {size} "
+            f"({wanted.synthetic} per real train image): raise segmentation.synthesis.pool"
+        )
+    return ordered.head(size)[list(COLUMNS)]

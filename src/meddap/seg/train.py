@@ -21,6 +21,7 @@ import torch
 
 from meddap.common.atomic import write_json, write_parquet
 from meddap.common.checkpoint import Checkpoint, fingerprint
+from meddap.common.errors import MeddapError
 from meddap.common.hashing import file_sha256
 from meddap.common.runtime import deterministic, resolve_device, resolve_precision
 from meddap.common.seeds import derive_seed
@@ -28,10 +29,17 @@ from meddap.common.settings import Section, Segmentation
 from meddap.common.training import Fit, fit
 from meddap.common.weights import write_weights
 from meddap.seg.augment import augmenter
-from meddap.seg.data import MASK_THRESHOLD, Pairs, fold_rows, load_pairs
+from meddap.seg.data import (
+    MASK_THRESHOLD,
+    Pairs,
+    concat_pairs,
+    fold_rows,
+    load_pairs,
+    synthetic_rows,
+)
 from meddap.seg.evaluate import scored
 from meddap.seg.models import build_segmenter, predict_logits
-from meddap.seg.names import network_of
+from meddap.seg.names import network_of, synthetic_of
 from meddap.seg.tasks import build_task
 
 log = logging.getLogger(__name__)
@@ -50,20 +58,26 @@ def train_segmenter(
     trainset: str,
     segmentation: Segmentation,
     seed: int,
+    synthetic: str | list[str] = (),
 ) -> None:
-    """Job: train `model` on `trainset` of fold `fold`; write weights, val/test scores, the run."""
+    """Job: train `model` on `trainset` of fold `fold`; write weights, val/test scores, the run.
+
+    `synthetic`: the pool manifest of a `{setting}-{r}to{s}` training set, else empty.
+    """
     how = segmentation
     device = resolve_device(how.device, "segmentation.device")
     precision = resolve_precision(how.mixed_precision, "segmentation.mixed_precision", device)
     rows = {s: fold_rows(manifest, splits, fold, s, how.classes) for s in ("train", "val", "test")}
     train, val = load_pairs(rows["train"], how.image_size), load_pairs(rows["val"], how.image_size)
+    train, n_real = _with_synthetic(train, synthetic, fold, trainset, how.image_size)
     job_seed = derive_seed(seed, "segmenter", fold, network_of(model))
     torch.manual_seed(job_seed)
     net = build_segmenter(model, how.channels).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=how.learning_rate)
     log.info("%s on %s: %d train, %d val images", model, trainset, len(train), len(val))
     run = {"model": model, "trainset": trainset, "fold": fold, "seed": seed}
-    checkpoint = run_checkpoint(weights, [manifest, splits], [train, val], how, **run)
+    tables = [manifest, splits, *([synthetic] if isinstance(synthetic, str) else synthetic)]
+    checkpoint = run_checkpoint(weights, tables, [train, val], how, **run)
     transform = augmenter(trainset, how.augment_probability)
     task = build_task(model, train, val, how, transform, device)
     fitted = {"epochs": how.epochs, "seed": job_seed, "precision": precision}
@@ -75,8 +89,23 @@ def train_segmenter(
     table = pd.concat([scored("val", val, best.outputs), scored("test", test, predicted)])
     _save_weights(best, weights, model, how)
     write_parquet(table.reset_index(drop=True), scores)
-    write_json(_summary(best, model, trainset, fold, how) | {"n_train": len(train)}, fit_record)
+    counts = {"n_train": len(train), "n_real": n_real, "n_synthetic": len(train) - n_real}
+    write_json(_summary(best, model, trainset, fold, how) | counts, fit_record)
     checkpoint.remove()
+
+
+def _with_synthetic(
+    real: Pairs, synthetic: str | list[str], fold: int, trainset: str, size: int
+) -> tuple[Pairs, int]:
+    """The training pairs of `trainset` (real, real + synthetic, or synthetic only); n real."""
+    wanted = synthetic_of(trainset)
+    if wanted is None:
+        return real, len(real)
+    paths = [synthetic] if isinstance(synthetic, str) else list(synthetic)
+    if len(paths) != 1:
+        raise MeddapError(f"trainset {trainset} needs one synthetic pool manifest, got {paths}")
+    pairs = load_pairs(synthetic_rows(paths[0], fold, trainset, len(real)), size)
+    return (concat_pairs([real, pairs]), len(real)) if wanted.real else (pairs, 0)
 
 
 def _summary(best: Fit, model: str, trainset: str, fold: int, how: Segmentation) -> dict:

@@ -110,7 +110,7 @@ def image_name(index: int) -> str:
     return f"{index:06d}.png"
 
 
-def _pending_batches(rows: pd.DataFrame, partial: Path, batch_size: int) -> list[pd.DataFrame]:
+def pending_batches(rows: pd.DataFrame, partial: Path, batch_size: int) -> list[pd.DataFrame]:
     """Fixed batches of `batch_size` rows whose images are not all in `partial` yet (resume).
 
     Files of a killed writer (temporary names) are removed first.
@@ -156,7 +156,7 @@ def synthesize(
     rows = plan(train_labels(manifest, splits, fold), synthesis.pool, seed, fold, rank, adjective)
     partial = Path(images).with_name(".images.partial")
     partial.mkdir(parents=True, exist_ok=True)
-    pending = _pending_batches(rows, partial, how.batch_size)
+    pending = pending_batches(rows, partial, how.batch_size)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     pipe = load_generator(base_model, lora, how.scheduler, device)
     started = time.perf_counter()
@@ -166,7 +166,7 @@ def synthesize(
     seconds = max(time.perf_counter() - started, 1e-9)
     done = sum(len(b) for b in pending)
     log.info("generated %d images in %.1f s (%.2f images/s)", done, seconds, done / seconds)
-    _publish(partial, Path(images))
+    publish(partial, Path(images))
     table = rows.assign(
         id=[f"syn-f{fold}-r{rank}-{adjective}-{i:06d}" for i in rows["index"]],
         image_path=[str(Path(images).resolve() / image_name(i)) for i in rows["index"]],
@@ -179,7 +179,7 @@ def synthesize(
     write_parquet(table, synth_manifest)
 
 
-def _publish(partial: Path, images: Path) -> None:
+def publish(partial: Path, images: Path) -> None:
     """Move the completed partial folder to `images` in one rename."""
     with atomic_dir(images) as tmp:
         tmp.rmdir()

@@ -173,11 +173,18 @@ def quality_job(
     """Job: FID/KID (Inception and in-domain) and diversity of a synthetic set; write JSON."""
     real = _train_paths(manifest, splits, fold)
     fake = _synthetic_paths(synth_manifest, fold)
+    write_json(set_quality(real, fake, real_model, fold, quality, seed), record)
+
+
+def set_quality(
+    real: list[str], fake: list[str], real_model: str, fold: int, quality: Quality, seed: int
+) -> dict:
+    """FID/KID (Inception and in-domain) and diversity of images `fake` against `real`."""
     name, size = quality.feature_model, quality.image_size
     fake_pixels = load_images(fake, size)
     model = load_classifier(name, real_model)
     configured = quality.inception_weights
-    result = {
+    return {
         "fold": fold,
         "n_real": len(real),
         "n_fake": len(fake),
@@ -190,7 +197,6 @@ def quality_job(
         **_in_domain(model, name, load_images(real, size), fake_pixels, seed, fold),
         **_diversity(fake_pixels[:, 0].numpy(), quality.diversity_pairs, seed, fold),
     }
-    write_json(result, record)
 
 
 def _device() -> torch.device:

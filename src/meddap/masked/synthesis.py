@@ -1,0 +1,209 @@
+"""Mask-conditioned synthesis per (fold, setting): one nested pool of image-mask pairs.
+
+A setting is `{condition}-{source}` (`meddap.seg.names`). The pool holds `pool` x n images for
+the fold's n train lesions, in an order whose prefixes are the ratios (1:k = the first k x n):
+
+- `real` masks: image i conditions on train lesion i mod n (sorted by id), its parent, with the
+  parent's label and prompt, so every prefix of k x n holds each mask k times (seed 002's
+  variants, pixel-aligned with the parent's centre crop);
+- `clinical` masks: labels follow the train split's class mix in every prefix; each mask is a
+  seed-001 ellipse (`meddap.masked.clinical`) of a size bin drawn uniformly (bins are terciles of
+  the fold's measured lesions, so this draws from their size distribution), and the prompt is
+  that of a train lesion of the class drawn at random (`attributes_from`).
+
+Every image has its own seed. Masks and conditioning images are written at once, images one
+batch at a time in hidden partial folders, so a killed job resumes at its first missing batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from meddap.common.atomic import write_parquet, write_png
+from meddap.common.errors import MeddapError
+from meddap.common.hashing import path_sha256
+from meddap.common.seeds import derive_seed
+from meddap.common.settings import MaskedSynthesis
+from meddap.masked.clinical import SIZES, clinical_mask, lesion_sizes
+from meddap.masked.controlnet import conditioning_image
+from meddap.masked.finetune import prompts_of, read_pair, train_lesions
+from meddap.seg.names import check_setting
+from meddap.synth.generate import class_sequence, image_name, pending_batches, publish
+
+log = logging.getLogger(__name__)
+FOLDERS = ("images", "masks", "conditions")
+
+
+def _real_plan(rows: pd.DataFrame, prompts: list[str], total: int) -> pd.DataFrame:
+    """Rows of a real-mask pool: parent i mod n, its label and prompt."""
+    parent = np.arange(total) % len(rows)
+    return pd.DataFrame(
+        {
+            "label": rows["label"].to_numpy()[parent],
+            "prompt": np.asarray(prompts)[parent],
+            "parent_id": rows["id"].to_numpy()[parent],
+            "variant": np.arange(total) // len(rows),
+        }
+    )
+
+
+def _clinical_plan(rows: pd.DataFrame, prompts: list[str], total: int, seed: int) -> pd.DataFrame:
+    """Rows of a clinical-mask pool: class mix of the train split, a size bin, a prompt donor."""
+    labels = class_sequence(rows["label"].value_counts().to_dict(), total)
+    sizes, donors = [], []
+    for i, label in enumerate(labels):
+        rng = np.random.default_rng(derive_seed(seed, "clinical-plan", i))
+        sizes.append(SIZES[rng.integers(len(SIZES))])
+        donors.append(rng.choice(np.flatnonzero(rows["label"].to_numpy() == label)))
+    return pd.DataFrame(
+        {
+            "label": labels,
+            "prompt": np.asarray(prompts)[donors],
+            "parent_id": None,
+            "size": sizes,
+            "attributes_from": rows["id"].to_numpy()[donors],
+        }
+    )
+
+
+def plan(
+    rows: pd.DataFrame, prompts: list[str], setting: str, pool: int, fold: int, seed: int
+) -> pd.DataFrame:
+    """One row per pair of the setting's pool: index, label, prompt, mask source, parent, seed."""
+    if pool < 1:
+        raise MeddapError(f"config key segmentation.synthesis.pool must be at least 1, got {pool}")
+    _, source = check_setting(setting)
+    total, base = pool * len(rows), derive_seed(seed, "masked", fold, setting)
+    table = (
+        _real_plan(rows, prompts, total)
+        if source == "real"
+        else _clinical_plan(rows, prompts, total, base)
+    )
+    seeds = [derive_seed(base, i) for i in range(total)]
+    return table.assign(index=range(total), mask_source=source, seed=seeds)
+
+
+def _conditions(
+    plan_rows: pd.DataFrame, rows: pd.DataFrame, condition: str, size: int, how: MaskedSynthesis
+) -> tuple[list[np.ndarray], torch.Tensor]:
+    """Per plan row, its lesion mask (bool, size x size) and conditioning image (3, size, size).
+
+    Real masks are cropped and resized with their parent image (`conditioning_image`), so an
+    edge condition shows the parent's own edges; clinical masks are drawn at `size`.
+    """
+    pairs = {row.id: read_pair(row) for row in rows.itertuples()}
+    if plan_rows["mask_source"].iloc[0] == "real":
+        parents = [pairs[p] for p in plan_rows["parent_id"]]
+        masks = [conditioning_image(m, None, "mask", size)[0].numpy() > 0 for _, m in parents]
+        conds = [conditioning_image(m, im, condition, size) for im, m in parents]
+        return masks, torch.stack(conds)
+    measured = [conditioning_image(m, None, "mask", size)[0].numpy() for _, m in pairs.values()]
+    sizes, prior = lesion_sizes(measured), how.clinical
+    masks = [
+        clinical_mask(r.label, r.size, (size, size), sizes, prior.sigma, prior.alpha, r.seed)
+        for r in plan_rows.itertuples()
+    ]
+    return masks, torch.stack([conditioning_image(m, None, condition, size) for m in masks])
+
+
+def _write_pairs(
+    masks: list[np.ndarray], conds: torch.Tensor, indices: pd.Series, image_size: int, out: dict
+) -> None:
+    """Each mask at `image_size` (nearest, 0/255) and each conditioning image as RGB PNGs."""
+    for index, mask, cond in zip(indices, masks, conds, strict=True):
+        lesion = Image.fromarray(mask.astype(np.uint8) * 255)
+        resized = lesion.resize((image_size, image_size), Image.Resampling.NEAREST)
+        write_png(np.asarray(resized), out["masks"] / image_name(index))
+        rgb = (cond.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+        write_png(rgb, out["conditions"] / image_name(index))
+
+
+def _pipeline(base_model: str, controlnet: str, scheduler: str):  # noqa: ANN202
+    """The base model with the fold's ControlNet and the configured scheduler."""
+    from diffusers import ControlNetModel
+
+    from meddap.masked.controlnet import controlnet_pipeline
+    from meddap.synth.generate import load_generator
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.float16 if device == "cuda" else torch.float32
+    pipe = load_generator(base_model, None, scheduler, device)
+    return controlnet_pipeline(pipe, ControlNetModel.from_pretrained(controlnet, torch_dtype=dtype))
+
+
+def synthesize_masked(
+    *,
+    base_model: str,
+    controlnet: str,
+    manifest: str,
+    splits: str,
+    attributes: str,
+    images: str,
+    masks: str,
+    conditions: str,
+    synth_manifest: str,
+    fold: int,
+    setting: str,
+    masked_synthesis: MaskedSynthesis,
+    seed: int,
+) -> None:
+    """Job: the setting's pool of image-mask pairs for fold `fold`, and its manifest."""
+    from meddap.masked.controlnet import generate
+
+    how, sampling = masked_synthesis, masked_synthesis.sampling
+    condition, _ = check_setting(setting)
+    rows = train_lesions(manifest, splits, fold)
+    prompts = prompts_of(rows, attributes, how.prompts)
+    table = plan(rows, prompts, setting, how.pool, fold, seed)
+    out = {
+        name: Path(path) for name, path in zip(FOLDERS, (images, masks, conditions), strict=True)
+    }
+    partial = {name: p.with_name(f".{name}.partial") for name, p in out.items()}
+    for folder in partial.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    drawn, conds = _conditions(table, rows, condition, sampling.resolution, how)
+    _write_pairs(drawn, conds, table["index"], sampling.image_size, partial)
+    pending = pending_batches(table, partial["images"], sampling.batch_size)
+    pipe = _pipeline(base_model, controlnet, sampling.scheduler)
+    started = time.perf_counter()
+    for batch in tqdm(pending, desc=f"fold{fold} {setting}", unit="batch"):
+        rendered = generate(
+            pipe,
+            list(batch["prompt"]),
+            conds[batch["index"].to_numpy()],
+            list(batch["seed"]),
+            sampling.steps,
+            sampling.guidance_scale,
+            sampling.negative_prompt,
+        )
+        for index, image in zip(batch["index"], rendered, strict=True):
+            resized = Image.fromarray(image).resize((sampling.image_size,) * 2, Image.BICUBIC)
+            write_png(np.asarray(resized), partial["images"] / image_name(index))
+    done = sum(len(b) for b in pending)
+    seconds = max(time.perf_counter() - started, 1e-9)
+    log.info("generated %d pairs in %.1f s (%.2f images/s)", done, seconds, done / seconds)
+    for name in FOLDERS:
+        publish(partial[name], out[name])
+    write_parquet(_manifest(table, out, fold, setting, controlnet), synth_manifest)
+
+
+def _manifest(
+    table: pd.DataFrame, out: dict[str, Path], fold: int, setting: str, controlnet: str
+) -> pd.DataFrame:
+    """The pool's manifest: the plan plus ids, file paths and what made it."""
+    names = [image_name(i) for i in table["index"]]
+    files = {
+        f"{key}_path": [str(out[folder].resolve() / n) for n in names]
+        for key, folder in (("image", "images"), ("mask", "masks"), ("condition", "conditions"))
+    }
+    ids = [f"syn-f{fold}-{setting}-{i:06d}" for i in table["index"]]
+    extra = {"fold": fold, "setting": setting, "controlnet_sha256": path_sha256(Path(controlnet))}
+    return table.assign(id=ids, **files, **extra)

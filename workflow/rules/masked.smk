@@ -1,0 +1,123 @@
+# Mask-conditioned synthesis (seeds 001, 002): per fold the train lesions' prompt attributes and
+# a fine-tuned ControlNet per condition; per (fold, setting) one nested pool of image-mask pairs
+# and its quality with mask fidelity. Segmenters train on its prefixes (seg.smk).
+
+
+rule lesion_attributes:
+    input:
+        dataset_files,
+        paths.MASKS,
+        manifest=paths.CURATED,
+        splits=paths.SPLITS,
+    output:
+        table=paths.ATTRIBUTES,
+    params:
+        fold=lambda wc: int(wc.fold),
+    resources:
+        **CPU_RESOURCES,
+    log:
+        log_file("lesion_attributes", "{dataset}/fold{fold}"),
+    conda:
+        "../../envs/meddap.yaml"
+    script:
+        "../scripts/lesion_attributes.py"
+
+
+rule train_controlnet:
+    input:
+        base_model_files,
+        pretrained_controlnet_files,
+        dataset_files,
+        paths.MASKS,
+        manifest=paths.CURATED,
+        splits=paths.SPLITS,
+        attributes=paths.ATTRIBUTES,
+    output:
+        model=directory(paths.CONTROLNET_MODEL),
+        train_log=paths.CONTROLNET_LOG,
+    params:
+        base_model=BASE_MODEL,
+        fold=lambda wc: int(wc.fold),
+        condition="{condition}",
+        pretrained=pretrained_controlnet,
+        controlnet=SETTINGS["controlnet"],
+        seed=config["seed"],
+    wildcard_constraints:
+        condition=r"mask|edge",
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=MASKED["resources"]["mem_mb"],
+        runtime=MASKED["resources"]["runtime"],
+    log:
+        log_file("train_controlnet", "{dataset}/fold{fold}/{condition}"),
+    conda:
+        "../../envs/meddap.yaml"
+    script:
+        "../scripts/train_controlnet.py"
+
+
+rule synthesize_masked:
+    input:
+        base_model_files,
+        dataset_files,
+        paths.MASKS,
+        manifest=paths.CURATED,
+        splits=paths.SPLITS,
+        attributes=paths.ATTRIBUTES,
+        controlnet=lambda wc: paths.CONTROLNET_MODEL.format(
+            dataset=wc.dataset, fold=wc.fold, condition=wc.setting.split("-")[0]
+        ),
+    output:
+        images=directory(paths.MASKED_IMAGES),
+        masks=directory(paths.MASKED_MASKS),
+        conditions=directory(paths.MASKED_CONDITIONS),
+        synth_manifest=paths.MASKED_MANIFEST,
+    params:
+        base_model=BASE_MODEL,
+        fold=lambda wc: int(wc.fold),
+        setting="{setting}",
+        masked_synthesis=SETTINGS["masked_synthesis"],
+        seed=config["seed"],
+    wildcard_constraints:
+        setting=r"(mask|edge)-(real|clinical)",
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=MASKED["resources"]["mem_mb"],
+        runtime=MASKED["resources"]["runtime"],
+    log:
+        log_file("synthesize_masked", "{dataset}/fold{fold}/{setting}"),
+    conda:
+        "../../envs/meddap.yaml"
+    script:
+        "../scripts/synthesize_masked.py"
+
+
+rule masked_quality:
+    input:
+        dataset_files,
+        manifest=paths.CURATED,
+        splits=paths.SPLITS,
+        synth_manifest=paths.MASKED_MANIFEST,
+        segmenter=paths.fill(paths.SEG_WEIGHTS, model=MASKED["fidelity_model"], trainset="real"),
+        real_model=paths.fill(paths.CLS_WEIGHTS, model=QUALITY["feature_model"], trainset="real"),
+    output:
+        record=paths.MASKED_QUALITY,
+    params:
+        fold=lambda wc: int(wc.fold),
+        fidelity_model=MASKED["fidelity_model"],
+        segmentation=SETTINGS["segmentation"],
+        quality=SETTINGS["quality"],
+        seed=config["seed"],
+    wildcard_constraints:
+        setting=r"(mask|edge)-(real|clinical)",
+    threads: 1
+    resources:
+        **CPU_RESOURCES,
+    log:
+        log_file("masked_quality", "{dataset}/fold{fold}/{setting}"),
+    conda:
+        "../../envs/meddap.yaml"
+    script:
+        "../scripts/masked_quality.py"
