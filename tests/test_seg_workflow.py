@@ -16,7 +16,12 @@ TINY = {
         "phantom": {"phantom": {"patients": 12}},
         "phantom_external": {"phantom": {"patients": 4}},
     },
-    "segmentation": {"epochs": 1, "image_size": 32, "channels": [4, 4, 8, 8, 8]},
+    "segmentation": {
+        "epochs": 1,
+        "image_size": 32,
+        "channels": [4, 4, 8, 8, 8],
+        "synthesis": {"settings": []},  # the synthetic pairs' own test: test_masked_workflow
+    },
 }
 PHANTOM_B = {
     "patients": 4,
@@ -29,8 +34,9 @@ PHANTOM_B = {
 
 def test_the_default_plans_every_fold_model_and_trainset(tmp_path: Path) -> None:
     jobs = planned_jobs(tmp_path, TABLE)
-    runs = 3 * 1 * 3  # folds x unet x sets
+    runs = 3 * 1 * (3 + 2 * 2)  # folds x unet x (real, 2 augmentations, 2 settings x 2 ratios)
     assert jobs["train_segmenter"] == runs and jobs["seg_table"] == 1
+    assert jobs["train_controlnet"] == 3 and jobs["synthesize_masked"] == 3 * 2
     assert jobs["score_segmenter"] == runs and jobs["segmenter_metrics"] == runs  # one external
     assert "train_lora" not in jobs and "train_classifier" not in jobs  # nothing of the others
 
@@ -40,7 +46,9 @@ def test_the_paper_grid_plans_every_model_and_augmentation(tmp_path: Path) -> No
     jobs = planned_jobs(
         tmp_path, TABLE, config={**paper, "synthesis": {**paper["synthesis"], "rank": 4}}
     )
-    assert jobs["train_segmenter"] == 5 * 4 * 10  # folds x models x (real + 9 augmentations)
+    # folds x models x (real + 9 augmentations + 3 settings x 5 ratios)
+    assert jobs["train_segmenter"] == 5 * 4 * (10 + 3 * 5)
+    assert jobs["train_controlnet"] == 5 * 2 and jobs["synthesize_masked"] == 5 * 3
     planned = planned_jobs(tmp_path, ABLATION, config={**paper, "synthesis": {"rank": 4}})
     assert planned["train_segmenter"] == 5 * 5 and planned["seg_ablation"] == 1  # dsunet x real
 
@@ -61,7 +69,7 @@ def test_dsunet_names_plan_the_ablation_and_unknown_ones_stop(tmp_path: Path) ->
     default = planned_jobs(tmp_path, config=ablation)  # the default targets gain only the ablation
     cell = planned_jobs(tmp_path, "results/cells/seg/dsunet-s1/real/test.json", config=ablation)
     assert cell["train_segmenter"] == 3 and cell["seg_cell"] == 1  # an ablation row is a cell too
-    assert default["train_segmenter"] == 3 * (3 + 2) and default["seg_ablation"] == 1
+    assert default["train_segmenter"] == 3 * (3 + 4 + 2) and default["seg_ablation"] == 1
     target = "results/seg/phantom/fold0/dsunet-s5-adv/aug-mirror/metrics.json"
     run = snakemake(tmp_path, target, extra=("-n",))
     assert run.returncode != 0

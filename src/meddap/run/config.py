@@ -13,7 +13,7 @@ from meddap.common.trainsets import parse_trainset
 from meddap.data.layouts import MASKED_LAYOUTS, UNLABELLED_LAYOUTS
 from meddap.data.registry import check_local_path, source_kind
 from meddap.multitask.modes import parse_mode
-from meddap.seg.names import augmentation_of, check_model
+from meddap.seg.names import augmentation_of, check_model, check_setting
 
 SUPPORTED_MODELS = ("densenet121", "resnet34", "squeezenet1_1")  # the schema's model enum
 
@@ -59,12 +59,26 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
     _check_segmentation(config)
     _check_ranks(config["lora"]["ranks"], config["synthesis"]["rank"])
     _check_modes(config["multitask"]["modes"])
+    _check_pairs(config["segmentation"]["synthesis"])
     pool, ratios = config["synthesis"]["pool"], config["synthesis"]["ratios"]
     if max(ratios) > pool:
         raise MeddapError(
             f"config key 'synthesis.ratios': {max(ratios)} exceeds synthesis.pool ({pool}), "
             "the size of each generated set"
         )
+
+
+def _check_pairs(synthesis: dict[str, Any]) -> None:
+    """Each ratio 1:k of `segmentation.synthesis` fits in its pools; each setting has a source."""
+    for setting in synthesis["settings"]:
+        check_setting(setting)
+    pool = synthesis["pool"]
+    for ratio in synthesis["ratios"]:
+        if int(ratio.split(":")[1]) > pool:
+            raise MeddapError(
+                f"config key 'segmentation.synthesis.ratios': {ratio} needs more synthetic pairs "
+                f"per real image than segmentation.synthesis.pool ({pool}) generates"
+            )
 
 
 def _check_modes(modes: list[str]) -> None:
