@@ -259,6 +259,15 @@ def seg_synthetic(wildcards):
     return paths.MASKED_MANIFEST.format(dataset=wildcards.dataset, fold=wildcards.fold, setting=wanted.setting)
 
 
+def seg_synthetic_files(wildcards):
+    """The image and mask folders of that pool: the files the segmenter reads (audited)."""
+    pool = seg_synthetic(wildcards)
+    if not pool:
+        return []
+    keys = {"dataset": wildcards.dataset, "fold": wildcards.fold, "setting": synthetic_of(wildcards.trainset).setting}
+    return [paths.MASKED_IMAGES.format(**keys), paths.MASKED_MASKS.format(**keys)]
+
+
 def pretrained_controlnet(wildcards):
     """The configured pretrained ControlNet of the condition (a local folder, a hub id or '')."""
     return base_model_location(MASKED["controlnet"][wildcards.condition] or "", Path(workflow.basedir))

@@ -97,6 +97,8 @@ rule synthesize_masked:
 rule masked_quality:
     input:
         dataset_files,
+        paths.MASKED_IMAGES,
+        paths.MASKED_MASKS,
         manifest=paths.CURATED,
         splits=paths.SPLITS,
         synth_manifest=paths.MASKED_MANIFEST,

@@ -14,6 +14,7 @@ rule train_segmenter:
     input:
         dataset_files,
         paths.MASKS,
+        seg_synthetic_files,
         manifest=seg_manifest,
         splits=paths.SPLITS,
         synthetic=seg_synthetic,
