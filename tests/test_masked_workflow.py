@@ -13,6 +13,7 @@ from PIL import Image
 from tests.snakemake_runner import planned_jobs, snakemake
 
 TABLE = "results/tables/seg_ratio_table.md"
+FIGURE = "results/figures/clinical_masks_phantom_fold0.png"
 SETTINGS = ["mask-clinical", "mask-real"]
 QUALITY = [f"results/quality/phantom/fold{f}/masked/{s}.json" for f in (0, 1) for s in SETTINGS]
 TINY = {
@@ -40,7 +41,7 @@ TINY = {
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workdir = tmp_path_factory.mktemp("masked")
-    run = snakemake(workdir, TABLE, *QUALITY, config=TINY)
+    run = snakemake(workdir, TABLE, FIGURE, *QUALITY, config=TINY)
     assert run.returncode == 0, run.stderr[-3000:]
     return workdir
 
@@ -75,6 +76,7 @@ def test_quality_has_mask_fidelity_and_segmenters_train_on_the_prefix(ran: Path)
     table = pd.read_parquet(ran / "results/tables/seg_ratio_table.parquet")
     assert list(table["setting"]) == ["-", *SETTINGS]
     assert table["chosen_on_val"].sum() == 2  # the only ratio of each setting
+    assert Image.open(ran / FIGURE).size[0] > 400  # 2 classes x 3 sizes x 2 pairs
 
 
 def test_a_new_ratio_adds_only_its_segmenters_and_a_too_large_one_stops(ran: Path) -> None:

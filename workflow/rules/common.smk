@@ -229,6 +229,7 @@ def stage_targets():
         *expand(paths.TABLE, name=["seg_ablation"] if SEG["ablation"] else [], ext="md"),
         *expand(paths.TABLE, name=["seg_ratio_table"] if MASKED_SETTINGS else [], ext="md"),
         *all_masked_quality(None),
+        *([paths.CLINICAL_FIGURE.format(dataset=DATASET, fold=0)] if "mask-clinical" in MASKED_SETTINGS else []),
         *([paths.SEG_FIGURE.format(dataset=DATASET, fold=0)] if SEG["models"] else []),
         *expand(paths.TABLE, name=MULTITASK_TABLES if MT["backbones"] and MT["modes"] else [], ext="md"),
     ]

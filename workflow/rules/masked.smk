@@ -123,3 +123,22 @@ rule masked_quality:
         "../../envs/meddap.yaml"
     script:
         "../scripts/masked_quality.py"
+
+
+rule clinical_figure:
+    input:
+        paths.fill(paths.MASKED_IMAGES, setting="mask-clinical"),
+        paths.fill(paths.MASKED_MASKS, setting="mask-clinical"),
+        synth_manifest=paths.fill(paths.MASKED_MANIFEST, setting="mask-clinical"),
+    output:
+        figure=report(paths.CLINICAL_FIGURE, caption="../report/clinical_figure.rst", category="Segmentation"),
+    params:
+        per_cell=2,
+    resources:
+        **CPU_RESOURCES,
+    log:
+        log_file("clinical_figure", "{dataset}/fold{fold}"),
+    conda:
+        "../../envs/meddap.yaml"
+    script:
+        "../scripts/clinical_figure.py"

@@ -74,6 +74,7 @@ FIG1A = "results/figures/fig1a_{dataset}_real_only_on_synthetic.png"
 FIG2 = "results/figures/fig2_{dataset}_gradcam_{model}_fold{fold}.png"
 CURATION_FIGURE = "results/figures/curation_{dataset}.png"
 SEG_FIGURE = "results/figures/seg_contours_{dataset}_fold{fold}.png"
+CLINICAL_FIGURE = "results/figures/clinical_masks_{dataset}_fold{fold}.png"
 LEDGER = "results/provenance.{ext}"
 LOGS = "results/logs/{rule}"
 
