@@ -137,7 +137,8 @@ def train_fold_controlnet(
         pipe = load_pipeline(base_model, device=str(device))
         prompts = prompts_of(rows, attributes, controlnet.prompts)
         tensors = _training_tensors(pipe, rows, prompts, condition, how.flip)
-    net = _start(pipe, pretrained, derive_seed(seed, "controlnet", fold, condition)).to(device)
+    job_seed = derive_seed(seed, "controlnet", fold, condition)
+    net = _start(pipe, pretrained, job_seed).to(device)
     losses = train_controlnet(
         pipe,
         net,
@@ -145,7 +146,7 @@ def train_fold_controlnet(
         steps=how.steps,
         batch_size=how.batch_size,
         learning_rate=how.learning_rate,
-        seed=derive_seed(seed, "controlnet", fold, condition),
+        seed=job_seed,
     )
     with atomic_dir(model) as tmp:
         net.save_pretrained(tmp, safe_serialization=True)

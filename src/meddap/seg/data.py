@@ -19,6 +19,7 @@ from PIL import Image
 from meddap.common.errors import MeddapError
 from meddap.common.images import load_gray
 from meddap.common.splits import read_table, split_rows
+from meddap.common.trainsets import synthetic_prefix
 from meddap.seg.names import synthetic_of
 
 MASK_THRESHOLD = 127
@@ -111,11 +112,12 @@ def synthetic_rows(path: str, fold: int, trainset: str, n_train: int) -> pd.Data
                 f"{path} holds {key} {sorted(set(table[key]))} but trainset {trainset} of fold "
                 f"{fold} needs {expected!r}"
             )
-    size = wanted.synthetic * n_train
-    ordered = table.sort_values("index", kind="stable").reset_index(drop=True)
-    if len(ordered) < size or list(ordered["index"][:size]) != list(range(size)):
+    try:  # the classifiers' nested-prefix rule, at 100 k percent of the real train split
+        prefix = synthetic_prefix(table, n_train, 100 * wanted.synthetic)
+    except MeddapError:
         raise MeddapError(
-            f"{path} holds {len(ordered)} pairs but trainset {trainset} needs the first {size} "
-            f"({wanted.synthetic} per real train image): raise segmentation.synthesis.pool"
-        )
-    return ordered.head(size)[list(COLUMNS)]
+            f"{path} holds {len(table)} pairs but trainset {trainset} needs the first "
+            f"{wanted.synthetic * n_train} ({wanted.synthetic} per real train image): raise "
+            "segmentation.synthesis.pool"
+        ) from None
+    return prefix[list(COLUMNS)]
