@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from diffusers import UNet2DConditionModel
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -21,7 +22,7 @@ from meddap.diffusion.pipeline import load_pipeline
 from meddap.diffusion.tiny import build_tiny_sd
 from meddap.lora import train as lora_train
 from meddap.lora.cache import encode_fold, load_cache
-from meddap.lora.params import count_lora_params, lora_params_table
+from meddap.lora.params import FULL, count_lora_params, lora_params_table
 from meddap.lora.train import train_lora
 from meddap.run.jobs import typed_params
 
@@ -197,19 +198,26 @@ def test_outputs_describe_the_run(trained: dict) -> None:
     assert not (Path(trained["weights"]).parent / "checkpoint.pt").exists()
 
 
+def _kill_at(monkeypatch: pytest.MonkeyPatch, n: int) -> list[int]:
+    """Make the `n`-th optimizer step raise KeyboardInterrupt (a killed job); the calls so far."""
+    step = lora_train.optimizer_step
+    calls: list[int] = []
+
+    def dies(*args: Any) -> float:
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt("killed")
+        return step(*args)
+
+    monkeypatch.setattr(lora_train, "optimizer_step", dies)
+    return calls
+
+
 def test_killed_run_resumes_to_the_same_adapter(
     fold0: dict[str, str], trained: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     step = lora_train.optimizer_step
-    calls: list[int] = []
-
-    def dies_at_step_five(*args: Any) -> float:
-        calls.append(1)
-        if len(calls) == 5:
-            raise KeyboardInterrupt("killed")
-        return step(*args)
-
-    monkeypatch.setattr(lora_train, "optimizer_step", dies_at_step_five)
+    calls = _kill_at(monkeypatch, 5)
     with pytest.raises(KeyboardInterrupt):
         _train(fold0, tmp_path)
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 4
@@ -291,3 +299,58 @@ def test_adapt_unet_trains_only_fp32_lora_weights(fold0: dict[str, str]) -> None
     )
     assert {re.search(r"\.(attn\d)\.", n)[1] for n in trainable} == {"attn1", "attn2"}
     assert unet.conv_in.weight.dtype == torch.bfloat16 and unet.is_gradient_checkpointing
+
+
+def _train_full(fold0: dict[str, str], out: Path) -> dict[str, str]:
+    """Full fine-tuning (rank "full") into `out`, the UNet folder at out/unet."""
+    outputs = {
+        "weights": str(out / "unet"),
+        "train_log": str(out / "train_log.csv"),
+        "params_json": str(out / "params.json"),
+    }
+    job = {**JOB, "rank": FULL}
+    lora = Lora.from_config({"lora": {**LORA, "learning_rate": 1e-4}})
+    train_lora(
+        cache=fold0["cache"],
+        splits=fold0["splits"],
+        base_model=fold0["base_model"],
+        **outputs,
+        **job,
+        lora=lora,
+    )
+    return outputs
+
+
+@pytest.fixture(scope="module")
+def full(fold0: dict[str, str]) -> dict[str, str]:
+    return _train_full(fold0, Path(fold0["root"]) / "full-ft")
+
+
+def test_full_finetuning_trains_every_unet_weight(fold0: dict[str, str], full: dict) -> None:
+    base = load_pipeline(fold0["base_model"]).unet
+    tuned = UNet2DConditionModel.from_pretrained(full["weights"])
+    n = sum(p.numel() for p in base.parameters())
+    assert json.loads(Path(full["params_json"]).read_text())["trainable"] == n
+    assert json.loads(Path(full["params_json"]).read_text())["fraction"] == 1.0
+    changed = [k for k, v in tuned.state_dict().items() if not torch.equal(v, base.state_dict()[k])]
+    assert any("attn1" in k for k in changed) and any("resnets" in k for k in changed)
+    assert not (Path(full["weights"]).parent / "checkpoint.pt").exists()
+
+
+def test_killed_full_finetuning_resumes_to_the_same_unet(
+    fold0: dict[str, str], full: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    step = lora_train.optimizer_step
+    _kill_at(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        _train_full(fold0, tmp_path)
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 2
+    monkeypatch.setattr(lora_train, "optimizer_step", step)
+    resumed = _train_full(fold0, tmp_path)
+    name = "diffusion_pytorch_model.safetensors"
+    a, b = load_file(Path(resumed["weights"]) / name), load_file(Path(full["weights"]) / name)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_full_finetuning_counts_the_whole_sd14_unet() -> None:
+    assert count_lora_params(FULL, "attn2")["trainable"] == 859_520_964

@@ -34,7 +34,9 @@ PHANTOM_B = {
 
 def test_the_default_plans_every_fold_model_and_trainset(tmp_path: Path) -> None:
     jobs = planned_jobs(tmp_path, TABLE)
-    runs = 3 * 1 * (3 + 2 * 2)  # folds x unet x (real, 2 augmentations, 2 settings x 2 ratios)
+    # folds x unet x (real, 2 augmentations, 2 settings x 2 ratios, mask-real's 2 ratios x 1
+    # patch-mixing point (lambda 0.5, p 4): mask-clinical has no real parents to mix)
+    runs = 3 * 1 * (3 + 2 * 2 + 2 * 1)
     assert jobs["train_segmenter"] == runs and jobs["seg_table"] == 1
     assert jobs["train_controlnet"] == 3 and jobs["synthesize_masked"] == 3 * 2
     assert jobs["score_segmenter"] == runs and jobs["segmenter_metrics"] == runs  # one external
@@ -46,8 +48,9 @@ def test_the_paper_grid_plans_every_model_and_augmentation(tmp_path: Path) -> No
     jobs = planned_jobs(
         tmp_path, TABLE, config={**paper, "synthesis": {**paper["synthesis"], "rank": 4}}
     )
-    # folds x models x (real + 9 augmentations + 3 settings x 5 ratios)
-    assert jobs["train_segmenter"] == 5 * 4 * (10 + 3 * 5)
+    # folds x models x (real + 9 augmentations + 3 settings x 5 ratios + the 2 real-mask
+    # settings (mask-real, edge-real) x 5 ratios x 3 lambdas x 1 patch grid, mixed)
+    assert jobs["train_segmenter"] == 5 * 4 * (10 + 3 * 5 + 2 * 5 * 3 * 1)
     assert jobs["train_controlnet"] == 5 * 2 and jobs["synthesize_masked"] == 5 * 3
     planned = planned_jobs(tmp_path, ABLATION, config={**paper, "synthesis": {"rank": 4}})
     assert planned["train_segmenter"] == 5 * 5 and planned["seg_ablation"] == 1  # dsunet x real
@@ -69,7 +72,8 @@ def test_dsunet_names_plan_the_ablation_and_unknown_ones_stop(tmp_path: Path) ->
     default = planned_jobs(tmp_path, config=ablation)  # the default targets gain only the ablation
     cell = planned_jobs(tmp_path, "results/cells/seg/dsunet-s1/real/test.json", config=ablation)
     assert cell["train_segmenter"] == 3 and cell["seg_cell"] == 1  # an ablation row is a cell too
-    assert default["train_segmenter"] == 3 * (3 + 4 + 2) and default["seg_ablation"] == 1
+    # folds x (3 trainsets + 4 ratio sets + 2 mixed sets + 2 ablation dsunets on real)
+    assert default["train_segmenter"] == 3 * (3 + 4 + 2 + 2) and default["seg_ablation"] == 1
     target = "results/seg/phantom/fold0/dsunet-s5-adv/aug-mirror/metrics.json"
     run = snakemake(tmp_path, target, extra=("-n",))
     assert run.returncode != 0

@@ -33,20 +33,45 @@ def test_a_table1_cell_plans_only_its_own_jobs(tmp_path: Path) -> None:
 
 def test_the_default_grid_plans_every_fold_and_rank(tmp_path: Path) -> None:
     jobs = planned_jobs(tmp_path)
-    assert jobs["train_lora"] == 3 * 2 and jobs["encode_fold"] == 3
-    assert jobs["select_rank"] == 3 and jobs["synthesize"] == 3 * 2  # 'none' per rank, pre-choice
+    cross = 3  # cross_domain: ranks 2, 4, 8 on phantom_external's fold 0 (and its r0 set)
+    assert jobs["train_lora"] == 3 * 2 + cross and jobs["encode_fold"] == 3 + 1
+    assert jobs["select_rank"] == 3
+    assert jobs["synthesize"] == 3 * 2 + cross + 1  # 'none' per rank, pre-choice
 
 
 def test_rank_0_adds_the_base_models_sets_and_classifiers_without_a_lora(tmp_path: Path) -> None:
     """The default ranks [0, 2, 4] with rank 2 fixed: Table 1 gets r0 rows beside r2's."""
     jobs = planned_jobs(tmp_path, case="fixed-rank")
     folds, adjectives, ratios = 3, 2, 2
-    assert jobs["train_lora"] == folds * 2  # ranks 2 and 4; none for the base model
-    assert jobs["synthesize"] == folds * adjectives * 2  # r0 and r2
-    assert jobs["quality"] == folds * adjectives * 2
-    assert jobs["train_classifier"] == folds * (1 + 2 * adjectives * ratios)
+    cross = 3  # the cross-domain table's LoRAs (ranks 2, 4, 8) on phantom_external's fold 0
+    assert jobs["train_lora"] == folds * 2 + cross  # ranks 2 and 4; none for the base model
+    assert jobs["synthesize"] == folds * adjectives * 2 + cross + 1  # r0 and r2; target r0-r8
+    assert jobs["quality"] == folds * adjectives * 2 + cross + 1
+    assert jobs["train_classifier"] == folds * (1 + 2 * adjectives * ratios) + 1  # target's real
     assert jobs["evaluate_on_synthetic"] == folds * adjectives * 2
     assert "build_tiny_sd" not in jobs  # the default generator is shipped in resources/
+
+
+def test_the_cross_domain_table_plans_only_the_targets_adaptations(tmp_path: Path) -> None:
+    jobs = planned_jobs(tmp_path, "results/tables/cross_domain_table.md")
+    ranks = 3  # cross_domain.ranks [2, 4, 8]; fold 0 of phantom_external only
+    assert jobs == {
+        "fetch_dataset": 1,  # phantom_external: the grid's own dataset is not needed
+        "fingerprint_source": 1,
+        "ingest": 1,
+        "find_duplicates": 1,
+        "curate": 1,
+        "split_folds": 1,
+        "encode_fold": 1,
+        "train_lora": ranks,
+        "finetune_unet": 1,
+        "synthesize": ranks + 1,  # and the base generator's (rank 0, "none")
+        "synthesize_full": 1,
+        "quality": ranks + 1,
+        "quality_full": 1,
+        "train_classifier": 1,  # the target's real-only classifier: the in-domain features
+        "cross_domain_table": 1,
+    }
 
 
 def test_fig2_chooses_among_the_chosen_ranks_classifiers_not_the_base_models(

@@ -7,12 +7,13 @@ from meddap.common import paths
 from meddap.common.errors import MeddapError
 from meddap.common.settings import job_params
 from meddap.common.trainsets import parse_trainset
-from meddap.seg.names import ratio_token, synthetic_of
+from meddap.seg.names import MIXING_SOURCE, check_setting, mixing_token, ratio_token, synthetic_of
 from meddap.data.fingerprint import content_digest
 from meddap.data.registry import is_archive, local_dataset_dir, user_path
 from meddap.common.hashing import tree_files
 from meddap.run.config import base_model_location, check_cell, check_segmenter, check_trainset
 from meddap.multitask.modes import REFINABLE_PATTERN, TRAINED_PATTERN, parse_mode
+from meddap.report.cross_domain import adaptation_rank
 
 
 wildcard_constraints:
@@ -232,6 +233,7 @@ def stage_targets():
         *([paths.CLINICAL_FIGURE.format(dataset=DATASET, fold=0)] if "mask-clinical" in MASKED_SETTINGS else []),
         *([paths.SEG_FIGURE.format(dataset=DATASET, fold=0)] if SEG["models"] else []),
         *expand(paths.TABLE, name=MULTITASK_TABLES if MT["backbones"] and MT["modes"] else [], ext="md"),
+        *expand(paths.TABLE, name=["cross_domain_table"] if CROSS_TARGETS else [], ext="md"),
     ]
 
 
@@ -245,10 +247,21 @@ def seg_manifest(wildcards):
     return paths.CURATED.format(dataset=wildcards.dataset)
 
 
-SEG_TRAINSET = r"real|aug-[a-z]+|[a-z]+-[a-z]+-(1to[1-9]\d*|0to1)"  # meddap.seg.names
+SEG_TRAINSET = r"real|aug-[a-z]+|[a-z]+-[a-z]+-(1to[1-9]\d*|0to1)(-mix[0-9.]+p[0-9]+)?"  # meddap.seg.names
 MASKED = SEG["synthesis"]
 MASKED_SETTINGS = MASKED["settings"] if SEG["models"] else []
 SYNTHETIC_TRAINSETS = [f"{s}-{ratio_token(r)}" for s in MASKED_SETTINGS for r in MASKED["ratios"]]
+# seed 002's patch mixing: every real-mask setting (its images have real parents) x ratio, 0:1
+# included (all its pairs have parents), x lambda x p
+MIXED_TRAINSETS = [
+    f"{s}-{ratio_token(r)}-{mixing_token(lam, p)}"
+    for s in MASKED_SETTINGS
+    if check_setting(s)[1] == MIXING_SOURCE
+    for r in MASKED["ratios"]
+    for lam in MASKED["mixing"]["lambdas"]
+    for p in MASKED["mixing"]["patches"]
+]
+SYNTHETIC_TRAINSETS += MIXED_TRAINSETS
 SEG_TRAINSETS = SEG["trainsets"] + SYNTHETIC_TRAINSETS  # rows of the segmentation table
 
 
@@ -261,7 +274,8 @@ def seg_synthetic(wildcards):
 
 
 def seg_synthetic_files(wildcards):
-    """The image and mask folders of that pool: the files the segmenter reads (audited)."""
+    """The image and mask folders of that pool: the files the segmenter reads (audited). A mixed
+    set's real parents are train images of the curated manifest, already inputs (dataset_files)."""
     pool = seg_synthetic(wildcards)
     if not pool:
         return []
@@ -362,3 +376,49 @@ def multitask_cell_metrics(wildcards):
         target = paths.MULTITASK_CELL.format(**dict(wildcards.items()))
         raise MeddapError(f"target {target}: mode {wildcards.mode} does not predict both a class and a mask, so it has no PR row")
     return expand(paths.MULTITASK_METRICS, dataset=DATASET, fold=FOLDS, backbone=wildcards.backbone, mode=wildcards.mode)
+
+
+# --- cross-domain adaptation (seed 001's Table 2) -----------------------------------------
+CROSS = config["cross_domain"]
+CROSS_TARGETS = CROSS["targets"]
+ADAPTATIONS = ["none", *(f"r{k}" for k in CROSS["ranks"]), *(["full"] if CROSS["full"] else [])]
+
+
+def lora_settings(wildcards):
+    """The `lora` section; on a cross-domain target dataset, `cross_domain.epochs` epochs."""
+    if wildcards.dataset not in CROSS_TARGETS:
+        return SETTINGS["lora"]
+    return {**SETTINGS["lora"], "epochs": CROSS["epochs"]}
+
+
+def full_finetune_settings(wildcards):
+    """Full fine-tuning trains as the target's LoRAs do, at `cross_domain.full_learning_rate`."""
+    return {**lora_settings(wildcards), "learning_rate": CROSS["full_learning_rate"]}
+
+
+def cross_domain_sets():
+    """(target, fold, adaptation) of every cell of the cross-domain table."""
+    return [{"target": t, "fold": f, "adaptation": a} for t in CROSS_TARGETS for f in CROSS["folds"] for a in ADAPTATIONS]
+
+
+def adapted_quality(keys):
+    """The quality JSON of one adapted generator's class-prompt set on its target's fold."""
+    where = {"dataset": keys["target"], "fold": keys["fold"], "adjective": "none"}
+    if keys["adaptation"] == "full":
+        return paths.QUALITY_FULL.format(**where)
+    return paths.QUALITY.format(rank=adaptation_rank(keys["adaptation"]), **where)
+
+
+def cross_domain_quality(wildcards):
+    return [adapted_quality(keys) for keys in cross_domain_sets()]
+
+
+def cross_domain_params(wildcards):
+    """params.json of each trained adaptation (the table's parameter counts), in set order."""
+    return [
+        paths.FULL_PARAMS.format(dataset=k["target"], fold=k["fold"])
+        if k["adaptation"] == "full"
+        else paths.LORA_PARAMS.format(dataset=k["target"], fold=k["fold"], rank=adaptation_rank(k["adaptation"]))
+        for k in cross_domain_sets()
+        if k["adaptation"] != "none"
+    ]

@@ -55,7 +55,7 @@ rule train_lora:
         base_model=BASE_MODEL,
         fold=lambda wc: int(wc.fold),
         rank=lambda wc: int(wc.rank),
-        lora=SETTINGS["lora"],
+        lora=lora_settings,
         seed=config["seed"],
     threads: 2
     resources:
@@ -68,3 +68,15 @@ rule train_lora:
         "../../envs/meddap.yaml"
     script:
         "../scripts/train_lora.py"
+
+
+use rule train_lora as finetune_unet with:
+    output:
+        weights=directory(paths.FULL_UNET),
+        train_log=paths.FULL_LOG,
+        params_json=paths.FULL_PARAMS,
+    params:
+        rank="full",
+        lora=full_finetune_settings,
+    log:
+        log_file("finetune_unet", "{dataset}/fold{fold}"),

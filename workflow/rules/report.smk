@@ -242,3 +242,22 @@ rule curation_report:
         "../../envs/meddap.yaml"
     script:
         "../scripts/curation_report.py"
+
+
+rule cross_domain_table:
+    input:
+        quality=cross_domain_quality,
+        params_json=cross_domain_params,
+    output:
+        **table_outputs("cross_domain_table"),
+    params:
+        sets=cross_domain_sets(),
+        lora_targets=LORA["targets"],
+    resources:
+        **CPU_RESOURCES,
+    log:
+        log_file("cross_domain_table"),
+    conda:
+        "../../envs/meddap.yaml"
+    script:
+        "../scripts/cross_domain_table.py"

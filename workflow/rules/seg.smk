@@ -1,6 +1,8 @@
-# Segmentation stage: MONAI segmenters per fold, model and training set (real or aug-<name>),
-# scored in-domain (in training) and zero-shot on each external dataset (its own job), their
-# metrics.json; the segmentation and ablation tables.
+# Segmentation stage: MONAI segmenters per fold, model and training set (real, aug-<name>,
+# {setting}-{r}to{s} or its patch-mixed {setting}-{r}to{s}-mix{λ}p{p}), scored in-domain (in
+# training) and zero-shot on each external dataset (its own job), their metrics.json; the
+# segmentation, ablation and ratio tables. A mixed set reads its pool and the real train images
+# (its pairs' parents), the latter already inputs of every segmenter (dataset_files, manifest).
 
 
 localrules:

@@ -70,3 +70,31 @@ checkpoint select_rank:
         "../../envs/meddap.yaml"
     script:
         "../scripts/select_rank.py"
+
+
+use rule synthesize as synthesize_full with:
+    input:  # `with: input:` replaces every input
+        base_model_files,
+        manifest=paths.CURATED,
+        splits=paths.SPLITS,
+        lora=paths.FULL_UNET,
+    output:
+        images=directory(paths.SYNTH_FULL_IMAGES),
+        synth_manifest=paths.SYNTH_FULL_MANIFEST,
+    params:
+        rank="full",
+    log:
+        log_file("synthesize_full", "{dataset}/fold{fold}/{adjective}"),
+
+
+use rule quality as quality_full with:
+    input:
+        dataset_files,
+        manifest=paths.CURATED,
+        splits=paths.SPLITS,
+        synth_manifest=paths.SYNTH_FULL_MANIFEST,
+        real_model=paths.fill(paths.CLS_WEIGHTS, model=QUALITY["feature_model"], trainset="real"),
+    output:
+        record=paths.QUALITY_FULL,
+    log:
+        log_file("quality_full", "{dataset}/fold{fold}/{adjective}"),

@@ -219,6 +219,7 @@ class ControlNetTraining(Section):
     batch_size: int
     learning_rate: float
     flip: bool
+    checkpoint_every: int
 
 
 @dataclass(frozen=True)

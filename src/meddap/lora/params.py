@@ -8,6 +8,7 @@ from peft import LoraConfig
 
 from meddap.common.errors import MeddapError
 
+FULL = "full"  # the "rank" of full fine-tuning: every UNet weight is trained
 TARGETS = {
     "attn2": r".*attn2\.(to_q|to_k|to_v|to_out\.0)",
     "attn1_attn2": r".*attn[12]\.(to_q|to_k|to_v|to_out\.0)",
@@ -51,17 +52,22 @@ def add_lora(unet: UNet2DConditionModel, rank: int, targets: str) -> None:
 
 
 def param_counts(unet: UNet2DConditionModel) -> dict[str, float]:
-    """Trainable (LoRA) and total base UNet parameters of an adapted `unet`, and their ratio."""
+    """Trainable (LoRA) and total base UNet parameters of an adapted `unet`, and their ratio.
+
+    A fully trained UNet (nothing frozen) has trainable = total.
+    """
     trainable = sum(p.numel() for p in unet.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in unet.parameters()) - trainable
+    total = sum(p.numel() for p in unet.parameters()) - trainable or trainable
     return {"trainable": trainable, "total": total, "fraction": trainable / total}
 
 
-def count_lora_params(rank: int, targets: str) -> dict[str, float]:
-    """LoRA parameter counts on the SD v1.4 UNet, built on the meta device (nothing downloaded)."""
+def count_lora_params(rank: int | str, targets: str) -> dict[str, float]:
+    """LoRA parameter counts on the SD v1.4 UNet, built on the meta device (nothing downloaded);
+    rank FULL counts full fine-tuning."""
     with init_empty_weights():
         unet = UNet2DConditionModel.from_config(SD14_UNET_CONFIG)
-        add_lora(unet, rank, targets)
+        if rank != FULL:
+            add_lora(unet, rank, targets)
     return {"rank": rank, "targets": targets, **param_counts(unet)}
 
 

@@ -1,9 +1,10 @@
 """USLoRA training: LoRA on the UNet cross-attention of Stable Diffusion, one fold and rank.
 
-Frozen VAE latents and text embeddings come from the fold's cache (`lora_cache`). Training
-saves its state in checkpoint.pt beside the adapter every `lora.checkpoint_every` steps
-(`meddap.common.checkpoint`) and resumes from it; on CPU a resumed run ends with exactly the
-adapter of an uninterrupted one.
+Rank `FULL` ("full") fine-tunes every UNet weight instead (seed 001's full fine-tuning
+baseline of the cross-domain table) and saves the UNet folder. Frozen VAE latents and text
+embeddings come from the fold's cache (`lora_cache`). Training saves its state in checkpoint.pt
+beside the adapter every `lora.checkpoint_every` steps (`meddap.common.checkpoint`) and resumes
+from it; on CPU a resumed run ends with exactly the adapter of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from diffusers.utils import convert_state_dict_to_diffusers
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from tqdm.auto import tqdm
 
-from meddap.common.atomic import atomic_path, write_json
+from meddap.common.atomic import atomic_dir, atomic_path, write_json
 from meddap.common.checkpoint import Checkpoint, fingerprint
 from meddap.common.errors import MeddapError
 from meddap.common.hashing import file_sha256
@@ -35,7 +36,7 @@ from meddap.common.settings import Lora
 from meddap.common.splits import split_ids
 from meddap.diffusion.pipeline import load_pipeline
 from meddap.lora.cache import LatentCache, load_cache
-from meddap.lora.params import add_lora, param_counts
+from meddap.lora.params import FULL, add_lora, param_counts
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +54,15 @@ def check_train_only(data: LatentCache, cache: str, splits: str, fold: int) -> N
 
 
 def adapt_unet(
-    unet: UNet2DConditionModel, *, rank: int, targets: str, seed: int, checkpointing: bool
+    unet: UNet2DConditionModel, *, rank: int | str, targets: str, seed: int, checkpointing: bool
 ) -> None:
-    """Add a seeded fp32 LoRA adapter to a frozen `unet` and put it in training mode."""
+    """Add a seeded fp32 LoRA adapter to a frozen `unet` (rank FULL: train every weight in
+    fp32) and put it in training mode."""
     torch.manual_seed(seed)
-    add_lora(unet, rank, targets)
+    if rank == FULL:
+        unet.requires_grad_(True)
+    else:
+        add_lora(unet, rank, targets)
     cast_training_params(unet, torch.float32)
     if checkpointing:
         unet.enable_gradient_checkpointing()
@@ -142,13 +147,29 @@ class Progress:
     rows: list[dict[str, float]] = field(default_factory=list)
 
 
+def trained_state(job: Job) -> dict[str, torch.Tensor]:
+    """The weights being trained: the LoRA layers, or the whole UNet for rank FULL."""
+    unet = job.accelerator.unwrap_model(job.unet)
+    return unet.state_dict() if job.run["rank"] == FULL else get_peft_model_state_dict(unet)
+
+
+def load_trained_state(job: Job, state: dict[str, torch.Tensor], path: Path) -> None:
+    """Put checkpointed trained weights back into the job's UNet."""
+    if job.run["rank"] == FULL:
+        job.unet.load_state_dict(state)
+        return
+    result = set_peft_model_state_dict(job.unet, state)
+    if result.unexpected_keys:
+        raise MeddapError(f"{path}: LoRA keys do not match the model ({result.unexpected_keys[0]})")
+
+
 def save_checkpoint(checkpoint: Checkpoint, job: Job, progress: Progress) -> None:
-    """Save the LoRA weights, optimizer, scaler, RNG states and the log rows so far."""
+    """Save the trained weights, optimizer, scaler, RNG states and the log rows so far."""
     scaler = job.accelerator.scaler
     checkpoint.save(
         {
             "step": progress.step,
-            "lora": get_peft_model_state_dict(job.unet),
+            "weights": trained_state(job),
             "optimizer": job.optimizer.state_dict(),
             "scaler": scaler.state_dict() if scaler else None,
             "rng": rng_state({"noise": progress.generator}),
@@ -163,11 +184,7 @@ def resume(checkpoint: Checkpoint, job: Job, progress: Progress) -> None:
     state = checkpoint.load()
     if state is None:
         return
-    result = set_peft_model_state_dict(job.unet, state["lora"])
-    if result.unexpected_keys:
-        raise MeddapError(
-            f"{checkpoint.path}: LoRA keys do not match the model ({result.unexpected_keys[0]})"
-        )
+    load_trained_state(job, state["weights"], checkpoint.path)
     job.optimizer.load_state_dict(state["optimizer"])
     if job.accelerator.scaler and state["scaler"]:
         job.accelerator.scaler.load_state_dict(state["scaler"])
@@ -268,10 +285,16 @@ def _fit(job: Job, progress: Progress, *, every: int, checkpoint: Checkpoint) ->
     bar.close()
 
 
+def save_unet(unet: UNet2DConditionModel, folder: str) -> None:
+    """Write a fully fine-tuned UNet as a diffusers folder (`UNet2DConditionModel` loads it)."""
+    with atomic_dir(folder) as tmp:
+        unet.save_pretrained(tmp, safe_serialization=True)
+
+
 def _write_outputs(job: Job, progress: Progress, weights: str, train_log: str, params: str) -> None:
-    """Write the adapter, the training log and the parameter counts, each atomically."""
+    """Write the adapter (or UNet folder), the training log and the parameter counts, atomically."""
     unet = job.accelerator.unwrap_model(job.unet)
-    save_adapter(unet, weights)
+    (save_unet if job.run["rank"] == FULL else save_adapter)(unet, weights)
     with atomic_path(train_log) as tmp:
         pd.DataFrame(progress.rows).to_csv(tmp, index=False)
     counts = param_counts(unet)
@@ -288,14 +311,15 @@ def train_lora(
     params_json: str,
     base_model: str,
     fold: int,
-    rank: int,
+    rank: int | str,
     lora: Lora,
     seed: int,
 ) -> None:
     """Train the USLoRA adapter of fold `fold` and rank `rank` on the fold's cached train split.
 
-    Writes the diffusers-format adapter `weights`, `train_log` (step, epoch, loss, lr, seconds)
-    and `params_json`; the checkpoint lives in checkpoint.pt beside `weights` until success.
+    Writes the diffusers-format adapter `weights` (rank FULL: the UNet folder `weights`),
+    `train_log` (step, epoch, loss, lr, seconds) and `params_json`; the checkpoint lives in
+    checkpoint.pt beside `weights` until success.
     """
     _check_settings(
         epochs=lora.epochs,
@@ -316,7 +340,7 @@ def train_lora(
     progress = Progress(torch.Generator().manual_seed(noise_seed))
     checkpoint = Checkpoint(Path(weights).parent / "checkpoint.pt", fingerprint(**run))
     resume(checkpoint, job, progress)
-    log.info("fold %d rank %d (%s): %d train images", fold, rank, lora.targets, len(job.data))
+    log.info("fold %d rank %s (%s): %d train images", fold, rank, lora.targets, len(job.data))
     _fit(job, progress, every=lora.checkpoint_every, checkpoint=checkpoint)
     _write_outputs(job, progress, weights, train_log, params_json)
     log.info(

@@ -3,7 +3,9 @@
 diffusers' own `ControlNetModel` (a trainable copy of the UNet encoder whose zero convolutions
 add residuals to the frozen UNet) and `StableDiffusionControlNetPipeline`. The training loss is
 `meddap.lora.train.training_loss` (DDPM noise or v target at random timesteps) with the UNet
-replaced by the ControlNet-guided UNet.
+replaced by the ControlNet-guided UNet. Given a `Checkpoint`, training saves its state every
+`every` steps and resumes from it; on CPU a resumed run ends with the weights of an
+uninterrupted one.
 
 Conditioning images are (3, S, S) in [0, 1]:
 
@@ -14,6 +16,7 @@ Conditioning images are (3, S, S) in [0, 1]:
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
 
@@ -32,12 +35,14 @@ from skimage.feature import canny
 from skimage.segmentation import find_boundaries
 from skimage.util import img_as_float32
 
+from meddap.common.checkpoint import Checkpoint
 from meddap.common.errors import MeddapError
-from meddap.common.runtime import deterministic
+from meddap.common.runtime import deterministic, restore_rng, rng_state
 from meddap.common.seeds import derive_seed
 from meddap.lora.train import epoch_order, noised_batch
 from meddap.synth.generate import to_gray
 
+log = logging.getLogger(__name__)
 CONDITIONS = ("mask", "edge")
 # Canny's Gaussian sigma in px at the conditioning size (64 px): it smooths away speckle, keeps
 # lesion outlines; hysteresis thresholds are skimage's defaults (10% / 20% of the [0, 1] range).
@@ -167,12 +172,49 @@ def _check_training(
         )
 
 
-def _batches(n: int, batch_size: int, steps: int, seed: int) -> Iterator[torch.Tensor]:
-    """Row indices of `steps` batches: `epoch_order` per epoch, the last batch partial."""
+def _batches(
+    n: int, batch_size: int, steps: int, seed: int, start: int = 0
+) -> Iterator[torch.Tensor]:
+    """Row indices of batches `start` to `steps`: `epoch_order` per epoch, the last partial."""
     per_epoch = math.ceil(n / batch_size)
-    for step in range(steps):
+    for step in range(start, steps):
         epoch, within = divmod(step, per_epoch)
         yield epoch_order(seed, epoch, n)[within * batch_size : (within + 1) * batch_size]
+
+
+def _save(
+    checkpoint: Checkpoint,
+    controlnet: ControlNetModel,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    losses: list[float],
+) -> None:
+    """Save the weights, the AdamW state, the RNG states and the losses so far."""
+    checkpoint.save(
+        {
+            "weights": controlnet.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "rng": rng_state({"noise": generator}),
+            "losses": losses,
+        }
+    )
+    log.info("checkpoint at step %d in %s", len(losses), checkpoint.path)
+
+
+def _resume(
+    checkpoint: Checkpoint | None,
+    controlnet: ControlNetModel,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+) -> list[float]:
+    """The losses of the steps done: restored from this run's checkpoint, or none."""
+    if checkpoint is None or (state := checkpoint.load()) is None:
+        return []
+    controlnet.load_state_dict(state["weights"])
+    optimizer.load_state_dict(state["optimizer"])
+    restore_rng(state["rng"], {"noise": generator})
+    log.info("resumed from %s (step %d)", checkpoint.path, len(state["losses"]))
+    return list(state["losses"])
 
 
 def train_controlnet(
@@ -186,12 +228,16 @@ def train_controlnet(
     batch_size: int,
     learning_rate: float,
     seed: int,
+    checkpoint: Checkpoint | None = None,
+    every: int = 0,
 ) -> list[float]:
     """AdamW on `controlnet` alone (UNet, VAE, text encoder frozen); returns per-step losses.
 
     Row i of `latents` (scaled VAE latents), `text_embeddings` and `conds` belong together;
     batches follow a seeded permutation per epoch, so a seed gives the same run on the CPU.
+    With a `checkpoint`, resumes from it (if it is this run's) and saves every `every` steps.
     """
+    limits = {} if checkpoint is None else {"checkpoint_every": every}
     _check_training(
         pipe.vae_scale_factor,
         latents,
@@ -200,23 +246,27 @@ def train_controlnet(
         steps=steps,
         batch_size=batch_size,
         learning_rate=learning_rate,
+        **limits,
     )
     for frozen in (pipe.unet, pipe.vae, pipe.text_encoder):
         frozen.requires_grad_(False).eval()
     controlnet.requires_grad_(True).train()
     optimizer = torch.optim.AdamW(controlnet.parameters(), lr=learning_rate)
     scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    noise_generator = torch.Generator().manual_seed(derive_seed(seed, "noise"))
+    noise = torch.Generator().manual_seed(derive_seed(seed, "noise"))
+    losses = _resume(checkpoint, controlnet, optimizer, noise)
+    order = _batches(len(latents), batch_size, steps, derive_seed(seed, "order"), len(losses))
     device, dtype = controlnet.device, controlnet.dtype
-    losses = []
     with deterministic(device):
-        for index in _batches(len(latents), batch_size, steps, derive_seed(seed, "order")):
+        for index in order:
             batch = [t[index].detach().to(device, dtype) for t in (latents, text_embeddings, conds)]
-            loss = controlnet_loss(pipe.unet, scheduler, controlnet, *batch, noise_generator)
+            loss = controlnet_loss(pipe.unet, scheduler, controlnet, *batch, noise)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             losses.append(loss.item())
+            if checkpoint is not None and len(losses) % every == 0 and len(losses) < steps:
+                _save(checkpoint, controlnet, optimizer, noise, losses)
     controlnet.eval()
     return losses
 

@@ -5,17 +5,25 @@
 resolution) into a table. `train_fold_controlnet` fine-tunes a ControlNet (the configured
 pretrained one, or a fresh copy of the base UNet's encoder) on that fold's train lesion images,
 their conditioning images and prompts (attribute or class prompts). Both read the train split
-only and stop when a table lists an id outside it, as the LoRA cache does.
+only and stop when a table lists an id outside it, as the LoRA cache does. The fine-tuning saves
+its state in checkpoint.pt beside the ControlNet folder every `checkpoint_every` steps and
+resumes from it (`meddap.common.checkpoint`); the file is removed once the outputs are written.
 """
 
 from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
 from meddap.common.atomic import atomic_dir, write_parquet
+from meddap.common.checkpoint import Checkpoint, fingerprint
 from meddap.common.errors import MeddapError
+from meddap.common.hashing import file_sha256
 from meddap.common.images import open_gray
 from meddap.common.settings import ControlNetFit
 from meddap.diffusion.prompts import prompt
@@ -90,6 +98,13 @@ def _training_tensors(
     return latents, texts, conds
 
 
+def _inputs_sha256(rows: pd.DataFrame, prompts: list[str]) -> str:
+    """sha256 of what the training tensors come from: each row's id, image, mask and prompt."""
+    files = zip(rows["id"], rows["image_path"], rows["mask_path"], prompts, strict=True)
+    listing = [[i, file_sha256(image), file_sha256(mask), text] for i, image, mask, text in files]
+    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+
+
 def _start(pipe, pretrained: str, seed: int):  # noqa: ANN001, ANN202
     """The ControlNet to fine-tune: `pretrained` (a folder or hub id) or a fresh one."""
     from diffusers import ControlNetModel
@@ -124,7 +139,10 @@ def train_fold_controlnet(
     controlnet: ControlNetFit,
     seed: int,
 ) -> None:
-    """Job: fine-tune the fold's ControlNet on its train lesions; write the folder and losses."""
+    """Job: fine-tune the fold's ControlNet on its train lesions; write the folder and losses.
+
+    Resumes from checkpoint.pt beside `model` when an earlier try of this same run left one.
+    """
     from meddap.common.runtime import deterministic
     from meddap.common.seeds import derive_seed
     from meddap.diffusion.pipeline import load_pipeline
@@ -139,6 +157,16 @@ def train_fold_controlnet(
         tensors = _training_tensors(pipe, rows, prompts, condition, how.flip)
     job_seed = derive_seed(seed, "controlnet", fold, condition)
     net = _start(pipe, pretrained, job_seed).to(device)
+    run = fingerprint(
+        **controlnet.params(),
+        inputs_sha256=_inputs_sha256(rows, prompts),
+        base_model=base_model,
+        pretrained=pretrained,
+        fold=fold,
+        condition=condition,
+        seed=seed,
+    )
+    checkpoint = Checkpoint(Path(model).parent / "checkpoint.pt", run)
     losses = train_controlnet(
         pipe,
         net,
@@ -147,8 +175,11 @@ def train_fold_controlnet(
         batch_size=how.batch_size,
         learning_rate=how.learning_rate,
         seed=job_seed,
+        checkpoint=checkpoint,
+        every=how.checkpoint_every,
     )
     with atomic_dir(model) as tmp:
         net.save_pretrained(tmp, safe_serialization=True)
     log = pd.DataFrame({"step": range(1, len(losses) + 1), "loss": losses})
     write_parquet(log.assign(fold=fold, condition=condition, n_images=len(rows)), train_log)
+    checkpoint.remove()

@@ -7,8 +7,8 @@ model: scaled VAE posterior means of each image (and its mirror image), the clas
 without adjectives, and the mask or edge conditioning image. The folder (fp16 safetensors, as
 `ControlNetModel.save_pretrained` writes it) is written atomically with `BUILD_RECORD`: the
 command, the settings, the base model's digest, the code version, the final loss and the sha256
-of every other file. Deterministic on CPU at a fixed thread count; no resumable checkpoints
-(`train_controlnet` keeps its optimizer to itself).
+of every other file. Deterministic on CPU at a fixed thread count; it takes no resumable checkpoints
+(a one-off command; the workflow's per-fold fine-tuning does).
 
 Heavy imports (torch, diffusers) wait for the run, so that the CLI reads the defaults here fast.
 """

@@ -4,7 +4,9 @@ One row per model, training set and evaluation set (`test`, the fold's in-domain
 `external:<dataset>`): Dice and IoU in % and HD95 and ASSD in pixels at the evaluated size, each
 the mean ± sample std over folds of the fold's mean over images, with a paired t-test over folds
 against the model's `real` training set. Every row names the metrics.json files it came from.
-`seg_ratio_table` is seed 001's Table 3: Dice per real:synthetic ratio of the synthetic sets.
+`seg_ratio_table` is seed 001's Table 3: Dice per real:synthetic ratio of the synthetic sets;
+patch-mixed sets (seed 002) are rows of their own (column `mixing`, e.g. "λ=0.5 p=4", shown after
+the ratio), their validation pick made among the ratios of the same setting and mixing.
 """
 
 from __future__ import annotations
@@ -174,15 +176,17 @@ def _ablation_row(group: pd.DataFrame) -> dict:
     return row | {"sources": ";".join(group.source)}
 
 
+NO_MIXING = "-"  # the `mixing` of an unmixed (or real) row
 RATIO_CAPTION = (
     "Segmentation by real:synthetic ratio (seed 001, Table 3): segmenters trained on real images "
     "plus mask- or edge-conditioned synthetic sets (setting = condition-source; ratio = "
     "real:synthetic, 0:1 synthetic only; '-' 1:0 = real only). Dice in % at {size} px, mean ± "
     "sample std over folds of each fold's mean over images, on the validation split (val_dice), "
-    "the in-domain test split (test) and external sets (zero-shot). '(val pick)' marks the ratio "
-    "each model and setting would pick by mean validation Dice (ties: fewer synthetic images), a "
-    "validation pick, not a test-set pick. HD95, ASSD and IoU are not shown. Source files are "
-    "listed in the CSV/Parquet."
+    "the in-domain test split (test) and external sets (zero-shot); 'mix λ=… p=…': seed 002's "
+    "patch mixing (each cell of a p x p grid shows the real parent with probability λ). '(val "
+    "pick)' marks the ratio each model, setting and mixing would pick by mean validation Dice "
+    "(ties: fewer synthetic images), a validation pick, not a test-set pick. HD95, ASSD and IoU "
+    "are not shown. Source files are listed in the CSV/Parquet."
 )
 
 
@@ -192,10 +196,13 @@ def seg_ratio_table(
     """Job: seed 001's Table 3, Dice per model x synthetic setting x real:synthetic ratio."""
     runs = _ratio_runs(metrics)
     evaluations = ["test", *sorted(set(runs.evaluated_on) - {"test"})]
-    keys = ["model", "_real", "setting", "_share"]
+    keys = ["model", "_real", "setting", "_lambda", "_patches", "_share"]
     rows = [_ratio_row(group, evaluations) for _, group in runs.groupby(keys)]
     frame = _mark_val_picks(pd.DataFrame(rows)).assign(dataset=dataset, image_size=image_size)
     shown = frame[["model", "setting", "ratio", "n_folds", "val_dice", *evaluations]].copy()
+    shown["ratio"] = shown.ratio.where(
+        frame.mixing == NO_MIXING, shown.ratio + " mix " + frame.mixing
+    )
     shown["ratio"] = shown.ratio.where(~frame.chosen_on_val, shown.ratio + " (val pick)")
     write_parquet(frame, parquet)
     with atomic_path(csv) as tmp:
@@ -212,15 +219,29 @@ def _ratio_runs(metrics: list[str]) -> pd.DataFrame:
     if not parsed.notna().any():
         raise MeddapError(
             f"none of the {len(metrics)} metrics.json inputs (e.g. {metrics[0]}) has a synthetic "
-            "training set named {mask|edge}-{real|clinical}-{1to<k>|0to1}"
+            "training set named {mask|edge}-{real|clinical}-{1to<k>|0to1}[-mix{λ}p{p}]"
         )
     real = runs.trainset == "real"
     runs, parsed = runs[real | parsed.notna()], parsed[real | parsed.notna()]
     setting = parsed.map(lambda m: m.setting if m else "-")
     ratio = parsed.map(lambda m: m.ratio if m else "1:0")
     share = parsed.map(_synthetic_share)
+    mixing = {
+        "mixing": parsed.map(_mixing_text),
+        "_lambda": parsed.map(lambda m: m.mix_lambda if m and m.mixed else -1.0),  # sort keys
+        "_patches": parsed.map(lambda m: m.mix_patches if m and m.mixed else -1),
+    }
     val = _val_dice(sorted(set(runs.source)))
-    return runs.assign(setting=setting, ratio=ratio, _share=share, val_dice=runs.source.map(val))
+    return runs.assign(
+        setting=setting, ratio=ratio, _share=share, **mixing, val_dice=runs.source.map(val)
+    )
+
+
+def _mixing_text(wanted: SyntheticSet | None) -> str:
+    """ "λ=0.5 p=4" for a patch-mixed set, NO_MIXING for the others."""
+    if wanted is None or not wanted.mixed:
+        return NO_MIXING
+    return f"λ={wanted.mix_lambda!r} p={wanted.mix_patches}"
 
 
 def _synthetic_or_none(trainset: str) -> SyntheticSet | None:
@@ -255,7 +276,8 @@ def _ratio_row(group: pd.DataFrame, evaluations: list[str]) -> dict:
     test = group[group.evaluated_on == "test"]
     first = test.iloc[0]
     row = {"model": first.model, "trainset": first.trainset, "setting": first.setting}
-    row |= {"ratio": first.ratio, "_share": first["_share"], "n_folds": len(test)}
+    row |= {"ratio": first.ratio, "mixing": first.mixing, "_share": first["_share"]}
+    row["n_folds"] = len(test)
     row["folds"] = ";".join(map(str, test.fold))
     for name, values in [("val_dice", test.val_dice), *_dice_by_set(group, evaluations)]:
         summary = _summary(values.dropna())
@@ -277,11 +299,11 @@ def _summary(values: pd.Series) -> dict:
 
 
 def _mark_val_picks(frame: pd.DataFrame) -> pd.DataFrame:
-    """`chosen_on_val`: per model and setting, the ratio of highest mean val Dice (ties: the
-    smaller synthetic share); never a real row. Drops the helper `_share` column."""
+    """`chosen_on_val`: per model, setting and mixing, the ratio of highest mean val Dice (ties:
+    the smaller synthetic share); never a real row. Drops the helper `_share` column."""
     chosen = pd.Series(False, index=frame.index)
     synthetic = frame[frame.setting != "-"].dropna(subset=["val_dice_mean"])
-    for _, group in synthetic.groupby(["model", "setting"]):
+    for _, group in synthetic.groupby(["model", "setting", "mixing"]):
         best = group.val_dice_mean.max()
         tied = group[group.val_dice_mean >= best - 1e-12]
         chosen[tied["_share"].idxmin()] = True

@@ -13,7 +13,7 @@ from meddap.common.trainsets import parse_trainset
 from meddap.data.layouts import MASKED_LAYOUTS, UNLABELLED_LAYOUTS
 from meddap.data.registry import check_local_path, source_kind
 from meddap.multitask.modes import parse_mode
-from meddap.seg.names import augmentation_of, check_model, check_setting
+from meddap.seg.names import augmentation_of, check_model, check_setting, mixing_token
 
 SUPPORTED_MODELS = ("densenet121", "resnet34", "squeezenet1_1")  # the schema's model enum
 
@@ -59,6 +59,7 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
     _check_segmentation(config)
     _check_ranks(config["lora"]["ranks"], config["synthesis"]["rank"])
     _check_modes(config["multitask"]["modes"])
+    _check_cross_domain(config)
     _check_pairs(config["segmentation"]["synthesis"])
     pool, ratios = config["synthesis"]["pool"], config["synthesis"]["ratios"]
     if max(ratios) > pool:
@@ -69,7 +70,8 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
 
 
 def _check_pairs(synthesis: dict[str, Any]) -> None:
-    """Each ratio 1:k of `segmentation.synthesis` fits in its pools; each setting has a source."""
+    """Each ratio 1:k of `segmentation.synthesis` fits in its pools; each setting has a source;
+    each patch-mixing point (lambda, p) has a trainset name."""
     for setting in synthesis["settings"]:
         check_setting(setting)
     pool = synthesis["pool"]
@@ -78,6 +80,30 @@ def _check_pairs(synthesis: dict[str, Any]) -> None:
             raise MeddapError(
                 f"config key 'segmentation.synthesis.ratios': {ratio} needs more synthetic pairs "
                 f"per real image than segmentation.synthesis.pool ({pool}) generates"
+            )
+    mixing = synthesis["mixing"]  # each axis on its own: either empty turns mixing off
+    points = [(v, 2) for v in mixing["lambdas"]] + [(0.5, p) for p in mixing["patches"]]
+    for value, patches in points:
+        try:
+            mixing_token(value, patches)
+        except MeddapError as err:
+            raise MeddapError(f"config key 'segmentation.synthesis.mixing': {err}") from None
+
+
+def _check_cross_domain(config: dict[str, Any]) -> None:
+    """Each `cross_domain.targets` entry is another registered dataset; its folds exist."""
+    for name in config["cross_domain"]["targets"]:
+        _check_dataset(config, name, "cross_domain.targets")
+        if name == config["dataset"]:
+            raise MeddapError(
+                f"config key 'cross_domain.targets': {name!r} is the dataset the grid runs on; "
+                "adaptation needs another dataset"
+            )
+    k = config["folds"]["k"]
+    for fold in config["cross_domain"]["folds"]:
+        if fold >= k:
+            raise MeddapError(
+                f"config key 'cross_domain.folds': fold {fold} does not exist with folds.k = {k}"
             )
 
 

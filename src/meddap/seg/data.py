@@ -5,6 +5,10 @@ column `mask_path`) with nearest neighbours; a mask pixel is lesion when its val
 `MASK_THRESHOLD` (127 of 255), so anti-aliased masks are binarised at half intensity.
 `classes`: 'lesions' keeps benign and malignant images (and unlabelled ones, whose datasets
 hold lesion images only); 'all' keeps normal images too, with their empty masks.
+A patch-mixed training set's synthetic rows also name their real parent's image
+(`parent_image_path`), loaded centre-cropped to a square as the pool's masks were made
+(`meddap.masked.controlnet.conditioning_image`), so it is pixel-aligned with the synthetic
+image and shares its mask (`Pairs.parents`).
 """
 
 from __future__ import annotations
@@ -12,12 +16,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from meddap.common.errors import MeddapError
-from meddap.common.images import load_gray
+from meddap.common.images import load_gray, open_gray
 from meddap.common.splits import read_table, split_rows
 from meddap.common.trainsets import synthetic_prefix
 from meddap.seg.names import synthetic_of
@@ -25,16 +30,22 @@ from meddap.seg.names import synthetic_of
 MASK_THRESHOLD = 127
 CLASS_CHOICES = ("lesions", "all")
 COLUMNS = ("id", "label", "image_path", "mask_path")
+PARENT_COLUMNS = ("parent_id", "parent_image_path")  # the rows of a patch-mixed set add them
 
 
 @dataclass
 class Pairs:
-    """Images (N, 1, S, S) float in 0..1 and masks (N, 1, S, S) float 0/1, with ids and labels."""
+    """Images (N, 1, S, S) float in 0..1 and masks (N, 1, S, S) float 0/1, with ids and labels.
+
+    `parents`: for patch mixing, the (N, 1, S, S) pixels each image mixes with (its real parent's
+    centre crop; a real image's own pixels), else None.
+    """
 
     ids: list[str]
     labels: list[str]
     images: torch.Tensor
     masks: torch.Tensor
+    parents: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -54,15 +65,36 @@ def select_classes(table: pd.DataFrame, classes: str, source: str) -> pd.DataFra
 
 
 def load_pairs(table: pd.DataFrame, size: int) -> Pairs:
-    """The images and binarised masks of `table` at `size` x `size`."""
+    """The images and binarised masks of `table` at `size` x `size`.
+
+    With column `parent_image_path` (a patch-mixed set's synthetic rows) also their parents.
+    """
     images = load_gray(list(table["image_path"]), size)
     masks = load_gray(list(table["mask_path"]), size, Image.Resampling.NEAREST) > MASK_THRESHOLD
+    parents = None
+    if "parent_image_path" in table.columns:
+        parents = torch.from_numpy(load_fitted(list(table["parent_image_path"]), size))
+        parents = parents[:, None].float() / 255
     return Pairs(
         list(table["id"].astype(str)),
         list(table["label"]),
         torch.from_numpy(images)[:, None].float() / 255,
         torch.from_numpy(masks)[:, None].float(),
+        parents,
     )
+
+
+def load_fitted(paths: Sequence[str], size: int) -> np.ndarray:
+    """Grayscale images centre-cropped to a square and resized (bilinear): uint8 (N, S, S).
+
+    The crop of `ImageOps.fit`, as the ControlNet's conditioning masks (a `real`-mask
+    synthetic image is aligned with its parent's centre crop).
+    """
+    out = np.empty((len(paths), size, size), dtype=np.uint8)
+    for k, path in enumerate(paths):
+        with open_gray(path) as gray:
+            out[k] = np.asarray(ImageOps.fit(gray, (size, size), Image.Resampling.BILINEAR))
+    return out
 
 
 def fold_rows(manifest: str, splits: str, fold: int, split: str, classes: str) -> pd.DataFrame:
@@ -88,19 +120,27 @@ def external_rows(paths: Sequence[str], classes: str) -> dict[str, pd.DataFrame]
 
 
 def concat_pairs(parts: Sequence[Pairs]) -> Pairs:
-    """The pairs of `parts`, in order, as one set."""
+    """The pairs of `parts`, in order, as one set (a part without parents mixes with itself)."""
+    parents = None
+    if any(p.parents is not None for p in parts):
+        parents = torch.cat([p.images if p.parents is None else p.parents for p in parts])
     return Pairs(
         [i for p in parts for i in p.ids],
         [x for p in parts for x in p.labels],
         torch.cat([p.images for p in parts]),
         torch.cat([p.masks for p in parts]),
+        parents,
     )
 
 
-def synthetic_rows(path: str, fold: int, trainset: str, n_train: int) -> pd.DataFrame:
+def synthetic_rows(
+    path: str, fold: int, trainset: str, n_train: int, train: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """The synthetic pairs a training set `{setting}-{r}to{s}` adds: the pool's first s x n_train.
 
     The pool at `path` must be the fold's and the setting's, and hold that many pairs in order.
+    A patch-mixed set (`-mix{λ}p{p}`) also takes each pair's `parent_id` and, from the fold's
+    real `train` rows, its `parent_image_path`.
     """
     wanted = synthetic_of(trainset)
     if wanted is None:
@@ -120,4 +160,26 @@ def synthetic_rows(path: str, fold: int, trainset: str, n_train: int) -> pd.Data
             f"{wanted.synthetic * n_train} ({wanted.synthetic} per real train image): raise "
             "segmentation.synthesis.pool"
         ) from None
-    return prefix[list(COLUMNS)]
+    if not wanted.mixed:
+        return prefix[list(COLUMNS)]
+    return _with_parents(prefix, train, path, trainset)
+
+
+def _with_parents(
+    prefix: pd.DataFrame, train: pd.DataFrame | None, path: str, trainset: str
+) -> pd.DataFrame:
+    """`prefix`'s pairs with their parent's id and image path (the fold's real `train` rows)."""
+    if train is None:
+        raise MeddapError(f"trainset {trainset} mixes real parents, so it needs the train rows")
+    if "parent_id" not in prefix.columns:
+        raise MeddapError(f"{path} lacks the column parent_id that trainset {trainset} mixes")
+    images = dict(zip(train["id"].astype(str), train["image_path"], strict=True))
+    parent = prefix["parent_id"].map(lambda p: None if pd.isna(p) else str(p))
+    orphans = prefix.loc[~parent.isin(list(images)), "id"]
+    if not orphans.empty:
+        raise MeddapError(
+            f"{path}: pair {orphans.iloc[0]!r} has no parent among the fold's train images, but "
+            f"trainset {trainset} mixes each pair with its real parent"
+        )
+    paths = parent.map(images)
+    return prefix[list(COLUMNS)].assign(parent_id=parent, parent_image_path=paths)

@@ -7,7 +7,10 @@ segments the test split; external datasets are scored by their own jobs
 (`meddap.seg.evaluate`), so adding one trains nothing. Per-epoch checkpoints make a killed job
 resume (on CPU with the bytes of an uninterrupted run). The initial weights and the batch order
 depend on (seed, fold, network) only, so the training sets of a fold and model, and the dsunet
-ablation names, start from one network and see the same batches.
+ablation names, start from one network and see the same batches. A patch-mixed set
+(`-mix{λ}p{p}`) trains on its synthetic pairs with cells of their real parents mixed in afresh
+every batch (`meddap.seg.augment.RandPatchMixd`), the loss the usual one against the shared
+mask; fit.json records the mixing.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from meddap.common.seeds import derive_seed
 from meddap.common.settings import Section, Segmentation
 from meddap.common.training import Fit, fit
 from meddap.common.weights import write_weights
-from meddap.seg.augment import augmenter
+from meddap.seg.augment import augmenter, with_parents
 from meddap.seg.data import (
     MASK_THRESHOLD,
     Pairs,
@@ -69,7 +72,10 @@ def train_segmenter(
     precision = resolve_precision(how.mixed_precision, "segmentation.mixed_precision", device)
     rows = {s: fold_rows(manifest, splits, fold, s, how.classes) for s in ("train", "val", "test")}
     train, val = load_pairs(rows["train"], how.image_size), load_pairs(rows["val"], how.image_size)
-    train, n_real = _with_synthetic(train, synthetic, fold, trainset, how.image_size)
+    train, n_real = _with_synthetic(train, synthetic, fold, trainset, how.image_size, rows["train"])
+    mixing = _mixing(trainset)
+    if mixing is not None:
+        train = with_parents(train)  # the parents ride along as a second image channel
     job_seed = derive_seed(seed, "segmenter", fold, network_of(model))
     torch.manual_seed(job_seed)
     net = build_segmenter(model, how.channels).to(device)
@@ -90,22 +96,45 @@ def train_segmenter(
     _save_weights(best, weights, model, how)
     write_parquet(table.reset_index(drop=True), scores)
     counts = {"n_train": len(train), "n_real": n_real, "n_synthetic": len(train) - n_real}
-    write_json(_summary(best, model, trainset, fold, how) | counts, fit_record)
+    summary = _summary(best, model, trainset, fold, how) | counts | {"mixing": mixing}
+    write_json(summary, fit_record)
     checkpoint.remove()
 
 
 def _with_synthetic(
-    real: Pairs, synthetic: str | list[str], fold: int, trainset: str, size: int
+    real: Pairs,
+    synthetic: str | list[str],
+    fold: int,
+    trainset: str,
+    size: int,
+    train_rows: pd.DataFrame | None = None,
 ) -> tuple[Pairs, int]:
-    """The training pairs of `trainset` (real, real + synthetic, or synthetic only); n real."""
+    """The training pairs of `trainset` (real, real + synthetic, or synthetic only); n real.
+
+    A mixed set's synthetic pairs carry their parents' pixels, found in `train_rows`.
+    """
     wanted = synthetic_of(trainset)
     if wanted is None:
         return real, len(real)
     paths = [synthetic] if isinstance(synthetic, str) else list(synthetic)
     if len(paths) != 1:
         raise MeddapError(f"trainset {trainset} needs one synthetic pool manifest, got {paths}")
-    pairs = load_pairs(synthetic_rows(paths[0], fold, trainset, len(real)), size)
+    pairs = load_pairs(synthetic_rows(paths[0], fold, trainset, len(real), train_rows), size)
     return (concat_pairs([real, pairs]), len(real)) if wanted.real else (pairs, 0)
+
+
+def _mixing(trainset: str) -> dict | None:
+    """fit.json's record of a patch-mixed set's mixing (None for the other sets)."""
+    wanted = synthetic_of(trainset)
+    if wanted is None or not wanted.mixed:
+        return None
+    return {
+        "lambda": wanted.mix_lambda,
+        "patches": wanted.mix_patches,
+        "applies_to": "synthetic pairs, each with its real parent's centre crop (shared mask)",
+        "draws": "a p x p grid of cells, each the parent's with probability lambda, every batch",
+        "loss": "the usual segmentation loss of the mixed image against the shared mask",
+    }
 
 
 def _summary(best: Fit, model: str, trainset: str, fold: int, how: Segmentation) -> dict:

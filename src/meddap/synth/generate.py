@@ -13,7 +13,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from meddap.common.atomic import atomic_dir, write_parquet, write_png
-from meddap.common.hashing import file_sha256
+from meddap.common.hashing import path_sha256
 from meddap.common.seeds import derive_seed
 from meddap.common.settings import Sampling, Synthesis
 from meddap.common.splits import split_rows
@@ -47,7 +47,7 @@ def class_sequence(counts: dict[str, int], total: int) -> list[str]:
 
 
 def plan(
-    train_labels: pd.Series, pool: int, seed: int, fold: int, rank: int, adjective: str
+    train_labels: pd.Series, pool: int, seed: int, fold: int, rank: int | str, adjective: str
 ) -> pd.DataFrame:
     """One row per image of a `pool`% synthetic set: index, label, prompt, seed."""
     total = prefix_size(len(train_labels), pool)
@@ -68,7 +68,8 @@ def train_labels(manifest: str, splits: str, fold: int) -> pd.Series:
 
 
 def load_generator(base_model: str, lora: str | None, scheduler: str, device: str):  # noqa: ANN201
-    """The base pipeline with the fold's LoRA (none for rank 0) and the configured scheduler."""
+    """The base pipeline with the fold's LoRA (none for rank 0; a folder: a fully fine-tuned
+    UNet in place of the base one) and the configured scheduler."""
     import diffusers
 
     from meddap.diffusion.pipeline import load_pipeline
@@ -76,7 +77,11 @@ def load_generator(base_model: str, lora: str | None, scheduler: str, device: st
     dtype = torch.float16 if device == "cuda" else torch.float32
     pipe = load_pipeline(base_model, dtype=dtype, device=device)
     pipe.scheduler = getattr(diffusers, SCHEDULERS[scheduler]).from_config(pipe.scheduler.config)
-    if lora:
+    if lora and Path(lora).is_dir():
+        pipe.unet = diffusers.UNet2DConditionModel.from_pretrained(lora, torch_dtype=dtype).to(
+            device
+        )
+    elif lora:
         pipe.load_lora_weights(str(Path(lora).parent), weight_name=Path(lora).name)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -141,14 +146,15 @@ def synthesize(
     synth_manifest: str,
     base_model: str,
     fold: int,
-    rank: int,
+    rank: int | str,
     adjective: str,
     synthesis: Synthesis,
     seed: int,
 ) -> None:
     """Generate `pool`% of the fold's train size, class mix kept in every prefix (each ratio).
 
-    `lora` is the fold's LoRA weights file, or empty for rank 0 (the base model alone). Images
+    `lora` is the fold's LoRA weights file, or empty for rank 0 (the base model alone), or for
+    rank "full" the fully fine-tuned UNet folder. Images
     land one batch at a time in a hidden partial folder beside `images`, so a killed job resumes
     at its first missing batch; the folder becomes `images` only when complete.
     """
@@ -174,7 +180,7 @@ def synthesize(
         rank=rank,
         fold=fold,
         base_model=base_model,
-        lora_sha256=file_sha256(lora) if lora else None,
+        lora_sha256=path_sha256(lora) if lora else None,
     )
     write_parquet(table, synth_manifest)
 
