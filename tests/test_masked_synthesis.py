@@ -11,7 +11,7 @@ from meddap.common.errors import MeddapError
 from meddap.diffusion.prompts import prompt
 from meddap.masked.controlnet import CONDITIONS
 from meddap.masked.finetune import prompts_of
-from meddap.masked.synthesis import plan
+from meddap.masked.synthesis import plan, synthesize_masked
 from meddap.seg import names
 from meddap.seg.data import synthetic_rows
 
@@ -52,7 +52,7 @@ def test_clinical_pools_keep_the_class_mix_and_are_deterministic() -> None:
 
 @pytest.mark.parametrize(
     ("setting", "message"),
-    [("edge-clinical", "needs a real image"), ("text-real", "is not {condition}-{source}")],
+    [("edge-clinical", "needs a real image"), ("word-real", "is not {condition}-{source}")],
 )
 def test_settings_without_a_mask_source_stop(setting: str, message: str) -> None:
     with pytest.raises(MeddapError, match=message):
@@ -111,3 +111,73 @@ def test_attribute_prompts_must_cover_exactly_the_train_lesions(tmp_path: Path) 
     table.head(2).to_parquet(path)
     with pytest.raises(MeddapError, match="no attributes of train lesion 'c'"):
         prompts_of(ROWS, str(path), "attributes")
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("source", ["real", "clinical"])
+def test_text_settings_make_the_mask_settings_plan(source: str) -> None:
+    assert names.check_setting(f"text-{source}") == ("text", source)
+    wanted = names.synthetic_of(f"text-{source}-1to2")
+    assert wanted is not None and (wanted.condition, wanted.ratio) == ("text", "1:2")
+    text = plan(ROWS, PROMPTS, f"text-{source}", 2, fold=1, seed=3)
+    assert text.equals(plan(ROWS, PROMPTS, f"mask-{source}", 2, fold=1, seed=3))
+    assert not text["seed"].equals(plan(ROWS, PROMPTS, "edge-real", 2, fold=1, seed=3)["seed"])
+
+
+def test_text_settings_do_not_mix_patches() -> None:
+    assert names.synthetic_of("mask-real-1to2-mix0.5p4").mixed
+    with pytest.raises(MeddapError, match="'text' images follow no mask"):
+        names.synthetic_of("text-real-1to2-mix0.5p4")
+
+
+@pytest.mark.parametrize(
+    ("setting", "controlnet", "message"),
+    [("text-real", "some/controlnet", "samples without"), ("mask-real", [], "needs its")],
+)
+def test_the_job_takes_a_controlnet_exactly_when_the_condition_needs_one(
+    setting: str, controlnet: object, message: str
+) -> None:
+    with pytest.raises(MeddapError, match=message):
+        synthesize_masked(
+            base_model="", controlnet=controlnet, manifest="", splits="", attributes="",
+            images="", masks="", conditions="", synth_manifest="", fold=0, setting=setting,
+            masked_synthesis=None, seed=0,
+        )  # fmt: skip
+
+
+def test_text_pools_sample_the_prompt_alone_with_the_mask_pools_seeds(tmp_path: Path) -> None:
+    import numpy as np
+    import torch
+    from diffusers import StableDiffusionControlNetPipeline
+
+    from meddap.common.settings import Sampling
+    from meddap.masked.controlnet import conditioning_image
+    from meddap.masked.synthesis import _manifest, _pipeline, _render
+
+    base, controlnet = (
+        REPO / "resources" / "tiny-sd-phantom",
+        REPO / "resources" / "tiny-controlnet-phantom",
+    )
+    torch.set_num_threads(1)
+    sampling = Sampling("dpm_multistep", 3, 7.5, "", 2, 64, 64)
+    batch = plan(ROWS, PROMPTS, "text-real", 1, fold=0, seed=0).head(2)
+    masked = plan(ROWS, PROMPTS, "mask-real", 1, fold=0, seed=0).head(2)
+    assert batch[["prompt", "seed", "parent_id"]].equals(masked[["prompt", "seed", "parent_id"]])
+    lesions = np.zeros((2, 64, 64), bool)
+    lesions[0, 10:30, 10:40], lesions[1, 35:60, 20:50] = True, True
+    conds = torch.stack([conditioning_image(m, None, "mask", 64) for m in lesions])
+    plain = _pipeline(str(base), "", "dpm_multistep")
+    assert not isinstance(plain, StableDiffusionControlNetPipeline)
+    text = _render(plain, batch, conds, sampling)
+    mask = _render(_pipeline(str(base), str(controlnet), "dpm_multistep"), masked, conds, sampling)
+    assert [im.shape for im in text] == [(64, 64)] * 2 and text[0].dtype == np.uint8
+    gaps = [np.abs(t.astype(int) - m.astype(int)).mean() for t, m in zip(text, mask, strict=True)]
+    assert min(gaps) > 1  # the same seeds and prompts, without the mask
+    assert np.array_equal(text[0], _render(plain, batch.head(1), conds, sampling)[0])  # own seed
+    out = {name: tmp_path / name for name in ("images", "masks", "conditions")}
+    assert _manifest(batch, out, 0, "text-real", "")["controlnet_sha256"].isna().all()
+    assert (
+        _manifest(masked, out, 0, "mask-real", str(controlnet))["controlnet_sha256"].notna().all()
+    )

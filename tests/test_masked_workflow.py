@@ -74,8 +74,11 @@ def test_quality_has_mask_fidelity_and_segmenters_train_on_the_prefix(ran: Path)
     fit = json.loads((ran / "results/seg/phantom/fold1/unet/mask-real-1to1/fit.json").read_text())
     assert fit["n_synthetic"] == fit["n_real"] > 0
     table = pd.read_parquet(ran / "results/tables/seg_ratio_table.parquet")
-    assert list(table["setting"]) == ["-", *SETTINGS]
-    assert table["chosen_on_val"].sum() == 2  # the only ratio of each setting
+    assert list(table["setting"]) == ["-", *SETTINGS, "mask-real"]  # and its patch-mixed row
+    assert list(table["mixing"]) == ["-", "-", "-", "λ=0.5 p=4"]  # the default mixing point
+    assert table["chosen_on_val"].sum() == 3  # the only ratio of each setting and mixing
+    mixed = "results/seg/phantom/fold1/unet/mask-real-1to1-mix0.5p4/fit.json"
+    assert json.loads((ran / mixed).read_text())["mixing"]["lambda"] == 0.5
     assert Image.open(ran / FIGURE).size[0] > 400  # 2 classes x 3 sizes x 2 pairs
 
 
@@ -83,7 +86,7 @@ def test_a_new_ratio_adds_only_its_segmenters_and_a_too_large_one_stops(ran: Pat
     assert planned_jobs(ran, TABLE, *QUALITY, config=TINY) == {}
     synthesis = {**TINY["segmentation"]["synthesis"], "ratios": ["1:1", "0:1"]}
     added = {**TINY, "segmentation": {**TINY["segmentation"], "synthesis": synthesis}}
-    runs = 2 * 2  # folds x settings
+    runs = 2 * (2 + 1)  # folds x (settings + mask-real's mixed set)
     new = {"train_segmenter": runs, "score_segmenter": runs, "segmenter_metrics": runs}
     assert planned_jobs(ran, TABLE, config=added) == {**new, "seg_ratio_table": 1}
     synthesis["ratios"] = ["1:4"]

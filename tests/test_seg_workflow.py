@@ -48,10 +48,11 @@ def test_the_paper_grid_plans_every_model_and_augmentation(tmp_path: Path) -> No
     jobs = planned_jobs(
         tmp_path, TABLE, config={**paper, "synthesis": {**paper["synthesis"], "rank": 4}}
     )
-    # folds x models x (real + 9 augmentations + 3 settings x 5 ratios + the 2 real-mask
-    # settings (mask-real, edge-real) x 5 ratios x 3 lambdas x 1 patch grid, mixed)
-    assert jobs["train_segmenter"] == 5 * 4 * (10 + 3 * 5 + 2 * 5 * 3 * 1)
-    assert jobs["train_controlnet"] == 5 * 2 and jobs["synthesize_masked"] == 5 * 3
+    # folds x models x (real + 9 augmentations + 4 settings (text-clinical too) x 5 ratios + the
+    # 2 real-mask settings (mask-real, edge-real) x 5 ratios x 3 lambdas x 1 patch grid, mixed)
+    assert jobs["train_segmenter"] == 5 * 4 * (10 + 4 * 5 + 2 * 5 * 3 * 1)
+    # text-clinical samples without a ControlNet: still 2 conditions x folds trained
+    assert jobs["train_controlnet"] == 5 * 2 and jobs["synthesize_masked"] == 5 * 4
     planned = planned_jobs(tmp_path, ABLATION, config={**paper, "synthesis": {"rank": 4}})
     assert planned["train_segmenter"] == 5 * 5 and planned["seg_ablation"] == 1  # dsunet x real
 

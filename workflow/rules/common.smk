@@ -7,7 +7,7 @@ from meddap.common import paths
 from meddap.common.errors import MeddapError
 from meddap.common.settings import job_params
 from meddap.common.trainsets import parse_trainset
-from meddap.seg.names import MIXING_SOURCE, check_setting, mixing_token, ratio_token, synthetic_of
+from meddap.seg.names import MIXING_SOURCE, TEXT, check_setting, mixing_token, ratio_token, synthetic_of
 from meddap.data.fingerprint import content_digest
 from meddap.data.registry import is_archive, local_dataset_dir, user_path
 from meddap.common.hashing import tree_files
@@ -251,12 +251,13 @@ SEG_TRAINSET = r"real|aug-[a-z]+|[a-z]+-[a-z]+-(1to[1-9]\d*|0to1)(-mix[0-9.]+p[0
 MASKED = SEG["synthesis"]
 MASKED_SETTINGS = MASKED["settings"] if SEG["models"] else []
 SYNTHETIC_TRAINSETS = [f"{s}-{ratio_token(r)}" for s in MASKED_SETTINGS for r in MASKED["ratios"]]
-# seed 002's patch mixing: every real-mask setting (its images have real parents) x ratio, 0:1
-# included (all its pairs have parents), x lambda x p
+# seed 002's patch mixing: every real-mask setting (its images have real parents) but text ones
+# (not pixel-aligned: they follow no mask) x ratio, 0:1 included (all its pairs have parents),
+# x lambda x p
 MIXED_TRAINSETS = [
     f"{s}-{ratio_token(r)}-{mixing_token(lam, p)}"
     for s in MASKED_SETTINGS
-    if check_setting(s)[1] == MIXING_SOURCE
+    if check_setting(s)[1] == MIXING_SOURCE and check_setting(s)[0] != TEXT
     for r in MASKED["ratios"]
     for lam in MASKED["mixing"]["lambdas"]
     for p in MASKED["mixing"]["patches"]
@@ -281,6 +282,14 @@ def seg_synthetic_files(wildcards):
         return []
     keys = {"dataset": wildcards.dataset, "fold": wildcards.fold, "setting": synthetic_of(wildcards.trainset).setting}
     return [paths.MASKED_IMAGES.format(**keys), paths.MASKED_MASKS.format(**keys)]
+
+
+def setting_controlnet(wildcards):
+    """The fold's fine-tuned ControlNet a `{condition}-{source}` pool samples with; none for text."""
+    condition, _ = check_setting(wildcards.setting)
+    if condition == TEXT:
+        return []
+    return paths.CONTROLNET_MODEL.format(dataset=wildcards.dataset, fold=wildcards.fold, condition=condition)
 
 
 def pretrained_controlnet(wildcards):

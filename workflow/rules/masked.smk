@@ -65,9 +65,7 @@ rule synthesize_masked:
         manifest=paths.CURATED,
         splits=paths.SPLITS,
         attributes=paths.ATTRIBUTES,
-        controlnet=lambda wc: paths.CONTROLNET_MODEL.format(
-            dataset=wc.dataset, fold=wc.fold, condition=wc.setting.split("-")[0]
-        ),
+        controlnet=setting_controlnet,  # [] for text: it arrives as an empty list
     output:
         images=directory(paths.MASKED_IMAGES),
         masks=directory(paths.MASKED_MASKS),
@@ -80,7 +78,7 @@ rule synthesize_masked:
         masked_synthesis=SETTINGS["masked_synthesis"],
         seed=config["seed"],
     wildcard_constraints:
-        setting=r"(mask|edge)-(real|clinical)",
+        setting=r"(mask|edge|text)-(real|clinical)",
     threads: 2
     resources:
         gpu=1,
@@ -113,7 +111,7 @@ rule masked_quality:
         quality=SETTINGS["quality"],
         seed=config["seed"],
     wildcard_constraints:
-        setting=r"(mask|edge)-(real|clinical)",
+        setting=r"(mask|edge|text)-(real|clinical)",
     threads: 1
     resources:
         **CPU_RESOURCES,

@@ -11,6 +11,11 @@ the fold's n train lesions, in an order whose prefixes are the ratios (1:k = the
   the fold's measured lesions, so this draws from their size distribution), and the prompt is
   that of a train lesion of the class drawn at random (`attributes_from`).
 
+Condition `text` (seed 001's text-only ablation) makes the plan of condition `mask` (same
+masks, prompts, parents and seeds) but samples the plain base model with the prompt alone; its
+conditions folder records the mask image the ControlNet would have had, and its manifest's
+controlnet_sha256 is null.
+
 Every image has its own seed. Masks and conditioning images are written at once, images one
 batch at a time in hidden partial folders, so a killed job resumes at its first missing batch.
 """
@@ -31,12 +36,19 @@ from meddap.common.atomic import write_parquet, write_png
 from meddap.common.errors import MeddapError
 from meddap.common.hashing import path_sha256
 from meddap.common.seeds import derive_seed
-from meddap.common.settings import MaskedSynthesis
+from meddap.common.settings import MaskedSynthesis, Sampling
 from meddap.masked.clinical import SIZES, clinical_mask, lesion_sizes
 from meddap.masked.controlnet import conditioning_image
 from meddap.masked.finetune import prompts_of, read_pair, train_lesions
-from meddap.seg.names import check_setting
-from meddap.synth.generate import class_sequence, image_name, pending_batches, publish
+from meddap.seg.names import TEXT, check_setting
+from meddap.synth.generate import (
+    class_sequence,
+    image_name,
+    pending_batches,
+    publish,
+    render,
+    to_gray,
+)
 
 log = logging.getLogger(__name__)
 FOLDERS = ("images", "masks", "conditions")
@@ -80,8 +92,9 @@ def plan(
     """One row per pair of the setting's pool: index, label, prompt, mask source, parent, seed."""
     if pool < 1:
         raise MeddapError(f"config key segmentation.synthesis.pool must be at least 1, got {pool}")
-    _, source = check_setting(setting)
-    total, base = pool * len(rows), derive_seed(seed, "masked", fold, setting)
+    condition, source = check_setting(setting)
+    planned = f"mask-{source}" if condition == TEXT else setting  # text: the mask setting's plan
+    total, base = pool * len(rows), derive_seed(seed, "masked", fold, planned)
     table = (
         _real_plan(rows, prompts, total)
         if source == "real"
@@ -127,7 +140,7 @@ def _write_pairs(
 
 
 def _pipeline(base_model: str, controlnet: str, scheduler: str):  # noqa: ANN202
-    """The base model with the fold's ControlNet and the configured scheduler."""
+    """The base model with the configured scheduler and the fold's ControlNet (none: "")."""
     from diffusers import ControlNetModel
 
     from meddap.masked.controlnet import controlnet_pipeline
@@ -136,13 +149,40 @@ def _pipeline(base_model: str, controlnet: str, scheduler: str):  # noqa: ANN202
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.float16 if device == "cuda" else torch.float32
     pipe = load_generator(base_model, None, scheduler, device)
+    if not controlnet:
+        return pipe
     return controlnet_pipeline(pipe, ControlNetModel.from_pretrained(controlnet, torch_dtype=dtype))
+
+
+def _render(
+    pipe,  # noqa: ANN001
+    batch: pd.DataFrame,
+    conds: torch.Tensor,
+    sampling: Sampling,
+) -> list[np.ndarray]:
+    """One batch as grayscale uint8 images at the sampling resolution, each from its own seed:
+    conditioned on its rows' conditioning images, or (a plain pipeline: text) the prompt alone."""
+    from diffusers import StableDiffusionControlNetPipeline
+
+    from meddap.masked.controlnet import generate
+
+    if not isinstance(pipe, StableDiffusionControlNetPipeline):
+        return [to_gray(image, sampling.resolution) for image in render(pipe, batch, sampling)]
+    return generate(
+        pipe,
+        list(batch["prompt"]),
+        conds[batch["index"].to_numpy()],
+        list(batch["seed"]),
+        sampling.steps,
+        sampling.guidance_scale,
+        sampling.negative_prompt,
+    )
 
 
 def synthesize_masked(
     *,
     base_model: str,
-    controlnet: str,
+    controlnet: str | list[str],
     manifest: str,
     splits: str,
     attributes: str,
@@ -155,11 +195,19 @@ def synthesize_masked(
     masked_synthesis: MaskedSynthesis,
     seed: int,
 ) -> None:
-    """Job: the setting's pool of image-mask pairs for fold `fold`, and its manifest."""
-    from meddap.masked.controlnet import generate
+    """Job: the setting's pool of image-mask pairs for fold `fold`, and its manifest.
 
-    how, sampling = masked_synthesis, masked_synthesis.sampling
+    `controlnet` is "" or [] (Snakemake's empty named input) for a text setting.
+    """
     condition, _ = check_setting(setting)
+    controlnet = str(controlnet) if controlnet else ""
+    if (condition == TEXT) == bool(controlnet):
+        raise MeddapError(
+            f"synthesis setting {setting!r} "
+            + ("samples without a ControlNet" if condition == TEXT else "needs its ControlNet")
+            + f", but the job got controlnet {controlnet!r}"
+        )
+    how, sampling = masked_synthesis, masked_synthesis.sampling
     rows = train_lesions(manifest, splits, fold)
     prompts = prompts_of(rows, attributes, how.prompts)
     table = plan(rows, prompts, setting, how.pool, fold, seed)
@@ -169,21 +217,14 @@ def synthesize_masked(
     partial = {name: p.with_name(f".{name}.partial") for name, p in out.items()}
     for folder in partial.values():
         folder.mkdir(parents=True, exist_ok=True)
-    drawn, conds = _conditions(table, rows, condition, sampling.resolution, how)
+    recorded = "mask" if condition == TEXT else condition  # text: the mask it was meant to follow
+    drawn, conds = _conditions(table, rows, recorded, sampling.resolution, how)
     _write_pairs(drawn, conds, table["index"], sampling.image_size, partial)
     pending = pending_batches(table, partial["images"], sampling.batch_size)
     pipe = _pipeline(base_model, controlnet, sampling.scheduler)
     started = time.perf_counter()
     for batch in tqdm(pending, desc=f"fold{fold} {setting}", unit="batch"):
-        rendered = generate(
-            pipe,
-            list(batch["prompt"]),
-            conds[batch["index"].to_numpy()],
-            list(batch["seed"]),
-            sampling.steps,
-            sampling.guidance_scale,
-            sampling.negative_prompt,
-        )
+        rendered = _render(pipe, batch, conds, sampling)
         for index, image in zip(batch["index"], rendered, strict=True):
             resized = Image.fromarray(image).resize((sampling.image_size,) * 2, Image.BICUBIC)
             write_png(np.asarray(resized), partial["images"] / image_name(index))
@@ -205,5 +246,6 @@ def _manifest(
         for key, folder in (("image", "images"), ("mask", "masks"), ("condition", "conditions"))
     }
     ids = [f"syn-f{fold}-{setting}-{i:06d}" for i in table["index"]]
-    extra = {"fold": fold, "setting": setting, "controlnet_sha256": path_sha256(Path(controlnet))}
+    digest = path_sha256(Path(controlnet)) if controlnet else None  # text: no ControlNet
+    extra = {"fold": fold, "setting": setting, "controlnet_sha256": digest}
     return table.assign(id=ids, **files, **extra)

@@ -7,13 +7,16 @@ seed 003's Table 2 ablation is a list of names.
 
 Training sets: `real`, `aug-<name>` for one conventional augmentation (`deepstack`: all of
 them), or `{condition}-{source}-{r}to{s}`: the real train split plus a prefix of a fold's
-mask-conditioned synthetic set (seeds 001, 002; condition `mask` or `edge`, masks from `real`
-train masks or `clinical` priors) at real:synthetic ratio r:s, `1to<k>` or `0to1` (synthetic only,
-as many images as the real train split). `{condition}-real-{r}to{s}-mix{λ}p{p}` (e.g.
+mask-conditioned synthetic set (seeds 001, 002; condition `mask` or `edge`, or `text`: seed
+001's text-only ablation, the plain base model with the prompt alone, its masks those the image
+was meant to follow; masks from `real` train masks or `clinical` priors) at real:synthetic ratio
+r:s, `1to<k>` or `0to1` (synthetic only, as many images as the real train split).
+`{condition}-real-{r}to{s}-mix{λ}p{p}` (e.g.
 `mask-real-1to2-mix0.5p4`) is the same set with seed 002's patch mixing (`meddap.seg.augment`):
 each synthetic image, split into a p x p grid, shows its real parent's pixels in each cell with
 probability λ; λ in (0, 1) as Python writes the float (0.25, not .25 or 0.250), p >= 2. Only
-`real` mask sources have parents (pixel-aligned, sharing the mask), so `clinical` ones stop.
+`real` mask sources have parents (pixel-aligned, sharing the mask), so `clinical` ones stop, and
+so do `text` ones (their images follow no mask, so they are not pixel-aligned with the parent).
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ AUGMENTATIONS = (
 DEEPSTACK = "deepstack"
 _AUG = re.compile(r"aug-(?P<name>[a-z]+)")
 CONDITIONS = ("mask", "edge")  # those of meddap.masked.controlnet (a test keeps them equal)
+TEXT = "text"  # seed 001's text-only ablation: no ControlNet, the prompt alone
+SETTING_CONDITIONS = (*CONDITIONS, TEXT)
 MASK_SOURCES = ("real", "clinical")
 _SYNTHETIC = re.compile(
     r"(?P<setting>(?P<condition>[a-z]+)-(?P<source>[a-z]+))-(?P<ratio>1to[1-9]\d*|0to1)"
@@ -129,8 +134,16 @@ def mixing_token(mix_lambda: float | str, patches: int) -> str:
     return f"mix{text}p{patches}"
 
 
-def mixing_of(lambda_text: str, patches_text: str, trainset: str, source: str) -> tuple[float, int]:
-    """The (lambda, p) of a trainset's `mix{λ}p{p}`; stops on a `clinical` source or a bad one."""
+def mixing_of(
+    lambda_text: str, patches_text: str, trainset: str, source: str, condition: str = "mask"
+) -> tuple[float, int]:
+    """The (lambda, p) of a trainset's `mix{λ}p{p}`; stops on a `clinical` source, a `text`
+    condition or a bad one."""
+    if condition == TEXT:
+        raise MeddapError(
+            f"segmentation trainset {trainset!r} mixes patches of real parents, but {TEXT!r} "
+            "images follow no mask, so they are not pixel-aligned with their parent"
+        )
     if source != MIXING_SOURCE:
         raise MeddapError(
             f"segmentation trainset {trainset!r} mixes patches of real parents, but mask source "
@@ -153,10 +166,10 @@ def mixing_of(lambda_text: str, patches_text: str, trainset: str, source: str) -
 def check_setting(setting: str) -> tuple[str, str]:
     """`"mask-clinical"` -> ("mask", "clinical"); stops on any other generator setting."""
     condition, _, source = setting.partition("-")
-    if condition not in CONDITIONS or source not in MASK_SOURCES:
+    if condition not in SETTING_CONDITIONS or source not in MASK_SOURCES:
         raise MeddapError(
             f"synthesis setting {setting!r} is not {{condition}}-{{source}} with condition in "
-            f"{CONDITIONS} and mask source in {MASK_SOURCES}"
+            f"{SETTING_CONDITIONS} and mask source in {MASK_SOURCES}"
         )
     if (condition, source) == ("edge", "clinical"):
         raise MeddapError(
@@ -185,7 +198,7 @@ def synthetic_of(trainset: str) -> SyntheticSet | None:
     real, synthetic = (int(n) for n in match["ratio"].split("to"))
     mixing: tuple[float | None, int | None] = (None, None)
     if match["mix_lambda"] is not None:
-        mixing = mixing_of(match["mix_lambda"], match["mix_patches"], trainset, source)
+        mixing = mixing_of(match["mix_lambda"], match["mix_patches"], trainset, source, condition)
     return SyntheticSet(match["setting"], condition, source, real, synthetic, *mixing)
 
 
