@@ -230,6 +230,33 @@ def test_synthetic_rows_join_the_training_set(
     assert [size for kind, size in events if kind == "train"] == [n_real + math.ceil(n_real / 2)]
 
 
+def test_a_mask_conditioned_set_adds_its_segmenters_pairs(
+    data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list = []
+    _spy(monkeypatch, events)
+    train = _split_images(data, "train")[0]
+    lesions = int((train.label != "normal").sum())
+    images = pd.read_parquet(data["synthetic"]).image_path.tolist()
+    n = 3 * lesions  # a pool of 3 pairs per train lesion, of which 1:2 takes the first 2 x
+    pool = pd.DataFrame({"id": [f"m{i}" for i in range(n)], "index": range(n), "fold": 0})
+    pool = pool.assign(
+        setting="mask-real", label=["benign", "malignant"] * (n // 2) + ["benign"] * (n % 2)
+    )
+    pool = pool.assign(image_path=[images[i % len(images)] for i in range(n)], mask_path="m.png")
+    pool.to_parquet(tmp_path / "pool.parquet")
+    job = {"settings": {"epochs": 1}, "external": [], "synthetic": str(tmp_path / "pool.parquet")}
+    metrics = _train(data, tmp_path / "out", trainset="mask-real-1to2", **job)
+    assert (metrics["n_train_real"], metrics["n_train_synthetic"]) == (len(train), 2 * lesions)
+    assert [size for kind, size in events if kind == "train"] == [len(train) + 2 * lesions]
+    for trainset, message in [
+        ("mask-real-0to1", "no normal image"),
+        ("mask-real-1to1-mix0.5p4", "segmenters only"),
+    ]:
+        with pytest.raises(MeddapError, match=message):
+            _train(data, tmp_path / trainset, trainset=trainset, **job)
+
+
 def test_trainset_and_synthetic_manifests_must_agree(data: dict[str, Path], tmp_path: Path) -> None:
     synthetic = [str(data["synthetic"])]
     with pytest.raises(MeddapError, match="needs 0 synthetic manifest"):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -24,6 +25,7 @@ SIZE = 64
 # 8 rows in batches of 4: 2 steps per epoch, so the checkpoint of step 3 resumes mid-epoch
 SETTINGS = {"steps": 4, "batch_size": 4, "learning_rate": 1e-3}
 EVERY = 3
+Run = tuple[list[float], dict[str, torch.Tensor]]  # a run's losses and final weights
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +65,7 @@ def _train(
     data: tuple[torch.Tensor, ...],
     checkpoint: Checkpoint | None = None,
     seed: int = 0,
-) -> tuple[list[float], dict[str, torch.Tensor]]:
+) -> Run:
     """Losses and weights of a fresh ControlNet trained on `data`."""
     net = cn.build_controlnet(pipe.unet, pipe.vae_scale_factor, seed=0)
     losses = cn.train_controlnet(
@@ -73,52 +75,45 @@ def _train(
 
 
 @pytest.fixture(scope="module")
-def plain(
-    pipe: StableDiffusionPipeline, data: tuple[torch.Tensor, ...]
-) -> tuple[list[float], dict[str, torch.Tensor]]:
+def plain(pipe: StableDiffusionPipeline, data: tuple[torch.Tensor, ...]) -> Run:
     """The uninterrupted run, without checkpoints (as pretraining runs)."""
     return _train(pipe, data)
 
 
-def _same(
-    run: tuple[list[float], dict[str, torch.Tensor]],
-    other: tuple[list[float], dict[str, torch.Tensor]],
-) -> bool:
+@pytest.fixture(scope="module")
+def train(pipe: StableDiffusionPipeline, data: tuple[torch.Tensor, ...]) -> Callable[..., Run]:
+    """`_train` on the shared pipeline and data."""
+    return partial(_train, pipe, data)
+
+
+def _same(run: Run, other: Run) -> bool:
     """The same losses and the same weights, bit for bit."""
     (losses, a), (again, b) = run, other
     return losses == again and a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_a_killed_run_resumed_ends_as_an_uninterrupted_one(
-    pipe: StableDiffusionPipeline,
-    data: tuple[torch.Tensor, ...],
-    plain: tuple[list[float], dict[str, torch.Tensor]],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    train: Callable[..., Run], plain: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     checkpoint = Checkpoint(tmp_path / "checkpoint.pt", "run")
     with counted(monkeypatch, die_at=EVERY + 1), pytest.raises(Killed):
-        _train(pipe, data, checkpoint)
+        train(checkpoint)
     assert checkpoint.load()["losses"] == plain[0][:EVERY]
     with counted(monkeypatch) as calls:
-        resumed = _train(pipe, data, checkpoint)
+        resumed = train(checkpoint)
     assert len(calls) == SETTINGS["steps"] - EVERY  # the done steps are skipped
     assert _same(resumed, plain)
 
 
 def test_a_checkpoint_of_another_run_is_discarded(
-    pipe: StableDiffusionPipeline,
-    data: tuple[torch.Tensor, ...],
-    plain: tuple[list[float], dict[str, torch.Tensor]],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    train: Callable[..., Run], plain: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "checkpoint.pt"
     with counted(monkeypatch, die_at=EVERY + 1), pytest.raises(Killed):
-        _train(pipe, data, Checkpoint(path, fingerprint(seed=1)), seed=1)
+        train(Checkpoint(path, fingerprint(seed=1)), seed=1)
     assert path.is_file()
     with counted(monkeypatch) as calls:
-        fresh = _train(pipe, data, Checkpoint(path, fingerprint(seed=0)))
+        fresh = train(Checkpoint(path, fingerprint(seed=0)))
     assert len(calls) == SETTINGS["steps"]
     assert _same(fresh, plain)
 

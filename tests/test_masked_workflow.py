@@ -31,6 +31,7 @@ TINY = {
         "synthesis": {
             "settings": SETTINGS,
             "ratios": ["1:1"],
+            "classifiers": True,
             "training": {"steps": 2, "batch_size": 4},
             "sampling": {"steps": 2, "batch_size": 8},
         },
@@ -77,6 +78,15 @@ def test_quality_has_mask_fidelity_and_segmenters_train_on_the_prefix(ran: Path)
     assert list(table["setting"]) == ["-", *SETTINGS, "mask-real"]  # and its patch-mixed row
     assert list(table["mixing"]) == ["-", "-", "-", "λ=0.5 p=4"]  # the default mixing point
     assert table["chosen_on_val"].sum() == 3  # the only ratio of each setting and mixing
+    auc = table["auc_squeezenet1_1_test"]  # the classifiers on the same sets; none mixed
+    assert (
+        list(auc == "n/a") == [False, False, False, True]
+        and table["auc_squeezenet1_1_val_pick"].sum() == 2
+    )
+    record = ran / "results/cls/phantom/fold0/squeezenet1_1/mask-clinical-1to1/metrics.json"
+    cls = json.loads(record.read_text())
+    lesions = json.loads((ran / "results/seg/phantom/fold0/unet/real/fit.json").read_text())
+    assert cls["n_train_synthetic"] == lesions["n_train"] > 0  # 1 pair per train lesion
     mixed = "results/seg/phantom/fold1/unet/mask-real-1to1-mix0.5p4/fit.json"
     assert json.loads((ran / mixed).read_text())["mixing"]["lambda"] == 0.5
     assert Image.open(ran / FIGURE).size[0] > 400  # 2 classes x 3 sizes x 2 pairs
@@ -86,7 +96,7 @@ def test_a_new_ratio_adds_only_its_segmenters_and_a_too_large_one_stops(ran: Pat
     assert planned_jobs(ran, TABLE, *QUALITY, config=TINY) == {}
     synthesis = {**TINY["segmentation"]["synthesis"], "ratios": ["1:1", "0:1"]}
     added = {**TINY, "segmentation": {**TINY["segmentation"], "synthesis": synthesis}}
-    runs = 2 * (2 + 1)  # folds x (settings + mask-real's mixed set)
+    runs = 2 * (2 + 1)  # folds x (settings + mask-real's mixed set); 0:1 trains no classifier
     new = {"train_segmenter": runs, "score_segmenter": runs, "segmenter_metrics": runs}
     assert planned_jobs(ran, TABLE, config=added) == {**new, "seg_ratio_table": 1}
     synthesis["ratios"] = ["1:4"]

@@ -16,7 +16,6 @@ from PIL import Image, ImageOps
 from meddap.common.atomic import write_json
 from meddap.common.errors import MeddapError
 from meddap.common.settings import Segmentation
-from meddap.report.seg_tables import seg_ratio_table
 from meddap.run.config import validate_config
 from meddap.seg import names
 from meddap.seg.augment import (
@@ -32,6 +31,8 @@ from meddap.seg.data import Pairs, load_pairs, synthetic_rows
 from meddap.seg.tasks import build_task
 from meddap.seg.train import _with_synthetic, train_segmenter
 from tests.conftest import PhantomFold
+from tests.test_seg_ratio_table import _table
+from tests.test_seg_train import SETTINGS as SEG_SETTINGS
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -327,19 +328,7 @@ def test_parents_load_as_the_centre_crop_the_pool_was_drawn_from(tmp_path: Path)
 
 # --- a training run and the ratio table -------------------------------------------------------
 
-_SETTINGS = {
-    "classes": "lesions",
-    "image_size": 32,
-    "channels": [4, 4, 8, 8, 8],
-    "epochs": 1,
-    "batch_size": 8,
-    "learning_rate": 1e-2,
-    "loss": "dice_ce",
-    "augment_probability": 0.5,
-    "device": "cpu",
-    "mixed_precision": "no",
-    "deep_supervision": {"alpha": [1.0, 0.1, 0.1, 0.1], "beta": 0.05, "discriminator_lr": 1e-3},
-}
+_SETTINGS = {**SEG_SETTINGS, "channels": [4, 4, 8, 8, 8], "epochs": 1}
 
 
 def test_a_mixed_set_trains_and_records_its_mixing(
@@ -400,16 +389,7 @@ def test_the_ratio_table_shows_mixed_sets_as_rows_with_their_own_val_pick(tmp_pa
         "mask-real-1to2-mix0.5p4": (0.65, 0.6),
         "mask-real-1to2-mix0.25p2": (0.55, 0.6),  # alone in its mixing: its own pick
     }
-    out = {k: str(tmp_path / f"ratio.{k}") for k in ("parquet", "csv", "md")}
-    seg_ratio_table(
-        metrics=_metrics(tmp_path, runs),
-        parquet=out["parquet"],
-        csv=out["csv"],
-        markdown=out["md"],
-        dataset="phantom",
-        image_size=32,
-    )
-    table = pd.read_parquet(out["parquet"])
+    table, markdown, csv = _table(tmp_path, _metrics(tmp_path, runs))
     assert list(zip(table.trainset, table.mixing, strict=True)) == [
         ("real", "-"),
         ("mask-real-1to1", "-"),
@@ -420,8 +400,7 @@ def test_the_ratio_table_shows_mixed_sets_as_rows_with_their_own_val_pick(tmp_pa
     ]
     picks = set(table.trainset[table.chosen_on_val])
     assert picks == {"mask-real-1to2", "mask-real-1to1-mix0.5p4", "mask-real-1to2-mix0.25p2"}
-    markdown = Path(out["md"]).read_text()
     assert "| unet | mask-real | 1:1 mix λ=0.5 p=4 (val pick) | 2 |" in markdown
     assert "| unet | mask-real | 1:2 mix λ=0.5 p=4 | 2 |" in markdown
     assert "| unet | mask-real | 1:2 (val pick) | 2 |" in markdown
-    pd.testing.assert_frame_equal(pd.read_csv(out["csv"]), table, check_dtype=False)
+    pd.testing.assert_frame_equal(pd.read_csv(csv), table, check_dtype=False)

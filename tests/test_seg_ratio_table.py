@@ -43,10 +43,11 @@ def _metrics(root: Path, runs: dict = RUNS) -> list[str]:
     return paths
 
 
-def _table(tmp_path: Path, metrics: list[str]) -> tuple[pd.DataFrame, str, Path]:
-    """Run the job; its Parquet frame, Markdown text and CSV path."""
+def _table(tmp_path: Path, metrics: list[str], **job: object) -> tuple[pd.DataFrame, str, Path]:
+    """Run the job (`job`: more of its arguments); its Parquet frame, Markdown text, CSV path."""
     out = {k: tmp_path / f"ratio.{k}" for k in ("parquet", "csv", "md")}
     seg_ratio_table(
+        **job,
         metrics=metrics,
         parquet=str(out["parquet"]),
         csv=str(out["csv"]),

@@ -1,9 +1,11 @@
-# Downstream stage: classifiers per fold, model and training set (real, or real + a synthetic prefix).
+# Downstream stage: classifiers per fold, model and training set (real, or real + a synthetic
+# prefix: of a text-to-image set, or of a mask-conditioned pool, `{setting}-1to{k}`).
 
 
 rule train_classifier:
     input:
         dataset_files,
+        seg_synthetic_files,
         expand(paths.SOURCE, dataset=CLS["external"]),
         manifest=paths.CURATED,
         splits=paths.SPLITS,
@@ -19,6 +21,8 @@ rule train_classifier:
         trainset="{trainset}",
         classifier=SETTINGS["classifier"],
         seed=config["seed"],
+    wildcard_constraints:
+        trainset=CLS_TRAINSET,
     threads: 2
     resources:
         gpu=1,

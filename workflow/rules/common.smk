@@ -107,8 +107,11 @@ def fold_synthetic_sets(wildcards):
 
 
 def synthetic_manifest(wildcards):
-    """The synthetic set a training set `r{rank}-{adjective}-{ratio}` draws its prefix from."""
+    """The synthetic set a training set `r{rank}-{adjective}-{ratio}` draws its prefix from, or
+    the mask-conditioned pool of a `{setting}-1to{k}` one."""
     check_trainset(config, wildcards.model, wildcards.trainset)
+    if synthetic_of(wildcards.trainset) is not None:
+        return seg_synthetic(wildcards)
     parsed = parse_trainset(wildcards.trainset)
     if parsed is None:
         return []
@@ -263,6 +266,10 @@ MIXED_TRAINSETS = [
     for p in MASKED["mixing"]["patches"]
 ]
 SYNTHETIC_TRAINSETS += MIXED_TRAINSETS
+# the classifiers on the same pools: every setting's 1:k sets (0:1 would have no normal image)
+CLS_MASKED_TRAINSETS = [t for t in SYNTHETIC_TRAINSETS if synthetic_of(t).real and not synthetic_of(t).mixed]
+CLS_MASKED_TRAINSETS = CLS_MASKED_TRAINSETS if MASKED["classifiers"] else []
+CLS_TRAINSET = r"real|r\d+-[a-z]+(-[a-z]+)*-\d+|[a-z]+-[a-z]+-1to[1-9]\d*"  # meddap.seg.names
 SEG_TRAINSETS = SEG["trainsets"] + SYNTHETIC_TRAINSETS  # rows of the segmentation table
 
 
@@ -343,6 +350,14 @@ def ratio_seg_metrics(wildcards):
     """The ratio table's runs: each model's real and synthetic training sets in every fold."""
     trainsets = ["real", *SYNTHETIC_TRAINSETS]
     return expand(paths.SEG_METRICS, dataset=DATASET, fold=FOLDS, model=SEG["models"], trainset=trainsets)
+
+
+def ratio_cls_metrics(wildcards):
+    """The ratio table's AUC runs: each classifier on real and on the pools' 1:k sets, every fold."""
+    if not CLS_MASKED_TRAINSETS:
+        return []
+    trainsets = ["real", *CLS_MASKED_TRAINSETS]
+    return expand(paths.CLS_METRICS, dataset=DATASET, fold=FOLDS, model=CLS["models"], trainset=trainsets)
 
 
 def ablation_seg_metrics(wildcards):

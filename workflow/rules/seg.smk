@@ -128,6 +128,7 @@ rule seg_ablation:
 rule seg_ratio_table:
     input:
         metrics=ratio_seg_metrics,
+        classifiers=ratio_cls_metrics,
     output:
         **table_outputs("seg_ratio_table"),
     params:

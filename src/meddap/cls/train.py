@@ -42,6 +42,8 @@ from meddap.common.splits import SPLITS, check_labels, read_table, split_rows
 from meddap.common.training import Batch, Fit, Validation, fit, shuffled_batches
 from meddap.common.trainsets import load_synthetic, parse_trainset
 from meddap.common.weights import write_weights
+from meddap.seg.data import synthetic_rows
+from meddap.seg.names import classifier_set_of
 
 log = logging.getLogger(__name__)
 SELECTION = "highest val accuracy; ties: lower val cross-entropy, then the earlier epoch"
@@ -114,7 +116,7 @@ def train_classifier(
     device = resolve_device(how.device, "classifier.device")
     precision = resolve_precision(how.mixed_precision, "classifier.mixed_precision", device)
     tables = {split: split_rows(manifest, splits, fold, split) for split in SPLITS}
-    synth = _synthetic_rows(_paths(synthetic), fold, trainset, len(tables["train"]))
+    synth = _synthetic_rows(_paths(synthetic), fold, trainset, tables["train"])
     afterwards = [("test", tables["test"]), *_external_tables(_paths(external))]
     job_seed = derive_seed(seed, "classifier", fold, model)
     torch.manual_seed(job_seed)
@@ -184,16 +186,27 @@ def _augmenter(augment: Augment) -> v2.Transform | None:
     return v2.Compose(steps) if steps else None
 
 
-def _synthetic_rows(synthetic: list[str], fold: int, trainset: str, n_train: int) -> pd.DataFrame:
-    """The synthetic images (id, label, image_path) that `trainset` adds to the real ones."""
-    wanted = 0 if parse_trainset(trainset) is None else 1
+def _synthetic_rows(
+    synthetic: list[str], fold: int, trainset: str, train: pd.DataFrame
+) -> pd.DataFrame:
+    """The synthetic images (id, label, image_path) that `trainset` adds to the real `train` rows.
+
+    A mask-conditioned `{setting}-1to{k}` adds the pairs its segmenter adds: the pool's first
+    k x the train split's lesion images.
+    """
+    masked = classifier_set_of(trainset)
+    wanted = 0 if masked is None and parse_trainset(trainset) is None else 1
     if len(synthetic) != wanted:
         raise MeddapError(
             f"trainset {trainset} needs {wanted} synthetic manifest(s), got {len(synthetic)}"
         )
     if not synthetic:
         return pd.DataFrame(columns=COLUMNS)
-    rows = load_synthetic(synthetic[0], fold, trainset, n_train)
+    if masked is None:
+        rows = load_synthetic(synthetic[0], fold, trainset, len(train))
+    else:
+        lesions = int((train["label"] != "normal").sum())
+        rows = synthetic_rows(synthetic[0], fold, trainset, lesions)
     return check_labels(rows, synthetic[0])[COLUMNS]
 
 

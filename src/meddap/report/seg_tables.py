@@ -6,16 +6,20 @@ the mean ± sample std over folds of the fold's mean over images, with a paired 
 against the model's `real` training set. Every row names the metrics.json files it came from.
 `seg_ratio_table` is seed 001's Table 3: Dice per real:synthetic ratio of the synthetic sets;
 patch-mixed sets (seed 002) are rows of their own (column `mixing`, e.g. "λ=0.5 p=4", shown after
-the ratio), their validation pick made among the ratios of the same setting and mixing.
+the ratio), their validation pick made among the ratios of the same setting and mixing; with
+classifiers trained on the same sets, their AUC columns (`meddap.report.ratio_auc`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import pandas as pd
 
 from meddap.common.atomic import atomic_path, read_json, write_json, write_parquet
 from meddap.common.errors import MeddapError
 from meddap.common.hashing import file_sha256
+from meddap.report.ratio_auc import AUC_CAPTION, PICK, auc_columns, auc_names, marked_auc
 from meddap.report.tables import markdown_table, paired_p, summarise
 from meddap.seg.names import DSUNET, SyntheticSet, supervision_of, synthetic_of
 
@@ -191,25 +195,48 @@ RATIO_CAPTION = (
 
 
 def seg_ratio_table(
-    *, metrics: list[str], parquet: str, csv: str, markdown: str, dataset: str, image_size: int
+    *,
+    metrics: list[str],
+    parquet: str,
+    csv: str,
+    markdown: str,
+    dataset: str,
+    image_size: int,
+    classifiers: str | Sequence[str] = (),
 ) -> None:
-    """Job: seed 001's Table 3, Dice per model x synthetic setting x real:synthetic ratio."""
+    """Job: seed 001's Table 3, Dice per model x synthetic setting x real:synthetic ratio, and
+    the AUC of the classifiers trained on the same sets where `classifiers` names their runs."""
     runs = _ratio_runs(metrics)
     evaluations = ["test", *sorted(set(runs.evaluated_on) - {"test"})]
     keys = ["model", "_real", "setting", "_lambda", "_patches", "_share"]
     rows = [_ratio_row(group, evaluations) for _, group in runs.groupby(keys)]
     frame = _mark_val_picks(pd.DataFrame(rows)).assign(dataset=dataset, image_size=image_size)
+    classifiers = [classifiers] if isinstance(classifiers, str) else list(classifiers)
+    frame = _with_auc(frame, classifiers)
     shown = frame[["model", "setting", "ratio", "n_folds", "val_dice", *evaluations]].copy()
     shown["ratio"] = shown.ratio.where(
         frame.mixing == NO_MIXING, shown.ratio + " mix " + frame.mixing
     )
     shown["ratio"] = shown.ratio.where(~frame.chosen_on_val, shown.ratio + " (val pick)")
+    shown = shown.assign(**marked_auc(frame))
     write_parquet(frame, parquet)
     with atomic_path(csv) as tmp:
         frame.to_csv(tmp, index=False)
     with atomic_path(markdown) as tmp:
-        caption = RATIO_CAPTION.format(size=image_size)
+        caption = RATIO_CAPTION.format(size=image_size) + (AUC_CAPTION if classifiers else "")
         tmp.write_text(f"{caption}\n\n{markdown_table(shown)}\n")
+
+
+def _with_auc(frame: pd.DataFrame, classifiers: list[str]) -> pd.DataFrame:
+    """`frame` with the AUC columns of the classifiers on each unmixed row's set ("n/a" on
+    patch-mixed rows: mixing is for segmenters only); unchanged without classifiers."""
+    if not classifiers:
+        return frame
+    auc = auc_columns(classifiers).assign(mixing=NO_MIXING)
+    merged = frame.merge(auc, on=["setting", "ratio", "mixing"], how="left", validate="m:1")
+    filled = {column: "n/a" for column in auc_names(auc.columns)}
+    filled |= {column: False for column in auc.columns if column.endswith(PICK)}
+    return merged.fillna(filled).infer_objects()
 
 
 def _ratio_runs(metrics: list[str]) -> pd.DataFrame:

@@ -13,7 +13,13 @@ from meddap.common.trainsets import parse_trainset
 from meddap.data.layouts import MASKED_LAYOUTS, UNLABELLED_LAYOUTS
 from meddap.data.registry import check_local_path, source_kind
 from meddap.multitask.modes import parse_mode
-from meddap.seg.names import augmentation_of, check_model, check_setting, mixing_token
+from meddap.seg.names import (
+    augmentation_of,
+    check_model,
+    check_setting,
+    classifier_set_of,
+    mixing_token,
+)
 
 SUPPORTED_MODELS = ("densenet121", "resnet34", "squeezenet1_1")  # the schema's model enum
 
@@ -196,6 +202,8 @@ def check_trainset(config: dict[str, Any], model: str, trainset: str) -> None:
     known = SUPPORTED_MODELS
     if model not in known:
         raise MeddapError(f"target classifier {model!r} is not one of the supported models {known}")
+    if classifier_set_of(trainset) is not None:
+        return
     parsed = parse_trainset(trainset)
     pool = config["synthesis"]["pool"]
     if parsed is not None and parsed[2] > pool:

@@ -17,6 +17,7 @@ each synthetic image, split into a p x p grid, shows its real parent's pixels in
 probability λ; λ in (0, 1) as Python writes the float (0.25, not .25 or 0.250), p >= 2. Only
 `real` mask sources have parents (pixel-aligned, sharing the mask), so `clinical` ones stop, and
 so do `text` ones (their images follow no mask, so they are not pixel-aligned with the parent).
+Classifiers train on the same unmixed `1to<k>` sets (`classifier_set_of`).
 """
 
 from __future__ import annotations
@@ -223,3 +224,21 @@ def augmentation_of(trainset: str) -> str | None:
             "mask-real-1to2-mix0.5p4)"
         )
     return match["name"]
+
+
+def classifier_set_of(trainset: str) -> SyntheticSet | None:
+    """The mask-conditioned set a classifier trainset names (`"mask-real-1to2"`), None for the
+    others; stops on a synthetic-only one (the pairs are lesions, so no normal image would be
+    left) or a patch-mixed one (mixing is a segmenter's loss-side augmentation)."""
+    masked = synthetic_of(trainset)
+    if masked is not None and masked.real == 0:
+        raise MeddapError(
+            f"classifier trainset {trainset}: 0:1 (synthetic only) has no normal image "
+            "(mask-conditioned pairs are lesions), so only segmenters train on it"
+        )
+    if masked is not None and masked.mixed:
+        raise MeddapError(
+            f"classifier trainset {trainset}: patch mixing is for segmenters only; the "
+            f"classifier set is {masked.setting}-{ratio_token(masked.ratio)}"
+        )
+    return masked
