@@ -74,6 +74,18 @@ def test_the_cross_domain_table_plans_only_the_targets_adaptations(tmp_path: Pat
     }
 
 
+def test_classifiers_on_the_masked_sets_join_the_ratio_table_only_when_asked(
+    tmp_path: Path,
+) -> None:
+    table = "results/tables/seg_ratio_table.md"
+    assert "train_classifier" not in planned_jobs(tmp_path, table)  # default: Dice only
+    on = {"segmentation": {"synthesis": {"classifiers": True, "ratios": ["1:1", "1:2", "0:1"]}}}
+    jobs = planned_jobs(tmp_path, table, config=on)
+    folds, settings, ratios = 3, 2, 2  # 0:1 has no normal image: segmenters only
+    assert jobs["train_classifier"] == folds * (1 + settings * ratios)  # and the real-only ones
+    assert jobs["train_segmenter"] == folds * (1 + settings * 3 + 3)  # + mask-real's mixed sets
+
+
 def test_fig2_chooses_among_the_chosen_ranks_classifiers_not_the_base_models(
     tmp_path: Path,
 ) -> None:
