@@ -10,6 +10,7 @@ import torch
 from diffusers import ControlNetModel, StableDiffusionPipeline
 from skimage.draw import disk, ellipse
 from skimage.segmentation import find_boundaries
+from skimage.util import img_as_float32
 
 from meddap.common.errors import MeddapError
 from meddap.diffusion.pipeline import load_pipeline
@@ -20,6 +21,7 @@ from meddap.masked.controlnet import (
     conditioning_image,
     controlnet_pipeline,
     generate,
+    load_edge_detector,
     train_controlnet,
 )
 
@@ -154,6 +156,31 @@ def test_edge_detector_hook_replaces_canny() -> None:
     assert torch.all(cond[0] == 0.5) and torch.all(cond[1] == 0)
     with pytest.raises(MeddapError, match="shape"):
         conditioning_image(mask, image, "edge", SIZE, edge_detector=lambda g: g[:2])
+
+
+class _Sobel(torch.nn.Module):
+    """A stand-in for an exported HED: Sobel gradient magnitude of channel 0, clipped to 1."""
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        kernel = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+        weights = torch.stack([kernel, kernel.T])[:, None]
+        grad = torch.nn.functional.conv2d(image[:, :1], weights, padding=1)
+        return grad.square().sum(1, keepdim=True).sqrt().clamp(0, 1)
+
+
+def test_an_edge_model_given_by_path_detects_the_edges(tmp_path: Path) -> None:
+    path = tmp_path / "hed.pt"
+    torch.jit.script(_Sobel()).save(str(path))
+    assert load_edge_detector("") is None  # null: Canny
+    detector = load_edge_detector(str(path))
+    image = np.full((SIZE, SIZE), 40, dtype=np.uint8)
+    image[disk((32, 32), 12)] = 200
+    edges = conditioning_image(image > 100, image, "edge", SIZE, detector)[0]
+    gray = torch.from_numpy(img_as_float32(image))[None, None].expand(1, 3, -1, -1)
+    assert torch.allclose(edges, _Sobel()(gray)[0, 0]) and edges.max() == 1.0
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(MeddapError, match=r"notes\.txt .*edge_model. is not a TorchScript"):
+        load_edge_detector(str(tmp_path / "notes.txt"))
 
 
 @pytest.mark.parametrize(("condition", "image"), [("text", None), ("edge", None)])

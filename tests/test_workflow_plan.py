@@ -86,6 +86,33 @@ def test_classifiers_on_the_masked_sets_join_the_ratio_table_only_when_asked(
     assert jobs["train_segmenter"] == folds * (1 + settings * 3 + 3)  # + mask-real's mixed sets
 
 
+def test_an_edge_model_is_an_input_of_the_edge_jobs_only(tmp_path: Path) -> None:
+    model = tmp_path / "hed.pt"
+    model.write_bytes(b"a TorchScript file")
+    synthesis = {"settings": ["edge-real", "mask-real"], "edge_model": str(model)}
+    config = {"segmentation": {"synthesis": synthesis}}
+    pools = [
+        f"results/synth_masked/phantom/fold0/{s}/manifest.parquet" for s in synthesis["settings"]
+    ]
+    run = snakemake(tmp_path, *pools, config=config, extra=("-n",))
+    assert run.returncode == 0, run.stderr
+    reads = {}  # (rule, output) -> whether the job reads the edge model
+    for job in run.stdout.split("\nrule ")[1:]:
+        rule, lines = job.split(":")[0], job.splitlines()
+        field = {line.split(":")[0].strip(): line for line in lines if ":" in line}
+        if rule in ("train_controlnet", "synthesize_masked"):
+            reads[rule, "edge" in field["output"]] = str(model) in field["input"]
+    assert reads == {
+        ("train_controlnet", True): True,
+        ("train_controlnet", False): False,
+        ("synthesize_masked", True): True,
+        ("synthesize_masked", False): False,
+    }
+    model.unlink()
+    run = snakemake(tmp_path, *pools, config=config, extra=("-n",))
+    assert run.returncode != 0 and str(model) in run.stdout + run.stderr
+
+
 def test_fig2_chooses_among_the_chosen_ranks_classifiers_not_the_base_models(
     tmp_path: Path,
 ) -> None:

@@ -299,6 +299,15 @@ def setting_controlnet(wildcards):
     return paths.CONTROLNET_MODEL.format(dataset=wildcards.dataset, fold=wildcards.fold, condition=condition)
 
 
+def edge_model(wildcards):
+    """The configured edge detector (segmentation.synthesis.edge_model) where the job's condition
+    is `edge`; none for mask and text conditions or when Canny detects the edges (null)."""
+    condition = wildcards.condition if "condition" in wildcards.keys() else check_setting(wildcards.setting)[0]
+    if condition != "edge" or not MASKED["edge_model"]:
+        return []
+    return str(user_path(MASKED["edge_model"]).absolute())
+
+
 def pretrained_controlnet(wildcards):
     """The configured pretrained ControlNet of the condition (a local folder, a hub id or '')."""
     return base_model_location(MASKED["controlnet"][wildcards.condition] or "", Path(workflow.basedir))

@@ -32,6 +32,7 @@ rule train_controlnet:
         manifest=paths.CURATED,
         splits=paths.SPLITS,
         attributes=paths.ATTRIBUTES,
+        edge_model=edge_model,  # [] unless an edge model detects the edge condition's edges
     output:
         model=directory(paths.CONTROLNET_MODEL),
         train_log=paths.CONTROLNET_LOG,
@@ -66,6 +67,7 @@ rule synthesize_masked:
         splits=paths.SPLITS,
         attributes=paths.ATTRIBUTES,
         controlnet=setting_controlnet,  # [] for text: it arrives as an empty list
+        edge_model=edge_model,
     output:
         images=directory(paths.MASKED_IMAGES),
         masks=directory(paths.MASKED_MASKS),

@@ -10,8 +10,9 @@ uninterrupted one.
 Conditioning images are (3, S, S) in [0, 1]:
 
 - `mask`: the binary lesion mask in all three channels.
-- `edge` (DiffBoost; Canny stands in for HED, whose weights are not available offline):
-  channel 0 the image's edges, channel 1 the mask's inner boundary, channel 2 their union.
+- `edge` (DiffBoost): channel 0 the image's edges, channel 1 the mask's inner boundary, channel
+  2 their union. The edges are Canny's (HED weights are not available offline) unless an edge
+  model is given by path (`load_edge_detector`: a TorchScript export such as HED's).
 """
 
 from __future__ import annotations
@@ -75,6 +76,32 @@ def build_controlnet(
         conditioning_channels=3,
     )
     return controlnet.to(unet.device)
+
+
+def load_edge_detector(path: str) -> EdgeDetector | None:
+    """The edge detector at `path` (config key segmentation.synthesis.edge_model), None for "".
+
+    A TorchScript module (e.g. a HED network exported with `torch.jit.script`/`trace`) mapping a
+    (1, 3, H, W) float image in [0, 1] (the grayscale in three channels) to a (1, 1, H, W) edge
+    map in [0, 1], run on the CPU.
+    """
+    if not path:
+        return None
+    try:
+        module = torch.jit.load(path, map_location="cpu").eval()
+    except (RuntimeError, ValueError, OSError) as err:
+        raise MeddapError(
+            f"edge model {path} (config key segmentation.synthesis.edge_model) is not a "
+            f"TorchScript module: {str(err).splitlines()[0]}"
+        ) from None
+
+    def detect(gray: np.ndarray) -> np.ndarray:
+        image = torch.from_numpy(np.ascontiguousarray(gray, dtype=np.float32))
+        with torch.no_grad():
+            edges = module(image[None, None].expand(1, 3, -1, -1))
+        return edges.reshape(edges.shape[-2:]).numpy() if edges.dim() == 4 else edges.numpy()
+
+    return detect
 
 
 def _resized(array: np.ndarray, size: int, resample: Image.Resampling) -> np.ndarray:

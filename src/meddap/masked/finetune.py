@@ -80,17 +80,19 @@ def prompts_of(rows: pd.DataFrame, attributes: str, kind: str) -> list[str]:
 
 
 def _training_tensors(
-    pipe, rows: pd.DataFrame, prompts: list[str], condition: str, flip: bool
+    pipe, rows: pd.DataFrame, prompts: list[str], condition: str, flip: bool, edge_model: str
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # noqa: ANN001
     """Latents, text embeddings and conditioning images of the rows (and their mirror images)."""
     from meddap.lora.cache import load_image
-    from meddap.masked.controlnet import conditioning_image
+    from meddap.masked.controlnet import conditioning_image, load_edge_detector
     from meddap.masked.pretrain import encode
 
     size = pipe.unet.config.sample_size * pipe.vae_scale_factor
     images = torch.stack([load_image(path, size) for path in rows["image_path"]])
     pairs = [read_pair(row) for row in rows.itertuples()]
-    conds = torch.stack([conditioning_image(m, im, condition, size) for im, m in pairs])
+    detector = load_edge_detector(edge_model)
+    conds = [conditioning_image(m, im, condition, size, detector) for im, m in pairs]
+    conds = torch.stack(conds)
     if flip:
         images, conds = torch.cat([images, images.flip(-1)]), torch.cat([conds, conds.flip(-1)])
         prompts = prompts * 2
@@ -138,10 +140,12 @@ def train_fold_controlnet(
     pretrained: str,
     controlnet: ControlNetFit,
     seed: int,
+    edge_model: str | list[str] = "",
 ) -> None:
     """Job: fine-tune the fold's ControlNet on its train lesions; write the folder and losses.
 
-    Resumes from checkpoint.pt beside `model` when an earlier try of this same run left one.
+    `edge_model` ("" or [], Snakemake's empty named input: Canny) detects an edge condition's
+    edges. Resumes from checkpoint.pt beside `model` when an earlier try of this same run left one.
     """
     from meddap.common.runtime import deterministic
     from meddap.common.seeds import derive_seed
@@ -154,7 +158,8 @@ def train_fold_controlnet(
     with deterministic(device):
         pipe = load_pipeline(base_model, device=str(device))
         prompts = prompts_of(rows, attributes, controlnet.prompts)
-        tensors = _training_tensors(pipe, rows, prompts, condition, how.flip)
+        edge_model = str(edge_model) if edge_model else ""
+        tensors = _training_tensors(pipe, rows, prompts, condition, how.flip, edge_model)
     job_seed = derive_seed(seed, "controlnet", fold, condition)
     net = _start(pipe, pretrained, job_seed).to(device)
     run = fingerprint(
@@ -162,6 +167,7 @@ def train_fold_controlnet(
         inputs_sha256=_inputs_sha256(rows, prompts),
         base_model=base_model,
         pretrained=pretrained,
+        edge_model_sha256=file_sha256(edge_model) if edge_model else None,
         fold=fold,
         condition=condition,
         seed=seed,

@@ -38,7 +38,7 @@ from meddap.common.hashing import path_sha256
 from meddap.common.seeds import derive_seed
 from meddap.common.settings import MaskedSynthesis, Sampling
 from meddap.masked.clinical import SIZES, clinical_mask, lesion_sizes
-from meddap.masked.controlnet import conditioning_image
+from meddap.masked.controlnet import EdgeDetector, conditioning_image, load_edge_detector
 from meddap.masked.finetune import prompts_of, read_pair, train_lesions
 from meddap.seg.names import TEXT, check_setting
 from meddap.synth.generate import (
@@ -105,7 +105,12 @@ def plan(
 
 
 def _conditions(
-    plan_rows: pd.DataFrame, rows: pd.DataFrame, condition: str, size: int, how: MaskedSynthesis
+    plan_rows: pd.DataFrame,
+    rows: pd.DataFrame,
+    condition: str,
+    size: int,
+    how: MaskedSynthesis,
+    detector: EdgeDetector | None = None,
 ) -> tuple[list[np.ndarray], torch.Tensor]:
     """Per plan row, its lesion mask (bool, size x size) and conditioning image (3, size, size).
 
@@ -116,7 +121,7 @@ def _conditions(
     if plan_rows["mask_source"].iloc[0] == "real":
         parents = [pairs[p] for p in plan_rows["parent_id"]]
         masks = [conditioning_image(m, None, "mask", size)[0].numpy() > 0 for _, m in parents]
-        conds = [conditioning_image(m, im, condition, size) for im, m in parents]
+        conds = [conditioning_image(m, im, condition, size, detector) for im, m in parents]
         return masks, torch.stack(conds)
     measured = [conditioning_image(m, None, "mask", size)[0].numpy() for _, m in pairs.values()]
     sizes, prior = lesion_sizes(measured), how.clinical
@@ -194,10 +199,12 @@ def synthesize_masked(
     setting: str,
     masked_synthesis: MaskedSynthesis,
     seed: int,
+    edge_model: str | list[str] = "",
 ) -> None:
     """Job: the setting's pool of image-mask pairs for fold `fold`, and its manifest.
 
-    `controlnet` is "" or [] (Snakemake's empty named input) for a text setting.
+    `controlnet` is "" or [] (Snakemake's empty named input) for a text setting; `edge_model`
+    likewise unless an edge setting's edges come from one (`load_edge_detector`; else Canny).
     """
     condition, _ = check_setting(setting)
     controlnet = str(controlnet) if controlnet else ""
@@ -218,7 +225,8 @@ def synthesize_masked(
     for folder in partial.values():
         folder.mkdir(parents=True, exist_ok=True)
     recorded = "mask" if condition == TEXT else condition  # text: the mask it was meant to follow
-    drawn, conds = _conditions(table, rows, recorded, sampling.resolution, how)
+    detector = load_edge_detector(str(edge_model) if edge_model else "")
+    drawn, conds = _conditions(table, rows, recorded, sampling.resolution, how, detector)
     _write_pairs(drawn, conds, table["index"], sampling.image_size, partial)
     pending = pending_batches(table, partial["images"], sampling.batch_size)
     pipe = _pipeline(base_model, controlnet, sampling.scheduler)
