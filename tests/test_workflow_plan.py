@@ -128,13 +128,15 @@ def test_fig2_chooses_among_the_chosen_ranks_classifiers_not_the_base_models(
 
 
 def test_the_paper_grid_plans_every_cell(tmp_path: Path) -> None:
-    """5 folds x 3 ranks x 10 adjectives x 3 ratios x 3 models (a fixed rank shows it all)."""
+    """5 folds x 3 ranks x 10 adjectives x 3 ratios x 3 models (a fixed rank shows it all), and
+    the classifiers on the 4 mask-conditioned settings' 1:k sets (4 ratios; never 0:1)."""
     paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
     jobs = planned_jobs(tmp_path, config={**paper, "synthesis": {**paper["synthesis"], "rank": 4}})
     folds, ranks, adjectives, ratios, models = 5, 3, 10, 3, 3
+    masked_sets = 4 * 4
     assert jobs["train_lora"] == folds * ranks
     assert jobs["synthesize"] == folds * adjectives  # the fixed rank's sets
-    assert jobs["train_classifier"] == folds * models * (1 + adjectives * ratios)
+    assert jobs["train_classifier"] == folds * models * (1 + adjectives * ratios + masked_sets)
     assert jobs["evaluate_on_synthetic"] == folds * models * adjectives
     assert jobs["ledger"] == 1 and jobs["table1"] == 1
 
