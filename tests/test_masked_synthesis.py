@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -147,6 +148,18 @@ def test_the_job_takes_a_controlnet_exactly_when_the_condition_needs_one(
         )  # fmt: skip
 
 
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch thread inside, then the previous count, so later tests keep theirs."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.usefixtures("one_thread")
 def test_text_pools_sample_the_prompt_alone_with_the_mask_pools_seeds(tmp_path: Path) -> None:
     import numpy as np
     import torch
@@ -160,7 +173,6 @@ def test_text_pools_sample_the_prompt_alone_with_the_mask_pools_seeds(tmp_path: 
         REPO / "resources" / "tiny-sd-phantom",
         REPO / "resources" / "tiny-controlnet-phantom",
     )
-    torch.set_num_threads(1)
     sampling = Sampling("dpm_multistep", 3, 7.5, "", 2, 64, 64)
     batch = plan(ROWS, PROMPTS, "text-real", 1, fold=0, seed=0).head(2)
     masked = plan(ROWS, PROMPTS, "mask-real", 1, fold=0, seed=0).head(2)
