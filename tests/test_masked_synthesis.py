@@ -1,4 +1,5 @@
-"""Pool plans, training-set names and the synthetic rows a segmenter takes (no generation)."""
+"""Pool plans, training-set names, the synthetic rows a segmenter takes, and the pool job's
+sampling (text-only, resume) on the shipped tiny models."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from meddap.masked.finetune import prompts_of
 from meddap.masked.synthesis import plan, synthesize_masked
 from meddap.seg import names
 from meddap.seg.data import synthetic_rows
+from tests.conftest import REPO, PhantomFold
 
 ROWS = pd.DataFrame(
     {
@@ -114,9 +116,6 @@ def test_attribute_prompts_must_cover_exactly_the_train_lesions(tmp_path: Path) 
         prompts_of(ROWS, str(path), "attributes")
 
 
-REPO = Path(__file__).resolve().parents[1]
-
-
 @pytest.mark.parametrize("source", ["real", "clinical"])
 def test_text_settings_make_the_mask_settings_plan(source: str) -> None:
     assert names.check_setting(f"text-{source}") == ("text", source)
@@ -193,3 +192,50 @@ def test_text_pools_sample_the_prompt_alone_with_the_mask_pools_seeds(tmp_path: 
     assert (
         _manifest(masked, out, 0, "mask-real", str(controlnet))["controlnet_sha256"].notna().all()
     )
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_killed_pool_job_resumes_at_its_first_missing_batch(
+    phantom_fold: PhantomFold, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from meddap.common.hashing import file_sha256
+    from meddap.common.settings import MaskedSynthesis
+    from meddap.masked import synthesis
+
+    sampling = {"scheduler": "dpm_multistep", "steps": 2, "guidance_scale": 7.5}
+    sampling |= {"negative_prompt": "", "batch_size": 4, "resolution": 64, "image_size": 64}
+    how = {"pool": 1, "prompts": "class", "clinical": {"sigma": 4.0, "alpha": 6.0}}
+    out = {name: tmp_path / name for name in ("images", "masks", "conditions")}
+    rendered: list[int] = []
+
+    def counted(pipe, batch: pd.DataFrame, *args: object) -> list:  # noqa: ANN001
+        rendered.append(len(batch))
+        return render(pipe, batch, *args)
+
+    render = synthesis._render
+    monkeypatch.setattr(synthesis, "_render", counted)
+
+    def run() -> dict[str, str]:
+        synthesize_masked(
+            base_model=str(REPO / "resources" / "tiny-sd-phantom"),
+            controlnet=str(REPO / "resources" / "tiny-controlnet-phantom"),
+            manifest=str(phantom_fold.manifest), splits=str(phantom_fold.splits), attributes="",
+            **{name: str(path) for name, path in out.items()},
+            synth_manifest=str(tmp_path / "manifest.parquet"), fold=0, setting="mask-real",
+            masked_synthesis=MaskedSynthesis.from_params(how | {"sampling": sampling}), seed=0,
+        )  # fmt: skip
+        return {str(p.relative_to(tmp_path)): file_sha256(p) for p in tmp_path.rglob("*.png")}
+
+    first, batches = run(), len(rendered)
+    lesions = len(phantom_fold.rows("train").query("label != 'normal'"))
+    assert batches == -(-lesions // 4) and len(first) == 3 * lesions
+    # The job killed in its last batch: the folders still partial, that batch's images missing.
+    for name, path in out.items():
+        path.rename(tmp_path / f".{name}.partial")
+    last = sorted((tmp_path / ".images.partial").iterdir())[-rendered[-1] :]
+    for image in last:
+        image.unlink()
+    (tmp_path / ".images.partial" / ".000000.tmp99.png").write_bytes(b"half a PNG")
+    (tmp_path / "manifest.parquet").unlink()
+    assert run() == first and rendered[batches:] == [len(last)]
+    assert not list(tmp_path.glob(".*.partial"))
