@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from meddap.seg.metrics import METRICS, image_scores, summarise
+from meddap.seg.metrics import image_scores
+from meddap.seg.summary import METRICS, summarise
 
 
 def _masks(*boxes: tuple[int, int, int, int] | None, size: int = 12) -> torch.Tensor:

@@ -18,9 +18,10 @@ from meddap.data.ingest import build_manifest
 from meddap.data.phantom import generate_phantom
 from meddap.report.seg_figures import contour_figure
 from meddap.seg.data import fold_rows
-from meddap.seg.evaluate import score_segmenter, segmenter_metrics
+from meddap.seg.evaluate import score_segmenter
 from meddap.seg.models import build_segmenter, heads
 from meddap.seg.names import MODELS
+from meddap.seg.summary import segmenter_metrics
 from meddap.seg.train import train_segmenter
 from tests.conftest import PHANTOM, PhantomFold, killed_after
 

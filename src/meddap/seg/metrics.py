@@ -5,12 +5,10 @@ precision and recall (MONAI's confusion matrix), HD95 (95th-percentile Hausdorff
 ASSD (symmetric average surface distance). Empty masks follow seed 004: when truth and
 prediction are both empty, Dice, IoU, precision and recall are 1; when exactly one is empty they
 are 0; HD95 and ASSD are undefined there, left out of every mean and counted (`undefined`).
-A summary holds, per metric, the mean over images and the mean per class (label).
+Their summary per split is `meddap.seg.summary`.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pandas as pd
@@ -24,9 +22,7 @@ from monai.metrics import (
     get_confusion_matrix,
 )
 
-OVERLAP = ("dice", "iou", "precision", "recall")
-DISTANCE = ("hd95", "assd")
-METRICS = (*OVERLAP, *DISTANCE)
+from meddap.seg.summary import DISTANCE
 
 
 def overlap_scores(predicted: torch.Tensor, truth: torch.Tensor) -> dict[str, np.ndarray]:
@@ -66,25 +62,3 @@ def _empty(predicted: torch.Tensor, truth: torch.Tensor) -> tuple[torch.Tensor, 
     """Per image: both masks empty; exactly one empty."""
     pred_empty, truth_empty = predicted.sum((1, 2, 3)) == 0, truth.sum((1, 2, 3)) == 0
     return pred_empty & truth_empty, pred_empty != truth_empty
-
-
-def summarise(scores: pd.DataFrame) -> dict:
-    """Per metric the mean over images ('mean') and per label; image and undefined counts."""
-    labels = sorted(scores["label"].unique())
-    summary: dict = {
-        name: {
-            "mean": _mean(scores[name]),
-            **{label: _mean(scores.loc[scores["label"] == label, name]) for label in labels},
-        }
-        for name in METRICS
-    }
-    counts = scores["label"].value_counts()
-    summary["n_images"] = {"all": len(scores), **{k: int(v) for k, v in counts.items()}}
-    summary["undefined"] = {name: int(scores[name].isna().sum()) for name in DISTANCE}
-    return summary
-
-
-def _mean(values: pd.Series) -> float | None:
-    """The mean of the defined values; None (JSON null) when there is none."""
-    mean = float(values.mean())
-    return None if math.isnan(mean) else mean
