@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from meddap.common.errors import MeddapError
-from meddap.report.cross_domain import adaptation_rank, cross_domain_table
+from meddap.lora.names import adaptation_rank
+from meddap.report.cross_domain import cross_domain_table
 
 FD = "fd_squeezenet1_1_real_only"
 KID = "kid_squeezenet1_1_real_only_mean"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -22,6 +23,10 @@ DISTRIBUTIONS = {
     "torch_fidelity": "torch-fidelity",
 }
 OPTIONAL = (ImportError, ModuleNotFoundError)
+HEAVY = ("torch", "monai", "diffusers", "torchmetrics")
+# Imported by every Snakemake process (each SLURM job re-reads the workflow) or by a job that
+# runs once per segmenter: seconds of torch/MONAI start-up each would add up over a grid.
+LIGHT_IMPORTERS = ("workflow/rules/common.smk", "workflow/scripts/segmenter_metrics.py")
 
 
 def _dependencies() -> list[str]:
@@ -118,3 +123,17 @@ def test_import_scan_skips_optional_imports_and_maps_distribution_names(tmp_path
     assert sorted(found) == ["PIL", "skimage", "torch_fidelity"]
     assert normalise(DISTRIBUTIONS["torch_fidelity"]) == requirement_name("torch-fidelity>=0.3")
     assert requirement_name("Scikit_Image==0.24.*") == "scikit-image"
+
+
+def test_planning_and_per_segmenter_summaries_import_no_deep_learning_library() -> None:
+    for name in LIGHT_IMPORTERS:
+        lines = (REPO / name).read_text().splitlines()
+        imports = [line for line in lines if re.match(r"(from|import) ", line)]
+        probe = "\n".join(
+            [*imports, "import sys", f"print(sorted(set({HEAVY}) & set(sys.modules)))"]
+        )
+        run = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO
+        )
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.strip() == "[]", f"{name} imports {run.stdout.strip()}"

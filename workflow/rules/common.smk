@@ -13,7 +13,7 @@ from meddap.data.registry import is_archive, local_dataset_dir, user_path
 from meddap.common.hashing import tree_files
 from meddap.run.config import base_model_location, check_cell, check_segmenter, check_trainset
 from meddap.multitask.modes import REFINABLE_PATTERN, TRAINED_PATTERN, parse_mode
-from meddap.report.cross_domain import adaptation_rank
+from meddap.lora.names import adaptation_rank
 
 
 wildcard_constraints:

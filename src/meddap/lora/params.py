@@ -7,8 +7,8 @@ from diffusers import UNet2DConditionModel
 from peft import LoraConfig
 
 from meddap.common.errors import MeddapError
+from meddap.lora.names import FULL
 
-FULL = "full"  # the "rank" of full fine-tuning: every UNet weight is trained
 TARGETS = {
     "attn2": r".*attn2\.(to_q|to_k|to_v|to_out\.0)",
     "attn1_attn2": r".*attn[12]\.(to_q|to_k|to_v|to_out\.0)",

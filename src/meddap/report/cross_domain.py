@@ -13,25 +13,16 @@ import pandas as pd
 
 from meddap.common.atomic import atomic_path, read_json, write_parquet
 from meddap.common.errors import MeddapError
-from meddap.lora.params import FULL, count_lora_params
+from meddap.lora.names import NONE, adaptation_rank
+from meddap.lora.params import count_lora_params
 from meddap.report.tables import markdown_table, summarise
 from meddap.synth.quality import INCEPTION_KEYS
 
-NONE = "none"
 CAPTION = (
     "Cross-domain adaptation (seed 001's Table 2): the generator adapted to each target's train "
     "split, its synthetic set scored against that split (mean ± std over folds; lower is closer). "
     "Numbers hold on this machine: other CPUs give other numbers."
 )
-
-
-def adaptation_rank(adaptation: str) -> int | str:
-    """`"r4"` -> 4, `"full"` -> FULL, `"none"` -> 0 (the base generator)."""
-    if adaptation in (NONE, FULL):
-        return 0 if adaptation == NONE else FULL
-    if not (adaptation.startswith("r") and adaptation[1:].isdigit() and int(adaptation[1:]) > 0):
-        raise MeddapError(f"adaptation {adaptation!r} is not none, r<rank> or full")
-    return int(adaptation[1:])
 
 
 def cross_domain_table(
