@@ -26,7 +26,11 @@ OPTIONAL = (ImportError, ModuleNotFoundError)
 HEAVY = ("torch", "monai", "diffusers", "torchmetrics")
 # Imported by every Snakemake process (each SLURM job re-reads the workflow) or by a job that
 # runs once per segmenter: seconds of torch/MONAI start-up each would add up over a grid.
-LIGHT_IMPORTERS = ("workflow/rules/common.smk", "workflow/scripts/segmenter_metrics.py")
+LIGHT_IMPORTERS = (
+    "Snakefile",
+    "workflow/rules/common.smk",
+    "workflow/scripts/segmenter_metrics.py",
+)
 
 
 def _dependencies() -> list[str]:
