@@ -36,7 +36,8 @@ from meddap.common.settings import Lora
 from meddap.common.splits import split_ids
 from meddap.diffusion.pipeline import load_pipeline
 from meddap.lora.cache import LatentCache, load_cache
-from meddap.lora.params import FULL, add_lora, param_counts
+from meddap.lora.names import FULL
+from meddap.lora.params import add_lora, param_counts
 
 log = logging.getLogger(__name__)
 
