@@ -131,18 +131,18 @@ class Killed(Exception):
 
 
 @contextmanager
-def killed_after(epochs: int) -> Iterator[None]:
-    """Training inside the block dies (`Killed`) when epoch `epochs` + 1 starts."""
+def killed_after(validations: int) -> Iterator[None]:
+    """Training inside the block dies (`Killed`) after `validations` validations."""
     from meddap.common import training
 
-    train_epoch, calls = training.train_epoch, []
+    train_steps, calls = training.train_steps, []
 
     def dying(*args: object) -> float:
         calls.append(args)
-        if len(calls) > epochs:
+        if len(calls) > validations:
             raise Killed
-        return train_epoch(*args)
+        return train_steps(*args)
 
     with pytest.MonkeyPatch.context() as monkeypatch, pytest.raises(Killed):
-        monkeypatch.setattr(training, "train_epoch", dying)
+        monkeypatch.setattr(training, "train_steps", dying)
         yield

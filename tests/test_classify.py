@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,6 @@ from torchvision.models import get_model
 from meddap.cls import train as classify
 from meddap.cls.models import build_model
 from meddap.cls.train import ClassifierTask, train_classifier
-from meddap.common import training
 from meddap.common.errors import MeddapError
 from meddap.common.images import load_images
 from meddap.common.labels import CLASSES
@@ -30,15 +28,20 @@ from tests.conftest import PHANTOM, PhantomFold, killed_after
 
 SETTINGS = {
     "image_size": 32,
-    "epochs": 2,
+    "training": {"steps": 6, "eval_every": 3, "warmup": 1, "patience": None},
     "batch_size": 16,
     "learning_rate": 1e-3,
+    "balance": "sampling",
     "pretrained": "none",
     "augment": {"hflip": True, "rotation": 10.0},
     "device": "cpu",
     "mixed_precision": "no",
     "models": ["squeezenet1_1"],  # a grid axis: the rule's, not this job's
 }
+
+
+VALIDATIONS = 2  # SETTINGS' training: 6 updates, validated every 3
+ONE_UPDATE = {"training": {"steps": 1, "eval_every": 1, "warmup": 0, "patience": None}}
 
 
 def _phantom(root: Path, dataset: str, patients: int, seed: int, **shift: float) -> Path:
@@ -82,18 +85,18 @@ def _train(data: dict[str, Path], out: Path, **job: object) -> dict:
 
 
 def _spy(monkeypatch: pytest.MonkeyPatch, events: list) -> None:
-    """Record every training epoch (its data size) and every prediction (its images)."""
-    batches, predict = ClassifierTask.batches, classify.predict
+    """Record every pass over the training data (its size) and every prediction (its images)."""
+    indices, predict = ClassifierTask.indices, classify.predict
 
-    def train_spy(task: ClassifierTask, order: torch.Generator) -> Iterator[training.Batch]:
+    def train_spy(task: ClassifierTask, order: torch.Generator) -> list[torch.Tensor]:
         events.append(("train", len(task.train.targets)))
-        return batches(task, order)
+        return indices(task, order)
 
     def predict_spy(model: torch.nn.Module, pixels: torch.Tensor, batch_size: int) -> np.ndarray:
         events.append(("predict", pixels))
         return predict(model, pixels, batch_size)
 
-    monkeypatch.setattr(ClassifierTask, "batches", train_spy)
+    monkeypatch.setattr(ClassifierTask, "indices", train_spy)
     monkeypatch.setattr(classify, "predict", predict_spy)
 
 
@@ -127,12 +130,14 @@ def test_outputs_of_a_real_run(real_run: dict, data: dict[str, Path]) -> None:
     n_train = len(_split_images(data, "train")[0])
     assert (metrics["n_train_real"], metrics["n_train_synthetic"]) == (n_train, 0)
     assert metrics["pretrained_used"] == "none"
-    assert metrics["test"]["confusion_matrix"] and len(metrics["history"]) == SETTINGS["epochs"]
+    assert metrics["test"]["confusion_matrix"] and len(metrics["history"]) == VALIDATIONS
+    assert 0 <= metrics["test"]["balanced_accuracy"] <= 1 and metrics["balance"] == "sampling"
+    assert (metrics["updates"], metrics["budget"]["steps"]) == (6, 6)
     external = metrics["external"]["phantom_b"]
     assert external["classes"] == ["benign", "malignant"] and "normal" in external["rule"]
     with safe_open(real_run["out"] / "model.safetensors", "pt") as weights:
         meta = json.loads(weights.metadata()["meddap"])
-    assert meta["best_epoch"] == metrics["best_epoch"] and meta["classes"] == list(CLASSES)
+    assert meta["best_update"] == metrics["best_update"] and meta["classes"] == list(CLASSES)
     assert (meta["model"], meta["image_size"]) == ("squeezenet1_1", SETTINGS["image_size"])
 
 
@@ -144,19 +149,19 @@ def test_test_images_are_predicted_once_after_training(real_run: dict, data: dic
         i for i, (kind, x) in enumerate(events) if kind == "predict" and _same(x, test_pixels)
     ]
     on_val = [i for i, (kind, x) in enumerate(events) if kind == "predict" and _same(x, val_pixels)]
-    last_epoch = max(i for i, (kind, _) in enumerate(events) if kind == "train")
-    assert len(on_test) == 1 and on_test[0] > last_epoch
-    assert len(on_val) == SETTINGS["epochs"] and max(on_val) < on_test[0]
+    last_pass = max(i for i, (kind, _) in enumerate(events) if kind == "train")
+    assert len(on_test) == 1 and on_test[0] > last_pass
+    assert len(on_val) == VALIDATIONS and max(on_val) < on_test[0]
 
 
 def _same(x: torch.Tensor, y: torch.Tensor) -> bool:
     return x.shape == y.shape and torch.equal(x, y)
 
 
-def test_kept_checkpoint_is_the_best_val_epoch(real_run: dict, data: dict[str, Path]) -> None:
+def test_kept_checkpoint_is_the_best_val_update(real_run: dict, data: dict[str, Path]) -> None:
     metrics, history = real_run["metrics"], real_run["metrics"]["history"]
-    best = max(history, key=lambda h: (h["val_accuracy"], -h["val_loss"], -h["epoch"]))
-    assert metrics["best_epoch"] == best["epoch"]
+    best = max(history, key=lambda h: (h["val_accuracy"], -h["val_loss"], -h["update"]))
+    assert metrics["best_update"] == best["update"]
     assert metrics["val"]["accuracy"] == pytest.approx(best["val_accuracy"])
     model = build_model("squeezenet1_1", len(CLASSES), "none")
     model.load_state_dict(load_file(real_run["out"] / "model.safetensors"))
@@ -175,16 +180,16 @@ def test_same_seed_same_bytes(real_run: dict, data: dict[str, Path], tmp_path: P
         pd.read_parquet(tmp_path / "again" / "predictions.parquet"),
         pd.read_parquet(real_run["out"] / "predictions.parquet"),
     )
-    _train(data, tmp_path / "other", seed=1, settings={"epochs": 1}, external=[])
+    _train(data, tmp_path / "other", seed=1, settings=ONE_UPDATE, external=[])
     assert (tmp_path / "other" / "model.safetensors").read_bytes() != first
 
 
 OUTPUTS = ("model.safetensors", "predictions.parquet", "metrics.json")
 
 
-def _train_until_killed(data: dict[str, Path], out: Path, epochs: int, **job: object) -> None:
-    """Run the job into `out` and stop it when epoch `epochs` + 1 starts."""
-    with killed_after(epochs):
+def _train_until_killed(data: dict[str, Path], out: Path, validations: int, **job: object) -> None:
+    """Run the job into `out` and kill it after `validations` validations."""
+    with killed_after(validations):
         _train(data, out, **job)
     assert (out / "checkpoint.pt").is_file()
     assert not [name for name in OUTPUTS if (out / name).exists()]
@@ -199,21 +204,32 @@ def _assert_same_outputs(out: Path, reference: Path) -> None:
 def test_resumed_run_has_the_bytes_of_an_uninterrupted_one(
     real_run: dict, data: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    _train_until_killed(data, tmp_path, epochs=1)
+    _train_until_killed(data, tmp_path, validations=1)
     with caplog.at_level("INFO"):
         _train(data, tmp_path)
-    assert "checkpoint.pt (epoch 1)" in caplog.text
+    assert "checkpoint.pt (update 3)" in caplog.text
     _assert_same_outputs(tmp_path, real_run["out"])
 
 
 def test_checkpoint_of_other_settings_is_discarded(
     real_run: dict, data: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    _train_until_killed(data, tmp_path, epochs=1, settings={"learning_rate": 1e-2})
+    _train_until_killed(data, tmp_path, validations=1, settings={"learning_rate": 1e-2})
     with caplog.at_level("INFO"):
         _train(data, tmp_path)
     assert "discarding" in caplog.text and "resumed" not in caplog.text
     _assert_same_outputs(tmp_path, real_run["out"])
+
+
+def test_a_larger_training_set_gets_the_same_updates(
+    real_run: dict, data: dict[str, Path], tmp_path: Path
+) -> None:
+    job = {"external": [], "synthetic": str(data["synthetic"])}
+    metrics = _train(data, tmp_path, trainset="r2-none-100", **job)
+    real = real_run["metrics"]
+    assert metrics["n_train_synthetic"] == real["n_train_real"]  # twice the images
+    assert metrics["updates"] == real["updates"] == SETTINGS["training"]["steps"]
+    assert [h["update"] for h in metrics["history"]] == [h["update"] for h in real["history"]]
 
 
 def test_synthetic_rows_join_the_training_set(
@@ -222,7 +238,7 @@ def test_synthetic_rows_join_the_training_set(
     events: list = []
     _spy(monkeypatch, events)
     synthetic = str(data["synthetic"])  # Snakemake passes a single input as a plain path
-    job = {"settings": {"epochs": 1}, "external": [], "synthetic": synthetic}
+    job = {"settings": ONE_UPDATE, "external": [], "synthetic": synthetic}
     metrics = _train(data, tmp_path, trainset="r2-none-50", **job)
     n_real = len(_split_images(data, "train")[0])
     assert metrics["n_train_real"] == n_real
@@ -245,7 +261,7 @@ def test_a_mask_conditioned_set_adds_its_segmenters_pairs(
     )
     pool = pool.assign(image_path=[images[i % len(images)] for i in range(n)], mask_path="m.png")
     pool.to_parquet(tmp_path / "pool.parquet")
-    job = {"settings": {"epochs": 1}, "external": [], "synthetic": str(tmp_path / "pool.parquet")}
+    job = {"settings": ONE_UPDATE, "external": [], "synthetic": str(tmp_path / "pool.parquet")}
     metrics = _train(data, tmp_path / "out", trainset="mask-real-1to2", **job)
     assert (metrics["n_train_real"], metrics["n_train_synthetic"]) == (len(train), 2 * lesions)
     assert [size for kind, size in events if kind == "train"] == [len(train) + 2 * lesions]
@@ -310,8 +326,11 @@ def test_bad_device_or_precision_is_named(data: dict[str, Path], tmp_path: Path)
         _train(data, tmp_path, settings={"mixed_precision": "fp8"})
     with pytest.raises(MeddapError, match=r"classifier\.mixed_precision: fp16 needs a CUDA GPU"):
         _train(data, tmp_path, settings={"mixed_precision": "fp16"})  # device is cpu
-    with pytest.raises(MeddapError, match=r"classifier\.epochs must be at least 1"):
-        _train(data, tmp_path, settings={"epochs": 0})
+    no_update = {"steps": 0, "eval_every": 1, "warmup": 0, "patience": None}
+    with pytest.raises(MeddapError, match=r"classifier\.training\.steps must be at least 1"):
+        _train(data, tmp_path, settings={"training": no_update})
+    with pytest.raises(MeddapError, match=r"classifier\.balance: 'oversample' is not one of"):
+        _train(data, tmp_path, settings={"balance": "oversample"})
     assert not list(tmp_path.iterdir())
 
 

@@ -18,7 +18,7 @@ TINY = {
     "folds": {"k": 2},
     "datasets": {"phantom_external": {"phantom": {"patients": 16, "image_size": 64}}},
     "synthesis": {"sampling": {"steps": 2, "batch_size": 16}},
-    "classifier": {"epochs": 1},
+    "classifier": {"training": {"steps": 2, "eval_every": 2, "warmup": 0, "patience": None}},
     "cross_domain": {"ranks": [2], "epochs": 1},
 }
 

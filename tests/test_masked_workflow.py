@@ -22,10 +22,10 @@ TINY = {
         "phantom": {"phantom": {"patients": 12}},
         "phantom_external": {"phantom": {"patients": 4}},
     },
-    "classifier": {"epochs": 1},
+    "classifier": {"training": {"steps": 2, "eval_every": 2, "warmup": 0, "patience": None}},
     "segmentation": {
         "trainsets": ["real"],
-        "epochs": 1,
+        "training": {"steps": 2, "eval_every": 2, "warmup": 0, "patience": None},
         "image_size": 32,
         "channels": [4, 4, 8, 8, 8],
         "synthesis": {

@@ -10,6 +10,7 @@ from monai.losses import DiceLoss, FocalLoss
 
 from meddap.common.errors import MeddapError
 from meddap.common.labels import CLASSES
+from meddap.common.settings import Budget
 from meddap.common.training import fit
 from meddap.multitask.losses import MultiTaskLoss
 from meddap.multitask.metrics import joint_scores
@@ -115,21 +116,24 @@ def _pairs(labels: list[str], seed: int) -> Pairs:
     return Pairs([f"x{i}" for i in range(len(labels))], labels, images, masks)
 
 
-def test_the_task_oversamples_trains_and_ranks_epochs_by_lambda() -> None:
+def test_the_task_oversamples_trains_and_ranks_validations_by_lambda() -> None:
     labels = ["benign"] * 6 + ["malignant"] * 3 + ["normal"] * 2
     train, val = _pairs(labels, 0), _pairs(["benign", "malignant", "normal"], 1)
     criterion = MultiTaskLoss(0.5, n_heads=4)
     plain = MultiTaskTask(train, val, 4, criterion, oversample=False)
     task = MultiTaskTask(train, val, 4, criterion, oversample=True)
     order = torch.Generator().manual_seed(0)
-    seen = [label for b in task.batches(order) for label in b.targets["classes"].tolist()]
+    batches = [task.batch(index, order) for index in task.indices(order)]
+    seen = [label for b in batches for label in b.targets["classes"].tolist()]
     assert sorted(Counter(seen).values()) == [6 * 2, 3 * 4, 2 * 6]  # round(11/6), 11/3, 11/2
-    assert sum(len(b) for b in plain.batches(order)) == len(train)
+    assert sum(len(index) for index in plain.indices(order)) == len(train)
     torch.manual_seed(0)
     net = MultiTaskNet("unetpp_ds", CHANNELS, width=12, hidden=6)
-    best = fit(net, torch.optim.Adam(net.parameters(), lr=1e-2), task, epochs=3, seed=0)
+    budget = Budget(steps=27, eval_every=9, warmup=0, patience=None)
+    best = fit(net, torch.optim.Adam(net.parameters(), lr=1e-2), task, budget=budget, seed=0)
     keys = [task.score_key(e) for e in best.history]
-    assert task.score_key(best.history[best.epoch - 1]) == max(keys)
+    kept = next(e for e in best.history if e["update"] == best.update)
+    assert task.score_key(kept) == max(keys) and best.updates == 27
     assert best.history[-1]["train_loss"] < best.history[0]["train_loss"]
     classes, masks = best.outputs
     assert classes.shape == (3,) and masks.shape == (3, 1, 32, 32)

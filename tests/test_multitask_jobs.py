@@ -12,7 +12,7 @@ import torch
 
 from meddap.common.errors import MeddapError
 from meddap.common.labels import CLASSES
-from meddap.common.settings import Multitask
+from meddap.common.settings import Budget, Multitask
 from meddap.multitask.evaluate import multitask_metrics
 from meddap.multitask.modes import REFINABLE_PATTERN, TRAINED_PATTERN, parse_mode
 from meddap.multitask.predictions import Predictions, combine_predictions, refine_predictions
@@ -25,7 +25,7 @@ HOW = Multitask(
     channels=[4, 8, 8, 16, 16],
     head_width=8,
     head_hidden=4,
-    epochs=2,
+    training=Budget(steps=4, eval_every=2, warmup=1, patience=None),
     batch_size=8,
     learning_rate=1e-2,
     device="cpu",
@@ -52,7 +52,7 @@ def test_modes_parse_to_their_task_lambda_and_oversampling() -> None:
 
 @pytest.fixture(scope="module")
 def runs(phantom_fold: PhantomFold, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """seg, cls and mt-l0.5-do trained on fold 0 (2 epochs at 32 px), combined, refined, scored."""
+    """seg, cls and mt-l0.5-do trained on fold 0 (4 updates at 32 px), combined, refined, scored."""
     out = tmp_path_factory.mktemp("multitask")
     data = {"manifest": str(phantom_fold.manifest), "splits": str(phantom_fold.splits)}
     for mode in ("seg", "cls", "mt-l0.5-do"):
@@ -82,10 +82,12 @@ def runs(phantom_fold: PhantomFold, tmp_path_factory: pytest.TempPathFactory) ->
             refine_predictions(
                 predictions=str(out / mode / "predictions.npz"), refined=refined[0], mode=mode
             )
+        parts = ("seg", "cls") if mode == "combined" else (mode,)
         multitask_metrics(
             **data,
             predictions=str(out / mode / "predictions.npz"),
             refined=refined,
+            fits=[str(out / part / "fit.json") for part in parts],
             metrics=str(out / mode / "metrics.json"),
             fold=0,
             backbone="unetpp_ds",
@@ -134,6 +136,9 @@ def test_metrics_leave_a_single_task_modes_unmeasured_half_null(runs: Path) -> N
     assert combined["pr"]["incoherence_rate"] == 0.0
     assert combined["raw"]["dice"]["mean"] == seg["raw"]["dice"]["mean"]
     assert combined["raw"]["accuracy"] == cls["raw"]["accuracy"]
+    # compute: every trained mode the same budget; combined is two runs' worth
+    assert seg["updates"] == cls["updates"] == HOW.training.steps and seg["best_update"] > 0
+    assert combined["updates"] == 2 * HOW.training.steps and combined["best_update"] is None
 
 
 def test_prediction_files_without_their_arrays_stop_naming_the_file(tmp_path: Path) -> None:
@@ -155,6 +160,7 @@ def _record(path: Path, mode: str, fold: int, dice: float, accuracy: float | Non
     }
     refined = {**scores, "incoherence_rate": 0.0} if parse_mode(mode).refinable else None
     record = {"backbone": "unetpp_ds", "mode": mode, "fold": fold, "raw": scores, "pr": refined}
+    record |= {"updates": 300, "best_update": 240}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record))
     return str(path)

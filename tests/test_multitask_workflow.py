@@ -15,7 +15,7 @@ TINY = {
     "datasets": {"phantom": {"phantom": {"patients": 12}}},
     "multitask": {
         "modes": ["seg", "cls", "combined", "mt-l0.5-do"],
-        "epochs": 1,
+        "training": {"steps": 2, "eval_every": 2, "warmup": 0, "patience": None},
         "image_size": 32,
         "channels": [4, 4, 8, 8, 8],
         "head_width": 8,

@@ -33,6 +33,7 @@ from meddap.seg.train import _with_synthetic, train_segmenter
 from tests.conftest import PhantomFold
 from tests.test_seg_ratio_table import _table
 from tests.test_seg_train import SETTINGS as SEG_SETTINGS
+from tests.test_seg_train import SHORT
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -128,7 +129,10 @@ def test_batches_mix_synthetic_rows_afresh_and_leave_real_rows_unchanged() -> No
     # through the training task (unchanged tasks.py): the loop's generator seeds every batch
     how = Segmentation.from_params(_SETTINGS)
     task = build_task("unet", packed, packed, how, transform, torch.device("cpu"))
-    batches = [list(task.batches(torch.Generator().manual_seed(0))) for _ in range(2)]
+    batches = []
+    for _ in range(2):
+        order = torch.Generator().manual_seed(0)
+        batches.append([task.batch(index, order) for index in task.indices(order)])
     assert all(b.inputs.shape[1] == 1 for b in batches[0])
     for one, two in zip(*batches, strict=True):
         assert torch.equal(one.inputs, two.inputs)
@@ -328,7 +332,7 @@ def test_parents_load_as_the_centre_crop_the_pool_was_drawn_from(tmp_path: Path)
 
 # --- a training run and the ratio table -------------------------------------------------------
 
-_SETTINGS = {**SEG_SETTINGS, "channels": [4, 4, 8, 8, 8], "epochs": 1}
+_SETTINGS = {**SEG_SETTINGS, "channels": [4, 4, 8, 8, 8], **SHORT}
 
 
 def test_a_mixed_set_trains_and_records_its_mixing(

@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 OUT = {"parquet": "parquet", "csv": "csv", "markdown": "md"}
 CHANNELS = [4, 4, 8, 8, 8]
-SMALL = {"channels": CHANNELS, "epochs": 2}
+SMALL = {"channels": CHANNELS}
 HOW = Segmentation.from_params({**SETTINGS, "channels": CHANNELS})
 
 
@@ -87,7 +87,8 @@ def test_discriminators_train_after_every_generator_step() -> None:
     net, task = _task("dsunet-s2-adv")
     before = {k: v.clone() for k, v in task.state_dict()["discriminators"].items()}
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    training.train_epoch(net, optimizer, task, torch.Generator().manual_seed(0))
+    loop = training.constant_loop(net, optimizer, task, torch.Generator().manual_seed(0))
+    training.train_steps(loop, 2)
     after = task.state_dict()
     assert all(not torch.equal(before[k], v) for k, v in after["discriminators"].items())
     assert after["optimizer"]["state"]  # Adam moments of every discriminator weight
@@ -122,7 +123,7 @@ def test_a_killed_adversarial_run_resumes_with_the_bytes_of_an_uninterrupted_one
     assert len(saved["discriminators"]) > 0 and saved["optimizer"]["state"]
     with caplog.at_level("INFO"):
         _train(data, tmp_path, **job)
-    assert "checkpoint.pt (epoch 1)" in caplog.text
+    assert "checkpoint.pt (update 2)" in caplog.text
     for name in OUTPUTS:
         assert (tmp_path / name).read_bytes() == (adversarial_run / name).read_bytes(), name
 

@@ -36,7 +36,7 @@ def _metrics(root: Path, runs: dict = RUNS) -> list[str]:
         for fold, (v, t) in enumerate(zip(val, test, strict=True)):
             path = root / f"{trainset}_{fold}.json"
             record = {"model": "unet", "trainset": trainset, "fold": fold}
-            record |= {"val": _section(v), "test": _section(t)}
+            record |= {"val": _section(v), "test": _section(t), "updates": 600, "best_update": 300}
             record["external"] = {"zeta": _section(t / 2), "alpha": _section(t / 4)}
             write_json(record, path)
             paths.append(str(path))

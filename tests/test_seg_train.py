@@ -30,7 +30,7 @@ SETTINGS = {
     "classes": "lesions",
     "image_size": 32,
     "channels": [4, 8, 8, 16, 16],
-    "epochs": 2,
+    "training": {"steps": 4, "eval_every": 2, "warmup": 1, "patience": None},
     "batch_size": 8,
     "learning_rate": 1e-2,
     "loss": "dice_ce",
@@ -41,6 +41,7 @@ SETTINGS = {
 }
 OUTPUTS = ("model.safetensors", "scores.parquet", "fit.json", "metrics.json")
 KEYS = ("weights", "scores", "fit_record", "metrics")
+SHORT = {"training": {"steps": 2, "eval_every": 2, "warmup": 0, "patience": None}}
 SECTION_KEYS = {"dice", "iou", "precision", "recall", "hd95", "assd", "n_images", "undefined"}
 
 
@@ -95,7 +96,7 @@ def mirror_run(data: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
 
 def test_outputs_of_a_run(mirror_run: dict) -> None:
     metrics, out = mirror_run["metrics"], mirror_run["out"]
-    assert set(metrics) >= {"val", "test", "external", "history", "best_epoch", "units"}
+    assert set(metrics) >= {"val", "test", "external", "history", "best_update", "units"}
     assert metrics["units"] == "pixels at 32 px" and metrics["mask_threshold"] == 127
     sections = [metrics["val"], metrics["test"], metrics["external"]["phantom_b"]]
     for section in sections:
@@ -111,16 +112,17 @@ def test_outputs_of_a_run(mirror_run: dict) -> None:
     assert len(scores[scores.split == "test"]) == metrics["test"]["n_images"]["all"]
     history = metrics["history"]
     best = max(history, key=lambda e: (e["val_dice"], -e["val_loss"]))
-    assert metrics["best_epoch"] == best["epoch"] and len(history) == 2
+    assert metrics["best_update"] == best["update"] and len(history) == 2
+    assert metrics["updates"] == 4 and metrics["budget"]["eval_every"] == 2
     assert metrics["val"]["dice"]["mean"] == pytest.approx(best["val_dice"])
     with safe_open(out / "model.safetensors", "pt") as weights:
         meta = json.loads(weights.metadata()["meddap"])
-    assert meta["model"] == "unet" and meta["best_epoch"] == metrics["best_epoch"]
+    assert meta["model"] == "unet" and meta["best_update"] == metrics["best_update"]
     assert not (out / "checkpoint.pt").exists()
 
 
 def test_all_classes_score_normals_with_empty_masks(data: dict[str, str], tmp_path: Path) -> None:
-    metrics = _train(data, tmp_path, external=[], settings={"classes": "all", "epochs": 1})
+    metrics = _train(data, tmp_path, external=[], settings={"classes": "all", **SHORT})
     assert set(metrics["test"]["dice"]) == {"mean", "benign", "malignant", "normal"}
     scores = pd.read_parquet(tmp_path / "scores.parquet")
     normals = scores[scores.label == "normal"]
@@ -137,7 +139,7 @@ def test_resumed_run_has_the_bytes_of_an_uninterrupted_one(
     assert not [name for name in OUTPUTS if (tmp_path / name).exists()]
     with caplog.at_level("INFO"):
         _train(data, tmp_path, trainset="aug-mirror")
-    assert "checkpoint.pt (epoch 1)" in caplog.text
+    assert "checkpoint.pt (update 2)" in caplog.text
     for name in OUTPUTS:
         assert (tmp_path / name).read_bytes() == (mirror_run["out"] / name).read_bytes(), name
     assert not (tmp_path / "checkpoint.pt").exists()
@@ -160,7 +162,7 @@ def test_every_model_segments_and_trains(name: str) -> None:
 
 
 def test_deep_supervised_unetpp_runs_the_job(data: dict[str, str], tmp_path: Path) -> None:
-    metrics = _train(data, tmp_path, model="unetpp_ds", external=[], settings={"epochs": 1})
+    metrics = _train(data, tmp_path, model="unetpp_ds", external=[], settings=SHORT)
     assert metrics["model"] == "unetpp_ds" and metrics["test"]["dice"]["mean"] is not None
 
 

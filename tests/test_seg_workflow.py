@@ -17,7 +17,7 @@ TINY = {
         "phantom_external": {"phantom": {"patients": 4}},
     },
     "segmentation": {
-        "epochs": 1,
+        "training": {"steps": 2, "eval_every": 2, "warmup": 0, "patience": None},
         "image_size": 32,
         "channels": [4, 4, 8, 8, 8],
         "synthesis": {"settings": []},  # the synthetic pairs' own test: test_masked_workflow

@@ -44,7 +44,14 @@ def _trainset(setting: str, fold: int) -> str:
 def _scores(accuracy: float, fold: int) -> dict:
     macro = {"sensitivity": accuracy - 0.05 * fold, "specificity": accuracy + 0.01 * fold**2}
     macro |= {"precision": accuracy - 0.02, "f1": accuracy - 0.03 * (fold % 2)}
-    return {"accuracy": accuracy, "macro": macro}
+    recall = {"normal": 0.0, "benign": accuracy, "malignant": 1.0}  # normal never predicted
+    per_class = {c: {"sensitivity": r} for c, r in recall.items()}
+    return {
+        "accuracy": accuracy,
+        "balanced_accuracy": accuracy / 2,
+        "macro": macro,
+        **{"per_class": per_class},
+    }
 
 
 def _metrics(model: str, setting: str, fold: int) -> dict:
@@ -58,7 +65,8 @@ def _metrics(model: str, setting: str, fold: int) -> dict:
         "val": _scores(VAL[setting][fold] - shift, fold),
         "test": _scores(test, fold),
         "external": {"ext": {"accuracy": external, "rule": "benign vs malignant"}},
-        "best_epoch": 1,
+        "updates": 400 if setting != "dark-100" or fold else 340,  # one run stopped early
+        "best_update": 100 * (fold + 1),
     }
 
 
@@ -162,9 +170,18 @@ def test_table1_means_stds_quality_and_sources(tmp_path: Path, tree: Tree) -> No
     assert np.isnan(real.quality_mean) and real.quality_sources == ""
     csv = pd.read_csv(out["csv"])
     assert csv.accuracy_mean.tolist() == pytest.approx(frame.accuracy_mean.tolist())
+    # compute: updates made (one run stopped early) and the kept update, means over folds
+    assert (row.updates, row.updates_per_fold, row.kept_update) == (380, "340;400;400", 200)
+    assert real.updates == 400
+    assert real.balanced_accuracy_mean == pytest.approx(real.accuracy_mean / 2)
+    assert (real.recall_normal, real.recall_malignant) == ("0.00 ± 0.00", "100.00 ± 0.00")
     lines = Path(out["markdown"]).read_text().splitlines()
     assert lines[0].startswith("Table 1:") and QUALITY_METRIC in lines[0]
-    assert lines[2] == "| model | trainset | ranks | n_folds | accuracy | quality_mean |"
+    assert "same budget of optimizer updates (classifier.training)" in lines[0]
+    assert lines[2] == (
+        "| model | trainset | ranks | n_folds | updates | kept_update | accuracy "
+        "| balanced_accuracy | recall_normal | recall_benign | recall_malignant | quality_mean |"
+    )
     assert sum(line.startswith("| densenet121 |") for line in lines) == len(TEST)
 
 

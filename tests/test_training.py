@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,25 +20,38 @@ from meddap.common.runtime import (
     restore_rng,
     rng_state,
 )
-from meddap.common.training import Batch, Validation, fit, shuffled_batches
+from meddap.common.settings import Budget
+from meddap.common.training import (
+    Batch,
+    Validation,
+    check_budget,
+    chunked,
+    fit,
+    learning_rate_factor,
+    shuffled_batches,
+)
 from tests.conftest import Killed
 
-EPOCHS = 4
+BUDGET = Budget(steps=20, eval_every=5, warmup=2, patience=None)  # 4 validations
 
 
 class ToyTask:
     """Two-class logistic regression with a noise augmentation and dropout (both global RNG)."""
 
-    def __init__(self, scores: list[float] | None = None) -> None:
+    def __init__(self, scores: list[float] | None = None, n: int = 25) -> None:
         g = torch.Generator().manual_seed(0)
-        self.x, self.y = torch.randn(21, 5, generator=g), torch.randint(0, 2, (21,), generator=g)
+        self.x, self.y = torch.randn(n, 5, generator=g), torch.randint(0, 2, (n,), generator=g)
         self.vx, self.vy = torch.randn(8, 5, generator=g), torch.randint(0, 2, (8,), generator=g)
-        self.scripted = scores  # val scores per epoch instead of the real ones
+        self.scripted = scores  # val scores per validation instead of the real ones
         self.seen: list[dict[str, torch.Tensor]] = []
+        self.passes = 0
 
-    def batches(self, order: torch.Generator) -> Iterator[Batch]:
-        for index in shuffled_batches(len(self.y), 4, order):
-            yield Batch(self.x[index] + 0.1 * torch.randn(len(index), 5), self.y[index])
+    def indices(self, order: torch.Generator) -> list[torch.Tensor]:
+        self.passes += 1
+        return shuffled_batches(len(self.y), 4, order)
+
+    def batch(self, index: torch.Tensor, order: torch.Generator) -> Batch:
+        return Batch(self.x[index] + 0.1 * torch.randn(len(index), 5), self.y[index])
 
     def loss(self, output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(output, targets)
@@ -63,21 +75,23 @@ def _model() -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Dropout(0.3), torch.nn.Linear(8, 2))
 
 
-def _fit(task: ToyTask, checkpoint: Checkpoint | None = None) -> training.Fit:
+def _fit(
+    task: ToyTask, checkpoint: Checkpoint | None = None, budget: Budget = BUDGET
+) -> training.Fit:
     model = _model()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
-    return fit(model, optimizer, task, epochs=EPOCHS, seed=11, checkpoint=checkpoint)
+    return fit(model, optimizer, task, budget=budget, seed=11, checkpoint=checkpoint)
 
 
 def _bytes(result: training.Fit) -> bytes:
     return save({**result.state, "outputs": result.outputs})
 
 
-def test_best_epoch_is_the_highest_score_and_ties_go_to_the_earlier_epoch() -> None:
+def test_best_update_is_the_highest_score_and_ties_go_to_the_earlier_update() -> None:
     task = ToyTask(scores=[0.5, 0.75, 0.75, 0.625])
     result = _fit(task)
-    assert result.epoch == 2
-    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
+    assert result.update == 10 and result.updates == 20 and not result.stopped_early
+    assert [h["update"] for h in result.history] == [5, 10, 15, 20]
     assert [h["val_accuracy"] for h in result.history] == [0.5, 0.75, 0.75, 0.625]
     assert all(torch.equal(result.state[k], task.seen[1][k]) for k in result.state)
     assert not all(torch.equal(result.state[k], task.seen[2][k]) for k in result.state)
@@ -94,33 +108,76 @@ def test_last_batch_of_one_joins_the_one_before() -> None:
     assert [len(b) for b in batches] == [4, 5]
     assert sorted(torch.cat(batches).tolist()) == list(range(9))
     assert [len(b) for b in shuffled_batches(1, 4, torch.Generator())] == [1]
+    assert [len(b) for b in chunked(torch.arange(8), 4)] == [4, 4]
+
+
+def test_training_sets_of_different_sizes_get_the_same_updates() -> None:
+    small, large = ToyTask(n=9), ToyTask(n=45)  # 2 and 11 batches per pass
+    for task in (small, large):
+        result = _fit(task)
+        assert result.updates == BUDGET.steps
+        assert [h["update"] for h in result.history] == [5, 10, 15, 20]
+    assert (small.passes, large.passes) == (10, 2)  # passes follow from the budget
+
+
+def test_learning_rate_warms_up_then_follows_a_cosine_to_zero() -> None:
+    budget = Budget(steps=12, eval_every=3, warmup=2, patience=None)
+    factors = [learning_rate_factor(budget, u) for u in range(13)]
+    assert factors[:3] == [0.5, 1.0, 1.0]
+    assert all(a >= b for a, b in zip(factors[2:], factors[3:], strict=False))
+    assert factors[7] == pytest.approx(0.5) and factors[12] == pytest.approx(0.0)
+    history = _fit(ToyTask(), budget=budget).history
+    # the rate logged at a validation is the one of the next update
+    assert [h["lr"] for h in history] == pytest.approx([0.05 * factors[u] for u in (3, 6, 9, 12)])
+
+
+def test_early_stopping_keeps_the_best_update_after_patience_validations() -> None:
+    budget = Budget(steps=40, eval_every=4, warmup=0, patience=3)
+    task = ToyTask(scores=[0.5, 0.8, 0.7, 0.8, 0.6, 0.9, 0.9, 0.9, 0.9, 0.9])
+    result = _fit(task, budget=budget)
+    assert result.stopped_early and result.update == 8 and result.updates == 20
+    assert len(task.seen) == 5  # validations at 4, 8 (best), 12, 16, 20: three without gain
+    assert all(torch.equal(result.state[k], task.seen[1][k]) for k in result.state)
+    assert not result.best_at_end(budget)
+    record = result.record(budget)
+    assert (record["updates"], record["best_update"], record["stopped_early"]) == (20, 8, True)
+
+
+def test_a_best_update_in_the_last_tenth_of_the_budget_is_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("WARNING", logger="meddap.common.training"):
+        result = _fit(ToyTask(scores=[0.1, 0.2, 0.3, 0.4]))
+    assert result.update == 20 and result.best_at_end(BUDGET)
+    assert "last 10 % of the 20-update budget" in caplog.text
 
 
 @pytest.mark.parametrize("done", [1, 3])
-def test_resume_after_epoch_k_has_the_bytes_of_an_uninterrupted_run(
+def test_resume_after_validation_k_has_the_bytes_of_an_uninterrupted_run(
     done: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     reference = _fit(ToyTask())
     checkpoint = Checkpoint(tmp_path / "checkpoint.pt", fingerprint(task="toy", seed=11))
-    epoch, calls = training.train_epoch, []
+    steps, calls = training.train_steps, []
 
     def dying(*args: object) -> float:
         calls.append(1)
         if len(calls) > done:
-            torch.randn(7)  # the dying epoch moves the global RNG, as a real one would
+            torch.randn(7)  # the dying interval moves the global RNG, as a real one would
             raise Killed
-        return epoch(*args)
+        return steps(*args)
 
     with monkeypatch.context() as patched, pytest.raises(Killed):
-        patched.setattr(training, "train_epoch", dying)
+        patched.setattr(training, "train_steps", dying)
         _fit(ToyTask(), checkpoint)
-    assert torch.load(checkpoint.path, weights_only=True)["epoch"] == done
+    saved = torch.load(checkpoint.path, weights_only=True)
+    assert saved["update"] == 5 * done and saved["pending"]  # killed in the middle of a pass
     torch.manual_seed(1234)  # a new process: another global RNG state
     with caplog.at_level("INFO", logger="meddap.common.training"):
         resumed = _fit(ToyTask(), checkpoint)
-    assert f"(epoch {done})" in caplog.text
+    assert f"(update {5 * done})" in caplog.text
     assert _bytes(resumed) == _bytes(reference)
-    assert (resumed.epoch, resumed.history) == (reference.epoch, reference.history)
+    assert (resumed.update, resumed.history) == (reference.update, reference.history)
 
 
 def test_a_finished_checkpoint_resumes_without_training(
@@ -128,7 +185,7 @@ def test_a_finished_checkpoint_resumes_without_training(
 ) -> None:
     checkpoint = Checkpoint(tmp_path / "checkpoint.pt", fingerprint(task="toy"))
     reference = _fit(ToyTask(), checkpoint)  # killed before its outputs were written
-    monkeypatch.setattr(training, "train_epoch", lambda *args: pytest.fail("trained again"))
+    monkeypatch.setattr(training, "train_steps", lambda *args: pytest.fail("trained again"))
     again = _fit(ToyTask(), checkpoint)
     assert _bytes(again) == _bytes(reference) and again.history == reference.history
 
@@ -166,10 +223,22 @@ def test_unreadable_checkpoint_is_discarded(
     Checkpoint(path, "run").remove()  # removing none is fine
 
 
-def test_fit_needs_an_epoch() -> None:
+def test_a_budget_that_cannot_run_stops_naming_the_key() -> None:
     model = _model()
-    with pytest.raises(ValueError, match="at least 1"):
-        fit(model, torch.optim.Adam(model.parameters()), ToyTask(), epochs=0, seed=0)
+    with pytest.raises(MeddapError, match=r"training\.steps must be at least 1"):
+        fit(
+            model,
+            torch.optim.Adam(model.parameters()),
+            ToyTask(),
+            budget=Budget(0, 1, 0, None),
+            seed=0,
+        )
+    with pytest.raises(MeddapError, match=r"seg\.training\.eval_every must be between 1 and"):
+        check_budget(Budget(10, 11, 0, None), "seg.training")
+    with pytest.raises(MeddapError, match=r"seg\.training\.warmup"):
+        check_budget(Budget(10, 5, 10, None), "seg.training")
+    with pytest.raises(MeddapError, match=r"seg\.training\.patience"):
+        check_budget(Budget(10, 5, 0, 0), "seg.training")
 
 
 def test_rng_state_restores_torch_and_named_generators() -> None:

@@ -199,9 +199,15 @@ def test_adding_a_model_trains_only_that_model(run: Path) -> None:
     [
         ("lora.learning_rate", 5e-4, "train_lora", 4, ("encode_fold", "curate")),
         ("synthesis.sampling.steps", 3, "synthesize", 4, DATA_AND_LORA),
-        ("classifier.epochs", 3, "train_classifier", 2, (*DATA_AND_LORA, "synthesize")),
+        ("classifier.training.steps", 12, "train_classifier", 2, (*DATA_AND_LORA, "synthesize")),
         ("curation.policy", "keep_one_consistent", "curate", 1, ("ingest", "find_duplicates")),
-        ("segmentation.epochs", 3, "train_segmenter", 4, (*DATA_AND_LORA, "train_classifier")),
+        (
+            "segmentation.training.steps",
+            9,
+            "train_segmenter",
+            4,
+            (*DATA_AND_LORA, "train_classifier"),
+        ),
     ],
 )
 def test_changing_a_stage_reruns_it_and_its_dependants_only(

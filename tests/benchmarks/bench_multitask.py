@@ -5,7 +5,7 @@
 
 An epoch is `--images` random image/mask pairs of mixed classes (66: about the train split of a
 default phantom fold, normals included) through the job's own network, loss and task
-(`build_net`, `MultiTaskLoss`, `MultiTaskTask`, `train_epoch`), with the config's channels, head
+(`build_net`, `MultiTaskLoss`, `MultiTaskTask`, `train_steps`), with the config's channels, head
 and batch (`--paper`: config/paper.yaml's). `-do` modes oversample, so their epochs are longer.
 The first epoch warms up and is not counted. On CUDA it also prints the peak GPU memory.
 """

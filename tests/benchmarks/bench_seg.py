@@ -4,7 +4,7 @@
     python tests/benchmarks/bench_seg.py --device cuda --sizes 256 384 --paper
 
 An epoch is `--images` random image/mask pairs (48: about the lesion train split of a default
-phantom fold) through the job's own task and loop (`build_task`, `train_epoch`): the config's
+phantom fold) through the job's own task and loop (`build_task`, `train_steps`): the config's
 loss (Dice+CE), or seed 003's for `dsunet-s4-adv` (Dice on 4 stages and a discriminator step
 after each generator step), batch 8 (4 with `--paper`), the default channels (`--paper`: the
 paper's). By default every network once (the other dsunet-* names train fewer heads or no
@@ -22,7 +22,7 @@ import torch
 import yaml
 
 from meddap.common.settings import Segmentation
-from meddap.common.training import train_epoch
+from meddap.common.training import constant_loop, train_steps
 from meddap.seg.data import Pairs
 from meddap.seg.models import build_segmenter
 from meddap.seg.names import MODELS
@@ -43,13 +43,13 @@ def epoch_seconds(
     net: torch.nn.Module, optimizer: torch.optim.Optimizer, task, epochs: int, device: torch.device
 ) -> float:
     """Mean seconds of `epochs` training epochs of `task` after one untimed warm-up epoch."""
-    order = torch.Generator().manual_seed(0)
-    train_epoch(net, optimizer, task, order)  # warm-up
+    loop = constant_loop(net, optimizer, task, torch.Generator().manual_seed(0))
+    updates = len(task.indices(torch.Generator().manual_seed(0)))  # one pass over the data
+    train_steps(loop, updates)  # warm-up
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    for _ in range(epochs):
-        train_epoch(net, optimizer, task, order)
+    train_steps(loop, updates * epochs)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - start) / epochs

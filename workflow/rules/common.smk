@@ -390,6 +390,14 @@ def combined_part(task):
     return part
 
 
+def multitask_fits(wildcards):
+    """The fit.json of every network a mode's predictions come from (both parts of `combined`)."""
+    parsed = parse_mode(wildcards.mode)
+    modes = parsed.parts() if not parsed.trained else (wildcards.mode,)
+    keys = {"dataset": wildcards.dataset, "fold": wildcards.fold, "backbone": wildcards.backbone}
+    return [paths.MULTITASK_FIT.format(mode=mode, **keys) for mode in modes]
+
+
 def refined_predictions(wildcards):
     """The PR predictions of a mode that predicts both class and mask, else none."""
     if not parse_mode(wildcards.mode).refinable:

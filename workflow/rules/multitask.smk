@@ -88,6 +88,7 @@ rule multitask_metrics:
         splits=paths.SPLITS,
         predictions=paths.MULTITASK_PREDICTIONS,
         refined=refined_predictions,
+        fits=multitask_fits,
     output:
         metrics=paths.MULTITASK_METRICS,
     params:

@@ -1,4 +1,7 @@
-"""Classification metrics (Tables 1-3): accuracy, per-class and macro scores, AUC, confusion.
+"""Classification metrics (Tables 1-3): accuracy, balanced accuracy, per-class scores, AUC.
+
+Balanced accuracy is scikit-learn's definition: the mean recall over the classes present in the
+labels (a class that is never predicted pulls it down by its share).
 
 Per class k (one-vs-rest): sensitivity = recall, specificity = TN / (TN + FP), precision, F1
 and ROC AUC of the class-k probability; macro = the unweighted mean over classes. A score
@@ -57,6 +60,7 @@ def classification_metrics(
         "n": len(truth),
         "classes": list(classes),
         "accuracy": float(accuracy_score(truth, pred)),
+        "balanced_accuracy": float(np.mean(recall[support > 0])),
         "per_class": per_class,
         "macro": _macro(per_class),
         "confusion_matrix": confusion_matrix(truth, pred, labels=order).tolist(),

@@ -2,13 +2,14 @@
 
 Images are read once as grayscale, resized to `image_size`, replicated to 3 channels and
 normalised with the ImageNet mean and std. Training (`meddap.common.training`) uses Adam and
-cross-entropy with optional on-the-fly flips and rotations and optional mixed precision. After
-every epoch the model predicts the val split; the kept checkpoint is the epoch with the highest
-val accuracy (ties: lower val cross-entropy, then the earlier epoch). Test and external images
-are read and predicted once, after training.
-After every epoch the job saves its state in checkpoint.pt beside the weights; a rerun of the
-same job continues from there (on CPU with the bytes of an uninterrupted run), and the file is
-deleted once all outputs are written.
+cross-entropy with optional on-the-fly flips and rotations and optional mixed precision. Every
+training set trains on the same budget of updates (`classifier.training`), with class-balanced
+batches or loss (`classifier.balance`, `meddap.cls.balance`). At every validation the model
+predicts the val split; the kept update has the highest val accuracy (ties: lower val
+cross-entropy, then the earlier update). Test and external images are read and predicted once,
+after training. After every validation the job saves its state in checkpoint.pt beside the
+weights; a rerun of the same job continues from there (on CPU with the bytes of an uninterrupted
+run), and the file is deleted once all outputs are written.
 The initial weights depend on (seed, fold, model) only, so the trainsets of a fold and model
 start from the same network and differ only by their data.
 """
@@ -16,7 +17,7 @@ start from the same network and differ only by their data.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 from sklearn.metrics import log_loss
 from torchvision.transforms import v2
 
+from meddap.cls.balance import check_balance, class_weights, pass_indices
 from meddap.cls.metrics import EXTERNAL_CLASSES, classification_metrics, external_metrics
 from meddap.cls.models import build_model, imagenet_checkpoint, normalise, predict
 from meddap.common.atomic import write_json, write_parquet
@@ -39,14 +41,14 @@ from meddap.common.runtime import deterministic, resolve_device, resolve_precisi
 from meddap.common.seeds import derive_seed
 from meddap.common.settings import Augment, Classifier
 from meddap.common.splits import SPLITS, check_labels, read_table, split_rows
-from meddap.common.training import Batch, Fit, Validation, fit, shuffled_batches
+from meddap.common.training import Batch, Fit, Validation, check_budget, fit
 from meddap.common.trainsets import load_synthetic, parse_trainset
 from meddap.common.weights import write_weights
 from meddap.seg.data import synthetic_rows
 from meddap.seg.names import classifier_set_of
 
 log = logging.getLogger(__name__)
-SELECTION = "highest val accuracy; ties: lower val cross-entropy, then the earlier epoch"
+SELECTION = "highest val accuracy; ties: lower val cross-entropy, then the earlier update"
 COLUMNS = ["id", "label", "image_path"]
 
 
@@ -60,24 +62,33 @@ class Images:
 
 @dataclass
 class ClassifierTask:
-    """Cross-entropy on (augmented) train images; val accuracy, then val cross-entropy, ranks."""
+    """Cross-entropy on (augmented, class-balanced) train images; val accuracy, then CE, ranks."""
 
     train: Images
     val: Images
     batch_size: int
     augment: v2.Transform | None
+    balance: str = "none"
 
-    def batches(self, order: torch.Generator) -> Iterator[Batch]:
-        """Shuffled batches, each image augmented with draws from torch's global RNG."""
-        for index in shuffled_batches(len(self.train.targets), self.batch_size, order):
-            pixels = self.train.pixels[index]
-            if self.augment is not None:
-                pixels = torch.stack([self.augment(image) for image in pixels])
-            yield Batch(normalise(pixels), self.train.targets[index])
+    def __post_init__(self) -> None:
+        loss = self.balance == "loss"
+        self._weights = class_weights(self.train.targets, len(CLASSES)) if loss else None
+
+    def indices(self, order: torch.Generator) -> list[torch.Tensor]:
+        """One pass's index batches (`meddap.cls.balance`)."""
+        return pass_indices(self.train.targets, self.batch_size, self.balance, order)
+
+    def batch(self, index: torch.Tensor, order: torch.Generator) -> Batch:
+        """The images of `index`, each augmented with draws from torch's global RNG."""
+        pixels = self.train.pixels[index]
+        if self.augment is not None:
+            pixels = torch.stack([self.augment(image) for image in pixels])
+        return Batch(normalise(pixels), self.train.targets[index])
 
     def loss(self, output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy of the logits."""
-        return F.cross_entropy(output, targets)
+        """Mean cross-entropy of the logits (class-weighted with balance `loss`)."""
+        weight = None if self._weights is None else self._weights.to(output.device)
+        return F.cross_entropy(output, targets, weight=weight)
 
     def validate(self, model: torch.nn.Module) -> Validation:
         """Val accuracy and cross-entropy; the val probabilities (float64) as outputs."""
@@ -90,7 +101,7 @@ class ClassifierTask:
         return Validation(scores, torch.from_numpy(probs))
 
     def score_key(self, entry: dict[str, float]) -> tuple[float, float]:
-        """Accuracy up, then cross-entropy down (the loop breaks ties by the earlier epoch)."""
+        """Accuracy up, then cross-entropy down (the loop breaks ties by the earlier update)."""
         return entry["val_accuracy"], -entry["val_loss"]
 
 
@@ -111,8 +122,8 @@ def train_classifier(
 ) -> None:
     """Job: train `model` on `trainset` of fold `fold`; write weights, predictions, metrics."""
     how = classifier
-    if how.epochs < 1:
-        raise MeddapError(f"config key classifier.epochs must be at least 1, got {how.epochs}")
+    check_budget(how.training, "classifier.training")
+    check_balance(how.balance)
     device = resolve_device(how.device, "classifier.device")
     precision = resolve_precision(how.mixed_precision, "classifier.mixed_precision", device)
     tables = {split: split_rows(manifest, splits, fold, split) for split in SPLITS}
@@ -132,8 +143,9 @@ def train_classifier(
             _images(tables["val"], how.image_size),
             how.batch_size,
             _augmenter(how.augment),
+            how.balance,
         )
-        fitted = {"epochs": how.epochs, "seed": job_seed, "precision": precision}
+        fitted = {"budget": how.training, "seed": job_seed, "precision": precision}
         best = fit(net, optimizer, task, **fitted, checkpoint=checkpoint)
         net.load_state_dict(best.state)
         scored = {"val": (tables["val"], best.outputs.numpy())}
@@ -154,9 +166,9 @@ def _summary(best: Fit, model: str, trainset: str, fold: int, how: Classifier) -
         "classes": list(CLASSES),
         "image_size": how.image_size,
         "pretrained_used": _pretrained_used(model, how.pretrained),
-        "best_epoch": best.epoch,
+        "balance": how.balance,
         "selection": SELECTION,
-        "history": best.history,
+        **best.record(how.training),
     }
 
 
@@ -262,6 +274,6 @@ def _pretrained_used(model: str, pretrained: str) -> str:
 
 def _save_weights(best: Fit, path: str, model: str, how: Classifier) -> None:
     """The kept state as safetensors with its metadata."""
-    meta = {"model": model, "classes": list(CLASSES), "best_epoch": best.epoch}
+    meta = {"model": model, "classes": list(CLASSES), "best_update": best.update}
     meta["image_size"] = how.image_size
     write_weights(best.state, meta, path)

@@ -159,6 +159,22 @@ class Quality(Section):
 
 
 @dataclass(frozen=True)
+class Budget(Section):
+    """`<family>.training`: the optimizer updates every training set of a model family gets.
+
+    `steps` updates at most, validated every `eval_every`; the learning rate warms up linearly
+    over `warmup` updates, then follows a cosine to zero at `steps`; a run stops early after
+    `patience` validations without improvement (null: never).
+    """
+
+    SECTION = "training"
+    steps: int
+    eval_every: int
+    warmup: int
+    patience: int | None
+
+
+@dataclass(frozen=True)
 class Augment(Section):
     """`classifier.augment`: on-the-fly augmentations of the classifier's training images."""
 
@@ -173,9 +189,10 @@ class Classifier(Section):
 
     SECTION = "classifier"
     image_size: int
-    epochs: int
+    training: Budget
     batch_size: int
     learning_rate: float
+    balance: str
     pretrained: str
     augment: Augment
     device: str
@@ -200,7 +217,7 @@ class Segmentation(Section):
     classes: str
     image_size: int
     channels: list[int]
-    epochs: int
+    training: Budget
     batch_size: int
     learning_rate: float
     loss: str
@@ -260,7 +277,7 @@ class Multitask(Section):
     channels: list[int]
     head_width: int
     head_hidden: int
-    epochs: int
+    training: Budget
     batch_size: int
     learning_rate: float
     device: str

@@ -3,12 +3,14 @@
 `metrics.json` holds `raw` and `pr` (prediction refining; null where the mode predicts only a
 class or only a mask) sections of `joint_scores`. A single-task mode's unmeasured half is null:
 `seg` has no class scores (its class head is untrained), `cls` no Dice; the incoherence rate
-needs both.
+needs both. `updates` is the optimizer updates of every network behind the predictions (a
+`combined` mode's two single-task runs together), `best_update` the kept update of a trained
+mode (null for `combined`, which keeps one per part).
 """
 
 from __future__ import annotations
 
-from meddap.common.atomic import write_json
+from meddap.common.atomic import read_json, write_json
 from meddap.common.errors import MeddapError
 from meddap.multitask.metrics import joint_scores
 from meddap.multitask.modes import Mode, parse_mode
@@ -26,6 +28,7 @@ def multitask_metrics(
     splits: str,
     predictions: str,
     refined: list[str],
+    fits: list[str],
     metrics: str,
     fold: int,
     backbone: str,
@@ -40,7 +43,18 @@ def multitask_metrics(
         sections["pr"] = _scores(refined[0], truth, parsed)
     keys = {"backbone": backbone, "mode": mode, "fold": fold, "image_size": image_size}
     sources = {"predictions": predictions, "refined": refined[0] if refined else None}
-    write_json({**keys, **sections, "sources": sources}, metrics)
+    write_json({**keys, **_compute(fits), **sections, "sources": sources}, metrics)
+
+
+def _compute(fits: list[str]) -> dict:
+    """Updates made by the networks of `fits` together; the kept update when there is one."""
+    records = [read_json(path) for path in fits]
+    try:
+        updates = sum(int(record["updates"]) for record in records)
+        kept = records[0]["best_update"] if len(records) == 1 else None
+    except (KeyError, TypeError) as err:
+        raise MeddapError(f"{fits} lack the key {err} of a multi-task fit.json") from None
+    return {"updates": updates, "best_update": kept, "fit_records": fits}
 
 
 def _scores(path: str, truth: Pairs, mode: Mode) -> dict:

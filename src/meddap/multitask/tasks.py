@@ -2,13 +2,12 @@
 
 Batches draw from the train split, each image repeated by deterministic oversampling when `do`
 is on; targets are the masks and the class indices; the loss is `MultiTaskLoss`. After every
-epoch the model predicts the val split (mask = logit > 0 of the main head, class = argmax) and
-the epoch is ranked by λ · val Dice (normals included) + (1 - λ) · val accuracy, then val loss.
+validation the model predicts the val split (mask = logit > 0 of the main head, class = argmax) and
+the validation is ranked by λ · val Dice (normals included) + (1 - λ) · val accuracy, then val loss.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -59,12 +58,16 @@ class MultiTaskTask:
         self._order = torch.tensor(oversampled(labels) if self.oversample else range(len(labels)))
         self._classes = class_indices(labels)
 
-    def batches(self, order: torch.Generator) -> Iterator[Batch]:
-        """Shuffled batches of the (oversampled) train images."""
-        for pick in shuffled_batches(len(self._order), self.batch_size, order):
-            index = self._order[pick]
-            targets = {"masks": self.train.masks[index], "classes": self._classes[index]}
-            yield Batch(self.train.images[index], targets)
+    def indices(self, order: torch.Generator) -> list[torch.Tensor]:
+        """One shuffled pass over the (oversampled) train images."""
+        return [
+            self._order[pick] for pick in shuffled_batches(len(self._order), self.batch_size, order)
+        ]
+
+    def batch(self, index: torch.Tensor, order: torch.Generator) -> Batch:
+        """The images of `index` with their masks and classes."""
+        targets = {"masks": self.train.masks[index], "classes": self._classes[index]}
+        return Batch(self.train.images[index], targets)
 
     def loss(self, output: tuple[object, torch.Tensor], targets: dict) -> torch.Tensor:
         return self.criterion(output, targets["masks"], targets["classes"])

@@ -1,11 +1,12 @@
 """Seed 004's training job: one backbone and mode per fold, on the fold's images of all classes.
 
 Normals are kept (their masks are empty), as the paper's joint model needs them. The loop is
-`meddap.common.training`'s with `MultiTaskTask`; Adam; the kept epoch has the highest
+`meddap.common.training`'s with `MultiTaskTask`; Adam; every mode trains on the same budget of
+updates (`multitask.training`, oversampled or not); the kept update has the highest
 λ · val Dice + (1 - λ) · val accuracy. The kept model predicts the test split
 (`predictions.npz`); PR and the metrics are their own jobs. Initial weights and batch order
-depend on (seed, fold, backbone) only, so the modes of a fold start from one network. Per-epoch
-checkpoints make a killed job resume.
+depend on (seed, fold, backbone) only, so the modes of a fold start from one network. Checkpoints at
+every validation make a killed job resume.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from meddap.common.errors import MeddapError
 from meddap.common.runtime import deterministic, resolve_device
 from meddap.common.seeds import derive_seed
 from meddap.common.settings import Multitask
-from meddap.common.training import fit
+from meddap.common.training import check_budget, fit
 from meddap.common.weights import write_weights
 from meddap.multitask.losses import MultiTaskLoss
 from meddap.multitask.models import N_HEADS, MultiTaskNet
@@ -58,6 +59,7 @@ def train_multitask(
 ) -> None:
     """Job: train `backbone` in `mode` on fold `fold`; write weights, test predictions, the run."""
     how, parsed = multitask, parse_mode(mode)
+    check_budget(how.training, "multitask.training")
     if not parsed.trained:
         raise MeddapError(f"mode {mode!r} combines single-task runs and trains no network")
     device = resolve_device(how.device, "multitask.device")
@@ -71,16 +73,16 @@ def train_multitask(
     log.info("%s %s: %d train, %d val images", backbone, mode, len(train), len(val))
     run = {"backbone": backbone, "mode": mode, "fold": fold, "seed": seed}
     checkpoint = run_checkpoint(weights, [manifest, splits], [train, val], how, **run)
-    best = fit(net, optimizer, task, epochs=how.epochs, seed=job_seed, checkpoint=checkpoint)
+    best = fit(net, optimizer, task, budget=how.training, seed=job_seed, checkpoint=checkpoint)
     net.load_state_dict(best.state)
     test = fold_pairs(manifest, splits, fold, "test", how.image_size)
     with deterministic(device):
         probabilities, _, masks = predict(net, test.images, how.batch_size)
     Predictions(test.ids, probabilities, probabilities.argmax(1), masks).save(predictions)
-    meta = {"backbone": backbone, "mode": mode, "best_epoch": best.epoch}
+    meta = {"backbone": backbone, "mode": mode, "best_update": best.update}
     write_weights(best.state, meta | {"channels": how.channels}, weights)
     summary = {**run, "image_size": how.image_size, "lambda": parsed.loss_weight}
     summary |= {"oversampling": parsed.oversample, "n_train": len(train), "n_val": len(val)}
-    summary |= {"best_epoch": best.epoch, "selection": SELECTION, "history": best.history}
+    summary |= {"selection": SELECTION, **best.record(how.training)}
     write_json(summary, fit_record)
     checkpoint.remove()

@@ -17,7 +17,7 @@ from meddap.common.errors import MeddapError
 from meddap.common.hashing import file_sha256
 from meddap.common.labels import CLASSES
 from meddap.multitask.modes import parse_mode
-from meddap.report.tables import markdown_table, summarise
+from meddap.report.tables import COMPUTE, COMPUTE_CAPTION, compute_cells, markdown_table, summarise
 
 COLUMNS = {
     "table5": ("dice", "f1_weighted", "accuracy", "incoherence_rate"),
@@ -28,11 +28,12 @@ CAPTIONS = {
     "per_class": "Per-class scores (seed 004, Tables 8 and 9): Dice and F1 per class",
 }
 CAPTION_TAIL = (
-    " on the in-domain test split at {size} px, in % (mean ± sample std over folds); Dice includes "
-    "normal images (1 when their predicted mask is empty, else 0); DO = deterministic "
+    " on the in-domain test split at {size} px, in % (mean ± sample std over folds); Dice "
+    "includes normal images (1 when their predicted mask is empty, else 0); DO = deterministic "
     "oversampling, PR = prediction refining; n/a where a single-task mode does not predict that "
     "half. Source files are listed in the CSV/Parquet."
 )
+COMPUTE_TAIL = COMPUTE_CAPTION.format(key="multitask") + " A combined mode's are its two runs'."
 KEYS = ["backbone", "mode", "pr"]
 
 
@@ -52,11 +53,12 @@ def multitask_table(
     runs = fold_runs(metrics)
     frame = pd.DataFrame([_row(g, COLUMNS[table]) for _, g in runs.groupby(KEYS, sort=False)])
     frame = frame.assign(dataset=dataset, image_size=image_size)
-    shown = ["backbone", "mode", "task", "do", "lambda", "pr", "n_folds", *COLUMNS[table]]
+    shown = ["backbone", "mode", "task", "do", "lambda", "pr", "n_folds", *COMPUTE]
+    shown += COLUMNS[table]
     write_parquet(frame, parquet)
     with atomic_path(csv) as tmp:
         frame.to_csv(tmp, index=False)
-    caption = CAPTIONS[table] + CAPTION_TAIL.format(size=image_size)
+    caption = CAPTIONS[table] + CAPTION_TAIL.format(size=image_size) + COMPUTE_TAIL
     with atomic_path(markdown) as tmp:
         tmp.write_text(f"{caption}\n\n{markdown_table(frame[shown])}\n")
 
@@ -69,7 +71,7 @@ def fold_runs(metrics: list[str]) -> pd.DataFrame:
     for path in metrics:
         record = read_json(path)
         try:
-            keys = {k: record[k] for k in ("backbone", "mode", "fold")}
+            keys = {k: record[k] for k in ("backbone", "mode", "fold", "updates", "best_update")}
             sections = {"no": record["raw"], "yes": record["pr"]}
         except (KeyError, TypeError) as err:
             raise MeddapError(f"{path} lacks the key {err} of a multi-task metrics.json") from None
@@ -102,7 +104,7 @@ def _row(group: pd.DataFrame, columns: tuple[str, ...]) -> dict:
     row = {k: group[k].iloc[0] for k in KEYS}
     row |= {"task": mode.task, "do": "yes" if mode.oversample else "no"}
     row |= {"lambda": mode.loss_weight if mode.task != "combined" else np.nan}
-    row |= {"n_folds": len(group), "folds": ";".join(map(str, group.fold))}
+    row |= {"n_folds": len(group), "folds": ";".join(map(str, group.fold)), **compute_cells(group)}
     for column in columns:
         values = group[column].dropna()
         summary = summarise(values) if len(values) else {"mean": np.nan, "std": np.nan}

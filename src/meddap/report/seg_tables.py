@@ -20,10 +20,18 @@ from meddap.common.atomic import atomic_path, read_json, write_json, write_parqu
 from meddap.common.errors import MeddapError
 from meddap.common.hashing import file_sha256
 from meddap.report.ratio_auc import AUC_CAPTION, PICK, auc_columns, auc_names, marked_auc
-from meddap.report.tables import markdown_table, paired_p, summarise
+from meddap.report.tables import (
+    COMPUTE,
+    COMPUTE_CAPTION,
+    compute_cells,
+    markdown_table,
+    paired_p,
+    summarise,
+)
 from meddap.seg.names import DSUNET, SyntheticSet, supervision_of, synthetic_of
 
 METRICS = ("dice", "iou", "hd95", "assd")
+UPDATES = ("updates", "best_update")
 PERCENT = ("dice", "iou")
 ABLATION_METRICS = ("dice", "precision", "recall", "iou", "hd95", "assd")
 ABLATION_CAPTION = (
@@ -32,14 +40,14 @@ ABLATION_CAPTION = (
     "test Dice, precision, recall and IoU in %, HD95 and ASSD in pixels at {size} px (mean ± "
     "sample std over folds of each fold's mean over images; HD95/ASSD leave out images where "
     "truth or prediction is empty). Source files are listed in the CSV/Parquet."
-)
+) + COMPUTE_CAPTION.format(key="segmentation")
 CAPTION = (
     "Segmentation: Dice and IoU in %, HD95 and ASSD in pixels at {size} px (mean ± sample std "
     "over folds of each fold's mean over images; HD95/ASSD leave out images where truth or "
     "prediction is empty) per segmenter, training set and evaluation set (test: in-domain test "
     "split; external: zero-shot); p = paired t-test over folds against the model's real-only "
     "set, NaN with fewer than 2 paired folds. Source files are listed in the CSV/Parquet."
-)
+) + COMPUTE_CAPTION.format(key="segmentation")
 
 
 def seg_table(
@@ -52,7 +60,7 @@ def seg_table(
         for keys, group in runs.groupby(["model", "_real", "trainset", "_test", "evaluated_on"])
     ]
     frame = pd.DataFrame(rows).assign(dataset=dataset, image_size=image_size)
-    shown = ["model", "trainset", "evaluated_on", "n_folds"]
+    shown = ["model", "trainset", "evaluated_on", "n_folds", *COMPUTE]
     shown += [c for m in METRICS for c in (m, f"p_{m}")]
     write_parquet(frame, parquet)
     with atomic_path(csv) as tmp:
@@ -69,7 +77,7 @@ def _runs(metrics: list[str], names: tuple[str, ...] = METRICS) -> pd.DataFrame:
     for path in metrics:
         record = read_json(path)
         try:
-            keys = {k: record[k] for k in ("model", "trainset", "fold")}
+            keys = {k: record[k] for k in ("model", "trainset", "fold", "updates", "best_update")}
             sections = {"test": record["test"]}
             sections |= {f"external:{k}": v for k, v in record["external"].items()}
             for name, section in sections.items():
@@ -92,7 +100,7 @@ def _row(group: pd.DataFrame, runs: pd.DataFrame, keys: tuple) -> dict:
         (runs.model == model) & (runs.trainset == "real") & (runs.evaluated_on == evaluated_on)
     ]
     row = {"model": model, "trainset": trainset, "evaluated_on": evaluated_on}
-    row |= {"n_folds": len(group), "folds": ";".join(map(str, group.fold))}
+    row |= {"n_folds": len(group), "folds": ";".join(map(str, group.fold)), **compute_cells(group)}
     for metric in METRICS:
         summary = summarise(group[metric].dropna(), percent=metric in PERCENT)
         p = float("nan") if trainset == "real" else paired_p(real, group, metric)
@@ -136,7 +144,7 @@ def seg_cell(
             "evaluated_on": name,
             "units": f"dice and iou as fractions, hd95 and assd in pixels at {image_size} px",
             "scores": scores,
-            "per_fold": group[["fold", *METRICS, "source"]].to_dict("records"),
+            "per_fold": group[["fold", *METRICS, *UPDATES, "source"]].to_dict("records"),
             "sources": [{"path": p, "sha256": file_sha256(p)} for p in sorted(set(metrics))],
         },
         cell,
@@ -158,7 +166,7 @@ def seg_ablation(
     rows = [_ablation_row(group) for _, group in runs.groupby("model", sort=False)]
     frame = pd.DataFrame(rows).sort_values(["stages", "adversarial"], ignore_index=True)
     frame = frame.assign(dataset=dataset, image_size=image_size)
-    shown = ["model", "stages", "adversarial", "n_folds", *ABLATION_METRICS]
+    shown = ["model", "stages", "adversarial", "n_folds", *COMPUTE, *ABLATION_METRICS]
     write_parquet(frame, parquet)
     with atomic_path(csv) as tmp:
         frame.to_csv(tmp, index=False)
@@ -172,7 +180,7 @@ def _ablation_row(group: pd.DataFrame) -> dict:
     model = group.model.iloc[0]
     supervision = supervision_of(model)
     row = {"model": model, "stages": supervision.stages, "adversarial": supervision.adversarial}
-    row |= {"n_folds": len(group), "folds": ";".join(map(str, group.fold))}
+    row |= {"n_folds": len(group), "folds": ";".join(map(str, group.fold)), **compute_cells(group)}
     for metric in ABLATION_METRICS:
         summary = summarise(group[metric].dropna(), percent=metric not in ("hd95", "assd"))
         row |= {metric: summary["text"], f"{metric}_mean": summary["mean"]}
@@ -191,7 +199,7 @@ RATIO_CAPTION = (
     "pick)' marks the ratio each model, setting and mixing would pick by mean validation Dice "
     "(ties: fewer synthetic images), a validation pick, not a test-set pick. HD95, ASSD and IoU "
     "are not shown. Source files are listed in the CSV/Parquet."
-)
+) + COMPUTE_CAPTION.format(key="segmentation")
 
 
 def seg_ratio_table(
@@ -213,7 +221,8 @@ def seg_ratio_table(
     frame = _mark_val_picks(pd.DataFrame(rows)).assign(dataset=dataset, image_size=image_size)
     classifiers = [classifiers] if isinstance(classifiers, str) else list(classifiers)
     frame = _with_auc(frame, classifiers)
-    shown = frame[["model", "setting", "ratio", "n_folds", "val_dice", *evaluations]].copy()
+    shown = frame[["model", "setting", "ratio", "n_folds", *COMPUTE, "val_dice", *evaluations]]
+    shown = shown.copy()
     shown["ratio"] = shown.ratio.where(
         frame.mixing == NO_MIXING, shown.ratio + " mix " + frame.mixing
     )
@@ -304,8 +313,7 @@ def _ratio_row(group: pd.DataFrame, evaluations: list[str]) -> dict:
     first = test.iloc[0]
     row = {"model": first.model, "trainset": first.trainset, "setting": first.setting}
     row |= {"ratio": first.ratio, "mixing": first.mixing, "_share": first["_share"]}
-    row["n_folds"] = len(test)
-    row["folds"] = ";".join(map(str, test.fold))
+    row |= {"n_folds": len(test), "folds": ";".join(map(str, test.fold)), **compute_cells(test)}
     for name, values in [("val_dice", test.val_dice), *_dice_by_set(group, evaluations)]:
         summary = _summary(values.dropna())
         row |= {name: summary["text"], f"{name}_mean": summary["mean"]}

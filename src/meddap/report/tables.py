@@ -14,17 +14,26 @@ from scipy.stats import ttest_rel
 from meddap.common.atomic import atomic_path, read_json, write_json, write_parquet
 from meddap.common.errors import MeddapError
 from meddap.common.hashing import file_sha256
+from meddap.common.labels import CLASSES
 from meddap.common.trainsets import parse_trainset
 from meddap.synth.rank import INCEPTION, selection_metric
 
 MACRO = ("sensitivity", "specificity", "precision", "f1")
-TABLE2_METRICS = ("accuracy", *MACRO)
+TABLE2_METRICS = ("accuracy", "balanced_accuracy", *MACRO)
+RECALLS = tuple(f"recall_{c}" for c in CLASSES)
+COMPUTE = ["updates", "kept_update"]
+COMPUTE_CAPTION = (
+    " Every row of a model trained on the same budget of optimizer updates ({key}.training); "
+    "updates = updates made (mean over folds; below the budget where a run stopped early on "
+    "validation), kept_update = the validated update kept (mean over folds)."
+)
 CAPTION1 = (
-    "Table 1: test accuracy in % (mean ± sample std over folds) per classifier, adjective and "
+    "Table 1: test accuracy, balanced accuracy and recall per class in % (mean ± sample std "
+    "over folds; recall 0 = a class the classifier never predicts) per classifier, adjective and "
     "synthetic ratio, with the synthetic set's quality ({metric}, mean over folds; lower is "
     "better); 'real' rows train on real images only, 'r0-' rows on sets of the base model without "
     "LoRA (when lora.ranks holds 0). Source files are listed in the CSV/Parquet."
-)
+) + COMPUTE_CAPTION.format(key="classifier")
 CAPTION2 = (
     "Table 2: test scores (mean ± sample std over folds; macro averages over classes) of real-only "
     "vs the best augmented setting per model (among the LoRA sets, not the base model's r0 sets), "
@@ -32,13 +41,13 @@ CAPTION2 = (
     "data (the paper does not say how it chose); p = paired "
     "t-test (scipy ttest_rel) over folds against real-only, NaN with fewer than 2 paired folds. "
     "Source files are listed in the CSV/Parquet."
-)
+) + COMPUTE_CAPTION.format(key="classifier")
 CAPTION3 = (
     "Table 3: external test accuracy in % (mean ± sample std over folds; benign vs malignant, "
     "normal images left out) of real-only vs the Table-2 best setting per model (best by "
     "validation accuracy on the training dataset); p = paired t-test over folds, NaN with fewer "
     "than 2 paired folds. Source files are listed in the CSV/Parquet."
-)
+) + COMPUTE_CAPTION.format(key="classifier")
 
 
 def collect_runs(metrics: list[str], dataset: str) -> pd.DataFrame:
@@ -71,7 +80,8 @@ def table1(
     """
     frame = _table1_frame(collect_runs(metrics, dataset), _quality_records(quality, quality_sets))
     metric = next((m for m in frame.quality_metric if m), "quality")
-    shown = ["model", "trainset", "ranks", "n_folds", "accuracy", "quality_mean"]
+    shown = ["model", "trainset", "ranks", "n_folds", *COMPUTE, "accuracy", "balanced_accuracy"]
+    shown += [*RECALLS, "quality_mean"]
     _write_table(frame, shown, CAPTION1.format(metric=metric), parquet, csv, markdown)
 
 
@@ -79,7 +89,7 @@ def table2(*, metrics: list[str], parquet: str, csv: str, markdown: str, dataset
     """Job: Table 2, real-only vs best-by-validation setting per model, with paired t-tests."""
     runs = collect_runs(metrics, dataset)
     frame = pd.concat([_table2_rows(runs, m) for m in sorted(runs.model.unique())])
-    shown = ["model", "trainset", "ranks", "n_folds", "val_accuracy_mean"]
+    shown = ["model", "trainset", "ranks", "n_folds", *COMPUTE, "val_accuracy_mean"]
     shown += [c for m in TABLE2_METRICS for c in (m, f"p_{m}")]
     _write_table(frame, shown, CAPTION2, parquet, csv, markdown)
 
@@ -94,7 +104,8 @@ def table3(*, metrics: list[str], parquet: str, csv: str, markdown: str, dataset
             "external evaluation"
         )
     rows = [_table3_rows(runs, m, e) for m in sorted(runs.model.unique()) for e in externals]
-    shown = ["model", "external", "trainset", "ranks", "n_folds", "accuracy", "p_accuracy"]
+    shown = ["model", "external", "trainset", "ranks", "n_folds", *COMPUTE, "accuracy"]
+    shown += ["p_accuracy"]
     _write_table(pd.concat(rows), shown, CAPTION3, parquet, csv, markdown)
 
 
@@ -159,10 +170,15 @@ def _run_row(path: str, dataset: str) -> dict:
     record = read_json(path)
     try:
         keys = {k: record[k] for k in ("fold", "model", "trainset")}
+        test = record["test"]
         row = {
+            "updates": record["updates"],
+            "best_update": record["best_update"],
             "val_accuracy": record["val"]["accuracy"],
-            "test_accuracy": record["test"]["accuracy"],
-            **{f"test_{k}": record["test"]["macro"][k] for k in MACRO},
+            "test_accuracy": test["accuracy"],
+            "test_balanced_accuracy": test["balanced_accuracy"],
+            **{f"test_{k}": test["macro"][k] for k in MACRO},
+            **{f"test_recall_{c}": test["per_class"][c]["sensitivity"] for c in CLASSES},
             **{f"external:{d}": e["accuracy"] for d, e in record.get("external", {}).items()},
         }
     except (KeyError, TypeError) as err:
@@ -196,7 +212,20 @@ def _describe(group: pd.DataFrame) -> dict:
         "ranks": ";".join(map(str, sorted(group["rank"].dropna().unique()))),
         "n_folds": len(group),
         "folds": ";".join(map(str, group.fold)),
+        **compute_cells(group),
         "sources": ";".join(group.source),
+    }
+
+
+def compute_cells(group: pd.DataFrame) -> dict:
+    """A row's training compute from its runs' `updates` and `best_update` columns: the mean
+    updates made, each fold's, and the mean kept update."""
+    made = group["updates"].astype(int)
+    kept = group["best_update"].dropna()
+    return {
+        "updates": float(made.mean()),
+        "updates_per_fold": ";".join(map(str, made)),
+        "kept_update": float(kept.mean()) if len(kept) else float("nan"),
     }
 
 
@@ -221,16 +250,12 @@ def _table1_frame(runs: pd.DataFrame, records: dict) -> pd.DataFrame:
     metric = _quality_metric(used) if used else ""
     rows = []
     for group in _groups(runs):
-        accuracy = summarise(group.test_accuracy)
-        rows.append(
-            {
-                **_describe(group),
-                "accuracy_mean": accuracy["mean"],
-                "accuracy_std": accuracy["std"],
-                "accuracy": accuracy["text"],
-                **_quality_cell(group, records, metric),
-            }
-        )
+        row = _describe(group)
+        for name in ("accuracy", "balanced_accuracy", *RECALLS):
+            summary = summarise(group[f"test_{name}"])
+            row |= {f"{name}_mean": summary["mean"], f"{name}_std": summary["std"]}
+            row[name] = summary["text"]
+        rows.append({**row, **_quality_cell(group, records, metric)})
     return pd.DataFrame(rows)
 
 
@@ -297,6 +322,8 @@ def _per_fold(runs: pd.DataFrame, records: dict) -> list[dict]:
             "trainset": run.trainset,
             "test_accuracy": float(run.test_accuracy),
             "val_accuracy": float(run.val_accuracy),
+            "updates": int(run.updates),
+            "best_update": int(run.best_update),
             "source": run.source,
             "quality_source": _quality_for(run, records)[0],
         }
@@ -335,7 +362,7 @@ def _scored_row(group: pd.DataFrame, real: pd.DataFrame, columns: dict[str, str]
     """mean, std, text and p-value (vs `real`; NaN for real itself) of each named column."""
     row = {**_describe(group), "val_accuracy_mean": float(group.val_accuracy.mean())}
     for name, column in columns.items():
-        summary = summarise(group[column], percent=name == "accuracy")
+        summary = summarise(group[column], percent=name in ("accuracy", "balanced_accuracy"))
         row |= {f"{name}_mean": summary["mean"], f"{name}_std": summary["std"]}
         p = float("nan") if group.ratio.isna().all() else paired_p(real, group, column)
         row |= {name: summary["text"], f"p_{name}": p}

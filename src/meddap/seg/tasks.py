@@ -8,13 +8,12 @@ sum over its last n decoder stages of alpha_n (1 - Dice(P_n, G)) (MONAI `DiceLos
 sigmoid) and, with `-adv`, beta times the non-saturating generator term -log D_n(P_n) (BCE with
 logits against "real": the same fixed point as eq. (1)'s log(1 - D_n(P_n)), without its
 vanishing gradient while D_n wins). After each generator step the discriminators take one Adam
-step on BCE of real masks (1) vs the detached maps (0). Both rank epochs by mean val Dice
+step on BCE of real masks (1) vs the detached maps (0). Both rank validations by mean val Dice
 (seed 004's empty-mask convention), then val loss.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -44,14 +43,17 @@ class SegmenterTask:
     augment: Compose | None
     criterion: torch.nn.Module
 
-    def batches(self, order: torch.Generator) -> Iterator[Batch]:
-        """Shuffled batches; augmentation draws are seeded from `order`, one seed per batch."""
-        for index in shuffled_batches(len(self.train), self.batch_size, order):
-            images, masks = self.train.images[index], self.train.masks[index]
-            if self.augment is not None:
-                seed = int(torch.randint(2**31, (1,), generator=order))
-                images, masks = augment(self.augment, images, masks, seed)
-            yield Batch(images, masks)
+    def indices(self, order: torch.Generator) -> list[torch.Tensor]:
+        """One shuffled pass over the train pairs."""
+        return shuffled_batches(len(self.train), self.batch_size, order)
+
+    def batch(self, index: torch.Tensor, order: torch.Generator) -> Batch:
+        """The pairs of `index`; augmentation draws are seeded from `order`, one seed per batch."""
+        images, masks = self.train.images[index], self.train.masks[index]
+        if self.augment is not None:
+            seed = int(torch.randint(2**31, (1,), generator=order))
+            images, masks = augment(self.augment, images, masks, seed)
+        return Batch(images, masks)
 
     def loss(self, output: Output, targets: torch.Tensor) -> torch.Tensor:
         """The deep-supervision-weighted loss of every head (one head: the plain loss)."""
@@ -66,7 +68,7 @@ class SegmenterTask:
         return Validation({"val_dice": float(dice), "val_loss": loss}, predicted)
 
     def score_key(self, entry: dict[str, float]) -> tuple[float, float]:
-        """Dice up, then loss down (the loop breaks ties by the earlier epoch)."""
+        """Dice up, then loss down (the loop breaks ties by the earlier update)."""
         return entry["val_dice"], -entry["val_loss"]
 
 

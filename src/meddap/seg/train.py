@@ -1,16 +1,16 @@
 """Segmenter training: a MONAI network per fold, model and training set, scored per image.
 
 The loop is `meddap.common.training`'s with a task of `meddap.seg.tasks` (Adam; the loss of the
-model's kind). After every epoch the model segments the val split; the kept epoch has the
-highest mean val Dice (ties: lower val loss, then the earlier epoch). The kept model then
-segments the test split; external datasets are scored by their own jobs
-(`meddap.seg.evaluate`), so adding one trains nothing. Per-epoch checkpoints make a killed job
-resume (on CPU with the bytes of an uninterrupted run). The initial weights and the batch order
-depend on (seed, fold, network) only, so the training sets of a fold and model, and the dsunet
-ablation names, start from one network and see the same batches. A patch-mixed set
-(`-mix{λ}p{p}`) trains on its synthetic pairs with cells of their real parents mixed in afresh
-every batch (`meddap.seg.augment.RandPatchMixd`), the loss the usual one against the shared
-mask; fit.json records the mixing.
+model's kind), on the same budget of updates for every training set (`segmentation.training`). At
+every validation the model segments the val split; the kept update has the highest mean val Dice
+(ties: lower val loss, then the earlier update). The kept model then segments the test split;
+external datasets are scored by their own jobs (`meddap.seg.evaluate`), so adding one trains
+nothing. Checkpoints at every validation make a killed job resume (on CPU with the bytes of an
+uninterrupted run). The initial weights and the batch order depend on (seed, fold, network) only,
+so the training sets of a fold and model, and the dsunet ablation names, start from one network and
+see the same batches. A patch-mixed set (`-mix{λ}p{p}`) trains on its synthetic pairs with cells of
+their real parents mixed in afresh every batch (`meddap.seg.augment.RandPatchMixd`), the loss the
+usual one against the shared mask; fit.json records the mixing.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from meddap.common.hashing import file_sha256
 from meddap.common.runtime import deterministic, resolve_device, resolve_precision
 from meddap.common.seeds import derive_seed
 from meddap.common.settings import Section, Segmentation
-from meddap.common.training import Fit, fit
+from meddap.common.training import Fit, check_budget, fit
 from meddap.common.weights import write_weights
 from meddap.seg.augment import augmenter, with_parents
 from meddap.seg.data import (
@@ -46,7 +46,7 @@ from meddap.seg.names import network_of, synthetic_of
 from meddap.seg.tasks import build_task
 
 log = logging.getLogger(__name__)
-SELECTION = "highest mean val Dice; ties: lower val loss, then the earlier epoch"
+SELECTION = "highest mean val Dice; ties: lower val loss, then the earlier update"
 
 
 def train_segmenter(
@@ -68,6 +68,7 @@ def train_segmenter(
     `synthetic`: the pool manifest of a `{setting}-{r}to{s}` training set, else empty.
     """
     how = segmentation
+    check_budget(how.training, "segmentation.training")
     device = resolve_device(how.device, "segmentation.device")
     precision = resolve_precision(how.mixed_precision, "segmentation.mixed_precision", device)
     rows = {s: fold_rows(manifest, splits, fold, s, how.classes) for s in ("train", "val", "test")}
@@ -86,7 +87,7 @@ def train_segmenter(
     checkpoint = run_checkpoint(weights, tables, [train, val], how, **run)
     transform = augmenter(trainset, how.augment_probability)
     task = build_task(model, train, val, how, transform, device)
-    fitted = {"epochs": how.epochs, "seed": job_seed, "precision": precision}
+    fitted = {"budget": how.training, "seed": job_seed, "precision": precision}
     best = fit(net, optimizer, task, **fitted, checkpoint=checkpoint)
     net.load_state_dict(best.state)
     test = load_pairs(rows["test"], how.image_size)
@@ -138,7 +139,7 @@ def _mixing(trainset: str) -> dict | None:
 
 
 def _summary(best: Fit, model: str, trainset: str, fold: int, how: Segmentation) -> dict:
-    """What a run was: its keys, settings, kept epoch and history (fit.json)."""
+    """What a run was: its keys, settings, budget, kept update and history (fit.json)."""
     return {
         "model": model,
         "trainset": trainset,
@@ -147,9 +148,8 @@ def _summary(best: Fit, model: str, trainset: str, fold: int, how: Segmentation)
         "image_size": how.image_size,
         "units": f"pixels at {how.image_size} px",
         "mask_threshold": MASK_THRESHOLD,
-        "best_epoch": best.epoch,
         "selection": SELECTION,
-        "history": best.history,
+        **best.record(how.training),
     }
 
 
@@ -173,5 +173,5 @@ def run_checkpoint(
 def _save_weights(best: Fit, path: str, model: str, how: Segmentation) -> None:
     """The kept state as safetensors with one JSON metadata entry."""
     meta = {"model": model, "channels": how.channels, "image_size": how.image_size}
-    meta |= {"best_epoch": best.epoch, "classes": how.classes}
+    meta |= {"best_update": best.update, "classes": how.classes}
     write_weights(best.state, meta, path)
