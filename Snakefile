@@ -45,10 +45,12 @@ localrules:
     figure_1a,
     sample_figure,
     ledger,
+    run_summary,
 
 
 rule all:
     input:
         stage_targets(),
         paths.LEDGER.format(ext="parquet"),
+        paths.RUN_SUMMARY,
     default_target: True

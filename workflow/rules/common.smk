@@ -176,10 +176,15 @@ def cell_quality(wildcards):
 
 def synthetic_evaluations(wildcards):
     """Fig. 1a: each fold's real-only classifiers on each synthetic set of the fold's ranks."""
+    return dataset_synthetic_evaluations(wildcards.dataset)
+
+
+def dataset_synthetic_evaluations(dataset):
+    """Fig. 1a's results of `dataset`, every fold, rank, model and adjective."""
     return [
-        paths.ON_SYNTHETIC.format(dataset=wildcards.dataset, fold=f, model=m, rank=k, adjective=a)
+        paths.ON_SYNTHETIC.format(dataset=dataset, fold=f, model=m, rank=k, adjective=a)
         for f in FOLDS
-        for k in fold_ranks(wildcards.dataset, f)
+        for k in fold_ranks(dataset, f)
         for m in CLS["models"]
         for a in SYNTH["adjectives"]
     ]
@@ -238,6 +243,11 @@ def stage_targets():
         *expand(paths.TABLE, name=MULTITASK_TABLES if MT["backbones"] and MT["modes"] else [], ext="md"),
         *expand(paths.TABLE, name=["cross_domain_table"] if CROSS_TARGETS else [], ext="md"),
     ]
+
+
+def summary_tables():
+    """The Markdown tables the run summary gathers: every table among the stage targets."""
+    return [t for t in stage_targets() if t.startswith(paths.TABLE.split("{")[0]) and t.endswith(".md")]
 
 
 # --- segmentation -------------------------------------------------------------------------

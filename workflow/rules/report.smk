@@ -1,5 +1,6 @@
 # Report stage: Tables 1-3, Fig. 1a (real-only classifiers on synthetic sets), Fig. 2 (Grad-CAM),
-# sample grids, single Table-1 and segmentation-table cells, the provenance ledger.
+# sample grids, single Table-1 and segmentation-table cells, the provenance ledger, the run
+# summary (results/default_run.md).
 # Outputs marked report() go into `snakemake --report`.
 
 
@@ -222,6 +223,25 @@ rule ledger:
         "../../envs/meddap.yaml"
     script:
         "../scripts/ledger.py"
+
+
+rule run_summary:
+    input:
+        tables=summary_tables(),
+        fidelity=lambda wc: dataset_synthetic_evaluations(DATASET),
+        ledger=paths.LEDGER.format(ext="parquet"),
+    output:
+        summary=report(paths.RUN_SUMMARY, caption="../report/run_summary.rst", category="Summary"),
+    params:
+        dataset=DATASET,
+    resources:
+        **CPU_RESOURCES,
+    log:
+        log_file("run_summary"),
+    conda:
+        "../../envs/meddap.yaml"
+    script:
+        "../scripts/run_summary.py"
 
 
 rule curation_report:

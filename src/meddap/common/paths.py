@@ -84,6 +84,7 @@ CURATION_FIGURE = "results/figures/curation_{dataset}.png"
 SEG_FIGURE = "results/figures/seg_contours_{dataset}_fold{fold}.png"
 CLINICAL_FIGURE = "results/figures/clinical_masks_{dataset}_fold{fold}.png"
 LEDGER = "results/provenance.{ext}"
+RUN_SUMMARY = "results/default_run.md"
 LOGS = "results/logs/{rule}"
 
 
