@@ -106,6 +106,25 @@ def test_tables_cover_the_grid_with_sources(run: Path) -> None:
     assert (figures / "fig2_phantom_gradcam_squeezenet1_1_fold0.png").stat().st_size > 0
 
 
+def test_every_fold_and_model_group_trains_with_equal_updates(run: Path) -> None:
+    """Training sets of different sizes (real, +50 %, +100 %) get the same optimizer updates."""
+    records = [
+        json.loads(path.read_text())
+        for family in ("cls", "seg", "multitask")
+        for path in (run / "results" / family).rglob("*/metrics.json")
+    ]
+    groups: dict[tuple, set[int]] = {}
+    for record in records:
+        key = (record["fold"], record.get("model", record.get("backbone")))
+        groups.setdefault(key, set()).add(record["updates"])
+    assert len(groups) == 2 * 3  # 2 folds x (classifier, segmenter, multi-task backbone)
+    assert all(len(updates) == 1 for updates in groups.values()), groups
+    table1 = pd.read_parquet(run / "results" / "tables" / "table1.parquet")
+    assert (table1.updates == 8).all() and table1.kept_update.between(1, 8).all()
+    summary = (run / "results" / "default_run.md").read_text()
+    assert "| updates | kept_update |" in summary and "jobs; their own work sums to" in summary
+
+
 def test_every_fold_chose_a_trained_rank(run: Path) -> None:
     for fold in (0, 1):
         selection = run / f"results/quality/phantom/fold{fold}/rank_selection.json"
