@@ -17,7 +17,7 @@ from skimage.metrics import structural_similarity
 from meddap.common.errors import MeddapError
 from meddap.common.images import open_gray
 from meddap.common.settings import Curation, Similarity
-from meddap.data.align import prepare
+from meddap.data.align import _place, overlap_slices, prepare
 from meddap.data.curation import (
     DUPLICATE_COLUMNS,
     POLICIES,
@@ -268,3 +268,17 @@ def test_job_names_a_manifest_without_required_columns(tmp_path: Path) -> None:
             duplicates=str(tmp_path / "d.parquet"),
             similarity=SIMILARITY,
         )
+
+
+def test_an_image_placed_outside_the_other_has_an_empty_overlap() -> None:
+    """A portrait b shifted past a landscape a: both slices empty, never wrapped round."""
+    a, b = np.zeros((60, 100)), np.zeros((100, 60))
+    for offset in ((-105, 0), (0, -65), (70, -80)):  # b above, left of, below-left of a
+        in_a, in_b = overlap_slices(a.shape, b.shape, offset)
+        assert a[in_a].size == b[in_b].size == 0, offset
+    in_a, in_b = overlap_slices((60, 100), (100, 60), (10, 20))
+    assert a[in_a].shape == b[in_b].shape == (50, 60)
+    rng = np.random.default_rng(0)
+    portrait, landscape = rng.uniform(0, 255, (120, 40)), rng.uniform(0, 255, (40, 120))
+    score, _, overlap = _place(landscape, portrait)  # the BUS-BRA pair that crashed curation
+    assert -1.0 <= score <= 1.0 and 0.0 <= overlap <= 1.0

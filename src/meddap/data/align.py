@@ -71,9 +71,13 @@ def align(a: Prepared, b: Prepared) -> Alignment:
 def overlap_slices(
     a_shape: tuple[int, int], b_shape: tuple[int, int], offset: tuple[int, int]
 ) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
-    """Slices of a and of b covering their overlap when b's origin lies at `offset` (dy, dx)."""
+    """Slices of a and of b covering their overlap when b's origin lies at `offset` (dy, dx).
+
+    Both are empty when b lies entirely outside a (no negative stop for Python to wrap).
+    """
     start = [max(0, o) for o in offset]
-    stop = [min(sa, o + sb) for sa, sb, o in zip(a_shape, b_shape, offset, strict=True)]
+    ends = [min(sa, o + sb) for sa, sb, o in zip(a_shape, b_shape, offset, strict=True)]
+    stop = [max(lo, hi) for lo, hi in zip(start, ends, strict=True)]
     in_a = tuple(slice(lo, hi) for lo, hi in zip(start, stop, strict=True))
     in_b = tuple(slice(lo - o, hi - o) for lo, hi, o in zip(start, stop, offset, strict=True))
     return in_a, in_b  # type: ignore[return-value]
