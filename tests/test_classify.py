@@ -33,7 +33,7 @@ SETTINGS = {
     "learning_rate": 1e-3,
     "balance": "sampling",
     "pretrained": "none",
-    "augment": {"hflip": True, "rotation": 10.0},
+    "augment": {"hflip": True, "rotation": 10.0, "crop": 0.8, "jitter": 0.1},
     "device": "cpu",
     "mixed_precision": "no",
     "models": ["squeezenet1_1"],  # a grid axis: the rule's, not this job's
@@ -334,7 +334,7 @@ def test_bad_device_or_precision_is_named(data: dict[str, Path], tmp_path: Path)
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("name", ["densenet121", "resnet34", "squeezenet1_1"])
+@pytest.mark.parametrize("name", ["densenet121", "resnet18", "resnet34", "squeezenet1_1"])
 def test_models_have_three_class_heads(name: str) -> None:
     model = build_model(name, 3, "none").eval()
     with torch.no_grad():

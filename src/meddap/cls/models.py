@@ -19,7 +19,12 @@ from torchvision.transforms import v2
 from meddap.common.errors import MeddapError
 from meddap.common.labels import CLASSES
 
-HEADS = {"densenet121": "classifier", "resnet34": "fc", "squeezenet1_1": "classifier.1"}
+HEADS = {
+    "densenet121": "classifier",
+    "resnet18": "fc",
+    "resnet34": "fc",
+    "squeezenet1_1": "classifier.1",
+}
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 

@@ -142,7 +142,7 @@ def train_classifier(
             _images(train, how.image_size),
             _images(tables["val"], how.image_size),
             how.batch_size,
-            _augmenter(how.augment),
+            _augmenter(how.augment, how.image_size),
             how.balance,
         )
         fitted = {"budget": how.training, "seed": job_seed, "precision": precision}
@@ -189,12 +189,17 @@ def _paths(value: str | Sequence[str]) -> list[str]:
     return [value] if isinstance(value, str) else [str(path) for path in value]
 
 
-def _augmenter(augment: Augment) -> v2.Transform | None:
+def _augmenter(augment: Augment, size: int) -> v2.Transform | None:
+    """The on-the-fly transform of `classifier.augment` (None when every step is off)."""
     steps: list[v2.Transform] = [v2.RandomHorizontalFlip()] if augment.hflip else []
     if augment.rotation:
         steps.append(
             v2.RandomRotation(augment.rotation, interpolation=v2.InterpolationMode.BILINEAR)
         )
+    if augment.crop < 1:
+        steps.append(v2.RandomResizedCrop(size, scale=(augment.crop, 1.0), antialias=True))
+    if augment.jitter:
+        steps.append(v2.ColorJitter(brightness=augment.jitter, contrast=augment.jitter))
     return v2.Compose(steps) if steps else None
 
 

@@ -181,6 +181,8 @@ class Augment(Section):
     SECTION = "classifier.augment"
     hflip: bool
     rotation: float
+    crop: float
+    jitter: float
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,12 @@ from meddap.common.splits import split_rows
 from meddap.common.trainsets import parse_trainset
 from meddap.report.plotting import save_figure
 
-TARGET_LAYERS = {"densenet121": "features", "resnet34": "layer4", "squeezenet1_1": "features"}
+TARGET_LAYERS = {
+    "densenet121": "features",
+    "resnet18": "layer4",
+    "resnet34": "layer4",
+    "squeezenet1_1": "features",
+}
 
 
 def first_test_images(manifest: str, splits: str, fold: int, n_images: int) -> pd.DataFrame:
