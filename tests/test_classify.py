@@ -19,7 +19,7 @@ from meddap.cls.train import ClassifierTask, train_classifier
 from meddap.common.errors import MeddapError
 from meddap.common.images import load_images
 from meddap.common.labels import CLASSES
-from meddap.common.settings import Classifier
+from meddap.common.settings import Augment, Classifier
 from meddap.common.trainsets import load_synthetic, parse_trainset, synthetic_prefix
 from meddap.data.ingest import build_manifest
 from meddap.data.phantom import generate_phantom
@@ -408,3 +408,14 @@ def test_load_synthetic_checks_the_fold(data: dict[str, Path]) -> None:
     with pytest.raises(MeddapError, match="needs fold 1"):
         load_synthetic(str(data["synthetic"]), 1, "r2-none-50", 10)
     assert len(load_synthetic(str(data["synthetic"]), 0, "r2-none-50", 10)) == 5
+
+
+def test_crop_and_jitter_keep_the_size_and_change_the_pixels() -> None:
+    augment = Augment(hflip=False, rotation=0.0, crop=0.5, jitter=0.3)
+    transform = classify._augmenter(augment, 32)
+    torch.manual_seed(0)
+    image = torch.randint(0, 256, (1, 32, 32), dtype=torch.uint8)
+    out = transform(image)
+    assert out.shape == image.shape and out.dtype == torch.uint8
+    assert not torch.equal(out, image)
+    assert classify._augmenter(Augment(False, 0.0, 1.0, 0.0), 32) is None  # every step off
