@@ -118,6 +118,7 @@ def test_training_sets_of_different_sizes_get_the_same_updates() -> None:
         assert result.updates == BUDGET.steps
         assert [h["update"] for h in result.history] == [5, 10, 15, 20]
     assert (small.passes, large.passes) == (10, 2)  # passes follow from the budget
+    assert _fit(ToyTask(n=9)).record(BUDGET)["passes"] == 10
 
 
 def test_learning_rate_warms_up_then_follows_a_cosine_to_zero() -> None:

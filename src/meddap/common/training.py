@@ -89,6 +89,7 @@ class Fit:
     outputs: Any
     history: list[Entry]
     stopped_early: bool = False
+    passes: int = 0  # passes over the training data the run started
 
     @property
     def updates(self) -> int:
@@ -103,6 +104,7 @@ class Fit:
             "best_update": self.update,
             "stopped_early": self.stopped_early,
             "best_at_end": self.best_at_end(budget),
+            "passes": self.passes,
             "history": self.history,
         }
 
@@ -201,6 +203,7 @@ def fit(
             best.stopped_early = _patience_spent(best, history, budget)
             if checkpoint:
                 checkpoint.save(loop.state(best))
+    best.passes = loop.stream.passes
     _report(best, budget)
     return best
 

@@ -21,7 +21,12 @@ from meddap.seg.names import (
     mixing_token,
 )
 
-SUPPORTED_MODELS = ("densenet121", "resnet18", "resnet34", "squeezenet1_1")  # the schema's model enum
+SUPPORTED_MODELS = (
+    "densenet121",
+    "resnet18",
+    "resnet34",
+    "squeezenet1_1",
+)  # the schema's model enum
 
 
 def _key(error: jsonschema.ValidationError) -> str:
