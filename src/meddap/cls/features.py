@@ -3,8 +3,8 @@
 The fold's real-only classifier (`results/cls/.../real/model.safetensors`) is reloaded and its
 classification head (`models.HEADS`) replaced by the identity, so the network returns the
 globally pooled features its head reads: 512 for resnet18, resnet34 and squeezenet1_1 (the
-pooled output of `features`), 1024 for densenet121. Images are prepared exactly as for training: uint8
-grayscale replicated to 3 channels and normalised with the ImageNet mean and std.
+pooled output of `features`), 1024 for densenet121. Images are prepared exactly as for
+training: uint8 grayscale replicated to 3 channels and normalised with the ImageNet mean and std.
 """
 
 from __future__ import annotations
