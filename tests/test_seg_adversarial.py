@@ -162,6 +162,7 @@ def test_the_ablation_table_has_a_row_per_real_trained_dsunet(tmp_path: Path) ->
     for model, trainset, fold, value in runs:
         path = tmp_path / f"{model}_{trainset}_{fold}.json"
         record = {"model": model, "trainset": trainset, "fold": fold, "test": _section(value)}
+        record |= {"updates": 1200, "best_update": 800}
         path.write_text(json.dumps(record | {"external": {"ext": _section(0.0)}}))
         paths.append(str(path))
     out = {k: str(tmp_path / f"seg_ablation.{e}") for k, e in OUT.items()}
