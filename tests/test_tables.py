@@ -44,8 +44,9 @@ def _trainset(setting: str, fold: int) -> str:
 def _scores(accuracy: float, fold: int) -> dict:
     macro = {"sensitivity": accuracy - 0.05 * fold, "specificity": accuracy + 0.01 * fold**2}
     macro |= {"precision": accuracy - 0.02, "f1": accuracy - 0.03 * (fold % 2)}
-    recall = {"normal": 0.0, "benign": accuracy, "malignant": 1.0}  # normal never predicted
-    per_class = {c: {"sensitivity": r} for c, r in recall.items()}
+    # no normal image in the test split; malignant never predicted
+    recall = {"normal": (0.0, 0), "benign": (accuracy, 9), "malignant": (0.0, 4)}
+    per_class = {c: {"sensitivity": r, "support": n} for c, (r, n) in recall.items()}
     return {
         "accuracy": accuracy,
         "balanced_accuracy": accuracy / 2,
@@ -174,7 +175,8 @@ def test_table1_means_stds_quality_and_sources(tmp_path: Path, tree: Tree) -> No
     assert (row.updates, row.updates_per_fold, row.kept_update) == (380, "340;400;400", 200)
     assert real.updates == 400
     assert real.balanced_accuracy_mean == pytest.approx(real.accuracy_mean / 2)
-    assert (real.recall_normal, real.recall_malignant) == ("0.00 ± 0.00", "100.00 ± 0.00")
+    assert (real.recall_normal, real.recall_malignant) == ("n/a", "0.00 ± 0.00")
+    assert np.isnan(real.recall_normal_mean)
     lines = Path(out["markdown"]).read_text().splitlines()
     assert lines[0].startswith("Table 1:") and QUALITY_METRIC in lines[0]
     assert "same budget of optimizer updates (classifier.training)" in lines[0]

@@ -17,7 +17,13 @@ from meddap.common.errors import MeddapError
 from meddap.common.hashing import file_sha256
 from meddap.common.labels import CLASSES
 from meddap.multitask.modes import parse_mode
-from meddap.report.tables import COMPUTE, COMPUTE_CAPTION, compute_cells, markdown_table, summarise
+from meddap.report.tables import (
+    COMPUTE,
+    COMPUTE_CAPTION,
+    compute_cells,
+    markdown_table,
+    summarise_defined,
+)
 
 COLUMNS = {
     "table5": ("dice", "f1_weighted", "accuracy", "incoherence_rate"),
@@ -106,9 +112,8 @@ def _row(group: pd.DataFrame, columns: tuple[str, ...]) -> dict:
     row |= {"lambda": mode.loss_weight if mode.task != "combined" else np.nan}
     row |= {"n_folds": len(group), "folds": ";".join(map(str, group.fold)), **compute_cells(group)}
     for column in columns:
-        values = group[column].dropna()
-        summary = summarise(values) if len(values) else {"mean": np.nan, "std": np.nan}
-        row |= {column: summary.get("text", "n/a"), f"{column}_mean": summary["mean"]}
+        summary = summarise_defined(group[column])
+        row |= {column: summary["text"], f"{column}_mean": summary["mean"]}
         row[f"{column}_std"] = summary["std"]
     return row | {"sources": ";".join(group.source)}
 

@@ -27,6 +27,7 @@ from meddap.report.tables import (
     markdown_table,
     paired_p,
     summarise,
+    summarise_defined,
 )
 from meddap.seg.names import DSUNET, SyntheticSet, supervision_of, synthetic_of
 
@@ -315,7 +316,7 @@ def _ratio_row(group: pd.DataFrame, evaluations: list[str]) -> dict:
     row |= {"ratio": first.ratio, "mixing": first.mixing, "_share": first["_share"]}
     row |= {"n_folds": len(test), "folds": ";".join(map(str, test.fold)), **compute_cells(test)}
     for name, values in [("val_dice", test.val_dice), *_dice_by_set(group, evaluations)]:
-        summary = _summary(values.dropna())
+        summary = summarise_defined(values)
         row |= {name: summary["text"], f"{name}_mean": summary["mean"]}
         row[f"{name}_std"] = summary["std"]
     return row | {"sources": ";".join(test.source)}
@@ -324,13 +325,6 @@ def _ratio_row(group: pd.DataFrame, evaluations: list[str]) -> dict:
 def _dice_by_set(group: pd.DataFrame, evaluations: list[str]) -> list[tuple[str, pd.Series]]:
     """(evaluation set, per-fold Dice) of each evaluation set, empty where the group lacks it."""
     return [(name, group.dice[group.evaluated_on == name]) for name in evaluations]
-
-
-def _summary(values: pd.Series) -> dict:
-    """`summarise` in %, or NaN and "n/a" when no fold has a value."""
-    if values.empty:
-        return {"mean": float("nan"), "std": float("nan"), "text": "n/a"}
-    return summarise(values, percent=True)
 
 
 def _mark_val_picks(frame: pd.DataFrame) -> pd.DataFrame:

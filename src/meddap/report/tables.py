@@ -29,7 +29,8 @@ COMPUTE_CAPTION = (
 )
 CAPTION1 = (
     "Table 1: test accuracy, balanced accuracy and recall per class in % (mean ± sample std "
-    "over folds; recall 0 = a class the classifier never predicts) per classifier, adjective and "
+    "over folds; recall 0 = a class the classifier never predicts, n/a = none in the test "
+    "split) per classifier, adjective and "
     "synthetic ratio, with the synthetic set's quality ({metric}, mean over folds; lower is "
     "better); 'real' rows train on real images only, 'r0-' rows on sets of the base model without "
     "LoRA (when lora.ranks holds 0). Source files are listed in the CSV/Parquet."
@@ -178,7 +179,7 @@ def _run_row(path: str, dataset: str) -> dict:
             "test_accuracy": test["accuracy"],
             "test_balanced_accuracy": test["balanced_accuracy"],
             **{f"test_{k}": test["macro"][k] for k in MACRO},
-            **{f"test_recall_{c}": test["per_class"][c]["sensitivity"] for c in CLASSES},
+            **{f"test_recall_{c}": _recall(test["per_class"][c]) for c in CLASSES},
             **{f"external:{d}": e["accuracy"] for d, e in record.get("external", {}).items()},
         }
     except (KeyError, TypeError) as err:
@@ -196,6 +197,19 @@ def summarise(values: pd.Series, percent: bool = True) -> dict:
     digits = 2 if percent else 3
     spread = "n/a" if np.isnan(std) else f"{std * scale:.{digits}f}"
     return {"mean": mean, "std": std, "text": f"{mean * scale:.{digits}f} ± {spread}"}
+
+
+def _recall(scores: dict) -> float | None:
+    """A class's test recall; None where the test split holds none of it."""
+    return scores["sensitivity"] if scores.get("support", 1) else None
+
+
+def summarise_defined(values: pd.Series, percent: bool = True) -> dict:
+    """`summarise` of the defined values; NaN and "n/a" where no fold has one."""
+    values = values.dropna()
+    if values.empty:
+        return {"mean": float("nan"), "std": float("nan"), "text": "n/a"}
+    return summarise(values, percent)
 
 
 def _describe(group: pd.DataFrame) -> dict:
@@ -252,7 +266,7 @@ def _table1_frame(runs: pd.DataFrame, records: dict) -> pd.DataFrame:
     for group in _groups(runs):
         row = _describe(group)
         for name in ("accuracy", "balanced_accuracy", *RECALLS):
-            summary = summarise(group[f"test_{name}"])
+            summary = summarise_defined(group[f"test_{name}"])
             row |= {f"{name}_mean": summary["mean"], f"{name}_std": summary["std"]}
             row[name] = summary["text"]
         rows.append({**row, **_quality_cell(group, records, metric)})
