@@ -37,6 +37,7 @@ localrules:
     all,
     fetch_dataset,
     fingerprint_source,
+    fingerprint_model,
     select_rank,
     table1,
     table2,

@@ -13,7 +13,7 @@ import torch
 from diffusers import StableDiffusionPipeline
 
 from meddap.common.checkpoint import Checkpoint, fingerprint
-from meddap.common.settings import ControlNetFit, ControlNetTraining
+from meddap.common.settings import ControlNetFit, ControlNetSize, ControlNetTraining
 from meddap.diffusion.pipeline import load_pipeline
 from meddap.masked import controlnet as cn
 from meddap.masked.finetune import train_fold_controlnet
@@ -143,7 +143,9 @@ def _job(fold: PhantomFold, out: Path, learning_rate: float) -> tuple[bytes, pd.
         fold=0,
         condition="mask",
         pretrained=str(PRETRAINED),
-        controlnet=ControlNetFit(prompts="class", training=training),
+        controlnet=ControlNetFit(
+            prompts="class", training=training, sampling=ControlNetSize(resolution=64)
+        ),
         seed=7,
     )
     weights = (out / "model" / "diffusion_pytorch_model.safetensors").read_bytes()

@@ -75,8 +75,9 @@ def _inputs(text: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def test_conditioning_blocks_match_the_vae_factor() -> None:
-    assert conditioning_channels(4) == (16, 32, 64)
-    assert len(conditioning_channels(8)) == 4
+    assert conditioning_channels(8) == (16, 32, 96, 256)  # diffusers' and the original's
+    assert conditioning_channels(4) == (16, 32, 96)
+    assert conditioning_channels(16) == (16, 32, 96, 256, 512)
     with pytest.raises(MeddapError, match="power of two"):
         conditioning_channels(6)
 

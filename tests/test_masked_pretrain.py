@@ -161,7 +161,9 @@ def test_shipped_controlnet_verifies_and_was_built_with_the_defaults_on_the_ship
     verify_build(shipped)
     record = json.loads((shipped / BUILD_RECORD).read_text())
     assert record["command"].startswith("meddap pretrain-controlnet")
-    assert record["config"] == json.loads(json.dumps(asdict(ControlNetPretrainConfig())))
+    defaults = json.loads(json.dumps(asdict(ControlNetPretrainConfig())))
+    # built before the `resolution` setting existed, at the base model's native 64 px
+    assert defaults.pop("resolution") == 64 and record["config"] == defaults
     assert record["base_model"]["sha256"] == path_sha256(MODEL)
     assert sum(len(data) for data in _files(shipped).values()) < 5e6
     ControlNetModel.from_pretrained(shipped)

@@ -124,6 +124,7 @@ def _pretrain_controlnet(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         seed=args.seed,
+        resolution=args.resolution,
     )
     done = pretrain_controlnet(
         base_model=args.base_model, output=args.output, config=config, command=args.invocation
@@ -161,6 +162,9 @@ def _add_pretrain_controlnet(sub: argparse._SubParsersAction) -> None:
     net.add_argument("--output", default=DEFAULT_OUTPUT, help="ControlNet folder to write")
     net.add_argument(
         "--condition", choices=CONDITIONS, default=defaults.condition, help="conditioning image"
+    )
+    net.add_argument(
+        "--resolution", type=int, default=defaults.resolution, help="training resolution (px)"
     )
     net.add_argument("--steps", type=int, default=defaults.steps, help="training steps")
     net.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per step")

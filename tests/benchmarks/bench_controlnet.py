@@ -1,13 +1,14 @@
 """ControlNet training seconds per step and mask-conditioned synthesis images per second.
 
     python tests/benchmarks/bench_controlnet.py [--steps 10] [--batch-size 8] [--images 32]
-    python tests/benchmarks/bench_controlnet.py --sd15 [--steps 10]   # on a CUDA GPU, fp16
+    python tests/benchmarks/bench_controlnet.py --sd15 [--steps 10] [--resolution 512]  # CUDA
 
 The default times the shipped tiny SD with the shipped tiny ControlNet on this machine (64 px,
 16x16 latents), through the jobs' own functions (`controlnet_loss` steps as `train_controlnet`
 takes them; `generate` with 10 DPM steps, guidance 7.5). `--sd15` builds an SD v1.x-sized UNet
-and its ControlNet with random weights (`ControlNetModel.from_unet`) and times training steps
-on 64x64 latents (512 px conditioning images) at batch 1, fp16 on CUDA, with the peak memory.
+and its ControlNet with random weights as the workflow builds a fresh one (`build_controlnet`:
+conditioning embedding (16, 32, 96, 256) for the 8x VAE) and times training steps
+at `--resolution` px (512: 64x64 latents) at batch 1, fp16 on CUDA, with the peak memory.
 """
 
 from __future__ import annotations
@@ -23,7 +24,12 @@ from diffusers import ControlNetModel, DDPMScheduler, UNet2DConditionModel
 from meddap.diffusion.pipeline import load_pipeline
 from meddap.diffusion.prompts import prompt
 from meddap.lora.params import SD14_UNET_CONFIG
-from meddap.masked.controlnet import controlnet_loss, controlnet_pipeline, generate
+from meddap.masked.controlnet import (
+    build_controlnet,
+    controlnet_loss,
+    controlnet_pipeline,
+    generate,
+)
 from meddap.masked.pretrain import BASE_MODEL, DEFAULT_OUTPUT
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,7 +82,7 @@ def bench_tiny(steps: int, batch_size: int, images: int) -> None:
     )
 
 
-def bench_sd15(steps: int) -> None:
+def bench_sd15(steps: int, resolution: int) -> None:
     """SD v1.x-sized UNet and ControlNet, random weights, batch 1, fp16 on CUDA."""
     cuda = torch.cuda.is_available()
     device, dtype = ("cuda", torch.float16) if cuda else ("cpu", torch.float32)
@@ -84,17 +90,17 @@ def bench_sd15(steps: int) -> None:
         print("no CUDA GPU: running fp32 on CPU (slow; the numbers are not the GPU benchmark)")
     with torch.device(device):
         unet = UNet2DConditionModel.from_config(SD14_UNET_CONFIG).to(dtype)
-        net = ControlNetModel.from_unet(unet).to(dtype)
+        net = build_controlnet(unet, 8).to(dtype)
     g = torch.Generator().manual_seed(0)
-    latents = torch.randn(1, 4, 64, 64, generator=g).to(device, dtype)
+    latents = torch.randn(1, 4, resolution // 8, resolution // 8, generator=g).to(device, dtype)
     text = torch.randn(1, 77, 768, generator=g).to(device, dtype)
-    conds = _masks(1, 512).to(device, dtype)
+    conds = _masks(1, resolution).to(device, dtype)
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     per_step = _train_steps(unet, net, latents, text, conds, steps, sync)
     print(f"SD v1.x-sized ControlNet on {torch.cuda.get_device_name(0) if cuda else 'CPU'}")
-    print(f"  training s/step (batch 1, 512 px): {per_step:.4f}")
+    print(f"  ControlNet training s/step (batch 1, {resolution} px): {per_step:.4f}")
     if cuda:
         print(f"  peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
 
@@ -105,9 +111,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--sd15", action="store_true")
+    parser.add_argument("--resolution", type=int, default=512, help="--sd15's image size (px)")
     args = parser.parse_args()
     if args.sd15:
-        bench_sd15(args.steps)
+        bench_sd15(args.steps, args.resolution)
     else:
         bench_tiny(args.steps, args.batch_size, args.images)
 

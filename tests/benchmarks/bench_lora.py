@@ -1,10 +1,12 @@
 """Seconds per USLoRA training step, with and without the latent/text cache.
 
     python tests/benchmarks/bench_lora.py [--steps 20] [--images 8]
-    python tests/benchmarks/bench_lora.py --real-unet [--steps 20] [--gradient-checkpointing]
+    python tests/benchmarks/bench_lora.py --real-unet [--steps 20] [--resolution 512]
+        [--gradient-checkpointing]
 
 The default measures the tiny SD on this machine. `--real-unet` times the SD v1.4 UNet
-architecture (random weights, nothing downloaded) at 512x512 (64x64 latents), batch 1, fp16
+architecture (random weights, nothing downloaded) at `--resolution` px (512: 64x64 latents;
+seed 000 trains at 224), batch 1, fp16
 mixed precision with fp32 LoRA weights on a CUDA GPU, and reports peak GPU memory.
 """
 
@@ -120,8 +122,8 @@ def bench_tiny(steps: int, images: int, rank: int) -> None:
     print(f"  ratio without/with:   {without / with_cache:.2f}x")
 
 
-def bench_real_unet(steps: int, rank: int, checkpointing: bool) -> None:
-    """SD v1.4 UNet architecture, random weights, 64x64 latents, batch 1, fp16 on CUDA."""
+def bench_real_unet(steps: int, rank: int, checkpointing: bool, resolution: int) -> None:
+    """SD v1.4 UNet architecture, random weights, batch 1, fp16 on CUDA, at `resolution` px."""
     cuda = torch.cuda.is_available()
     device, dtype = ("cuda", torch.float16) if cuda else ("cpu", torch.float32)
     if not cuda:
@@ -133,7 +135,8 @@ def bench_real_unet(steps: int, rank: int, checkpointing: bool) -> None:
     accelerator = Accelerator(mixed_precision="fp16" if cuda else "no", cpu=not cuda)
     unet, optimizer = accelerator.prepare(unet, torch.optim.AdamW(params, lr=1e-4))
     scheduler, g = training_scheduler(), torch.Generator().manual_seed(0)
-    latents = torch.randn(1, 4, 64, 64, generator=g).to(device, dtype)
+    side = resolution // 8  # SD v1.x's VAE factor
+    latents = torch.randn(1, 4, side, side, generator=g).to(device, dtype)
     text = torch.randn(1, 77, 768, generator=g).to(device, dtype)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -148,7 +151,7 @@ def bench_real_unet(steps: int, rank: int, checkpointing: bool) -> None:
         f"SD v1.4 UNet on {torch.cuda.get_device_name(0) if cuda else 'CPU'}, {dtype}, "
         f"rank {rank} attn2, attention {processor}, gradient checkpointing {checkpointing}"
     )
-    print(f"  s/step: {per_step:.4f}")
+    print(f"  LoRA s/step at {resolution} px, batch 1: {per_step:.4f}")
     if cuda:
         print(f"  peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
 
@@ -160,9 +163,10 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=4)
     parser.add_argument("--real-unet", action="store_true")
     parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--resolution", type=int, default=512)
     args = parser.parse_args()
     if args.real_unet:
-        bench_real_unet(args.steps, args.rank, args.gradient_checkpointing)
+        bench_real_unet(args.steps, args.rank, args.gradient_checkpointing, args.resolution)
     else:
         bench_tiny(args.steps, args.images, args.rank)
 

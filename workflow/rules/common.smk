@@ -8,12 +8,12 @@ from meddap.common.errors import MeddapError
 from meddap.common.settings import job_params
 from meddap.common.trainsets import parse_trainset
 from meddap.seg.names import MIXING_SOURCE, TEXT, check_setting, mixing_token, ratio_token, synthetic_of
-from meddap.data.fingerprint import content_digest
+from meddap.data.fingerprint import content_digest, model_digest
 from meddap.data.registry import is_archive, local_dataset_dir, user_path
-from meddap.common.hashing import tree_files
 from meddap.run.config import base_model_location, check_cell, check_segmenter, check_trainset
 from meddap.multitask.modes import REFINABLE_PATTERN, TRAINED_PATTERN, parse_mode
 from meddap.lora.names import adaptation_rank
+from meddap.diffusion.compat import check_models
 
 
 wildcard_constraints:
@@ -74,10 +74,26 @@ def dataset_files(wildcards):
 
 
 def base_model_files(wildcards):
-    """The built tiny model (a workflow output) or every file of a local folder; a hub id is a param."""
+    """The built tiny model (a workflow output) or a local folder's fingerprint; a hub id is a param."""
     if BASE_MODEL == paths.TINY_SD:
         return [paths.TINY_SD]
-    return [str(f) for f in tree_files(BASE_MODEL)] if Path(BASE_MODEL).is_dir() else []
+    return model_fingerprint(BASE_MODEL, "base")
+
+
+def model_fingerprint(folder, part):
+    """The fingerprint of a local model folder (its jobs' recorded input), none for a hub id."""
+    return [paths.MODEL_FINGERPRINT.format(part=part)] if folder and Path(folder).is_dir() else []
+
+
+def model_folder(wildcards):
+    """The folder a model fingerprint lists: the base model or a condition's pretrained ControlNet."""
+    part = wildcards.part
+    return BASE_MODEL if part == "base" else controlnet_location(part.removeprefix("controlnet-"))
+
+
+def model_content(wildcards):
+    """The content digest of that folder when the DAG is built: its rerun trigger (not mtimes)."""
+    return model_digest(model_folder(wildcards), wildcards.part)
 
 
 def lora_weights(wildcards):
@@ -318,15 +334,23 @@ def edge_model(wildcards):
     return str(user_path(MASKED["edge_model"]).absolute())
 
 
+def controlnet_location(condition):
+    """The configured pretrained ControlNet of `condition` (a local folder, a hub id or '')."""
+    return base_model_location(MASKED["controlnet"][condition] or "", Path(workflow.basedir))
+
+
 def pretrained_controlnet(wildcards):
-    """The configured pretrained ControlNet of the condition (a local folder, a hub id or '')."""
-    return base_model_location(MASKED["controlnet"][wildcards.condition] or "", Path(workflow.basedir))
+    return controlnet_location(wildcards.condition)
+
+
+# every resolution and each pretrained ControlNet the plan samples with, against the base model
+MASKED_CONDITIONS = sorted({check_setting(s)[0] for s in MASKED_SETTINGS} - {TEXT})
+check_models(config, BASE_MODEL, {c: controlnet_location(c) for c in MASKED_CONDITIONS})
 
 
 def pretrained_controlnet_files(wildcards):
-    """Every file of a local pretrained ControlNet folder (its recorded inputs)."""
-    folder = pretrained_controlnet(wildcards)
-    return [str(f) for f in tree_files(folder)] if folder and Path(folder).is_dir() else []
+    """The fingerprint of a local pretrained ControlNet folder (its recorded input)."""
+    return model_fingerprint(pretrained_controlnet(wildcards), f"controlnet-{wildcards.condition}")
 
 
 def all_masked_quality(wildcards):

@@ -38,6 +38,26 @@ rule fingerprint_source:
         "../scripts/fingerprint_source.py"
 
 
+rule fingerprint_model:
+    input:
+        folder=lambda wc: ancient(model_folder(wc)),  # by content: the param below reruns it
+    output:
+        fingerprint=paths.MODEL_FINGERPRINT,
+    params:
+        part="{part}",
+        content=model_content,
+    wildcard_constraints:
+        part=r"base|controlnet-(mask|edge)",
+    resources:
+        **CPU_RESOURCES,
+    log:
+        log_file("fingerprint_model", "{part}"),
+    conda:
+        "../../envs/meddap.yaml"
+    script:
+        "../scripts/fingerprint_model.py"
+
+
 rule ingest:
     input:
         paths.SOURCE,

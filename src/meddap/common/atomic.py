@@ -63,6 +63,11 @@ def _umask() -> int:
     return mask
 
 
+def _share(file: Path) -> None:
+    """Give `file` the umask's mode (0644 by default): some writers (safetensors) make 0600."""
+    os.chmod(file, 0o666 & ~_umask())
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
@@ -85,7 +90,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = _fresh_temp(final, keep_suffix=True)
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())  # some writers (safetensors) create files 0600
+        _share(tmp)
         os.replace(tmp, final)
     finally:
         if tmp.exists():
@@ -100,6 +105,9 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
+        for file in tmp.rglob("*"):
+            if file.is_file() and not file.is_symlink():
+                _share(file)
         _remove(final)
         os.replace(tmp, final)
     finally:

@@ -20,6 +20,8 @@ SPLITS = f"{DATA}/splits.parquet"
 CURATION_REPORT = f"{DATA}/curation.md"
 
 TINY_SD = "results/models/tiny-sd"
+MODEL_FINGERPRINT = "results/fingerprints/{part}.json"  # part: base, controlnet-mask, -edge
+MODEL_CACHE = "results/cache/models/{part}.json"
 LORA_FOLD = "results/lora/{dataset}/fold{fold}"
 LORA_CACHE = f"{LORA_FOLD}/cache.safetensors"
 LORA = f"{LORA_FOLD}/r{{rank}}"

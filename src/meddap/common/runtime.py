@@ -7,6 +7,8 @@ Shared by every trainer (classifier, LoRA, the segmenters to come), so that a co
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
@@ -14,6 +16,7 @@ import torch
 
 from meddap.common.errors import MeddapError
 
+log = logging.getLogger(__name__)
 WEIGHT_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -86,3 +89,35 @@ def restore_rng(
         torch.cuda.set_rng_state_all(cuda)
     for name, generator in (generators or {}).items():
         generator.set_state(state[f"generator/{name}"])
+
+
+class StepMeter:
+    """A training loop's progress: a tqdm bar on the console; the step, loss and steps/s in the
+    log every `every` steps (20 lines a run by default) and at the last step."""
+
+    def __init__(self, total: int, desc: str, *, start: int = 0, every: int = 0) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, initial=start, desc=desc, unit="step")
+        self.total, self.desc, self.step, self.first = total, desc, start, start
+        self.every = every or max(1, total // 20)
+        self.started = time.perf_counter()
+
+    def update(self, loss: float, **shown: str) -> None:
+        """One step done with `loss` (`shown`: more fields of the bar)."""
+        self.step += 1
+        self.bar.update()
+        self.bar.set_postfix(**shown, loss=f"{loss:.4f}")
+        if self.step % self.every == 0 or self.step == self.total:
+            rate = (self.step - self.first) / (time.perf_counter() - self.started)
+            log.info(
+                "%s: step %d/%d, loss %.4f, %.3f steps/s",
+                self.desc,
+                self.step,
+                self.total,
+                loss,
+                rate,
+            )
+
+    def close(self) -> None:
+        self.bar.close()

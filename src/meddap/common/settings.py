@@ -242,12 +242,22 @@ class ControlNetTraining(Section):
 
 
 @dataclass(frozen=True)
+class ControlNetSize(Section):
+    """`segmentation.synthesis.sampling.resolution`: the pools' size, which their ControlNet
+    also trains at."""
+
+    SECTION = "segmentation.synthesis.sampling"
+    resolution: int
+
+
+@dataclass(frozen=True)
 class ControlNetFit(Section):
     """`segmentation.synthesis`: what a fold's ControlNet trains on and how (train_controlnet)."""
 
     SECTION = "segmentation.synthesis"
     prompts: str
     training: ControlNetTraining
+    sampling: ControlNetSize
 
 
 @dataclass(frozen=True)

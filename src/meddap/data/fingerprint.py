@@ -7,6 +7,12 @@ build: `results/cache/sources/{dataset}.json` keeps the hashes) and rules take t
 param, so changed content, and only changed content, reruns what depends on it. The
 `fingerprint_source` job stores the listing as `results/data/{dataset}/source.json`, the input of
 ingest and of every job that reads the dataset's images.
+
+Model folders (a local `diffusion.base_model`, a pretrained ControlNet) are fingerprinted the
+same way, once per folder (`fingerprint_model`, `results/fingerprints/{part}.json`), and the
+jobs that load a model record its fingerprint instead of re-hashing every file of it. Their
+folders are inputs by content only, so a checkout that gives the same bytes new mtimes reruns
+nothing.
 """
 
 from __future__ import annotations
@@ -64,11 +70,39 @@ def content_digest(
     root = user_path(entry["path"])
     if not root.exists():
         raise MeddapError(f"config key 'datasets.{dataset}.path': {root} does not exist")
-    cache = Path(workdir) / paths.SOURCE_CACHE.format(dataset=dataset)
+    return path_digest(root, Path(workdir) / paths.SOURCE_CACHE.format(dataset=dataset))
+
+
+def path_digest(root: Path, cache: Path) -> str:
+    """The content digest of folder or file `root`, re-hashing only what changed since `cache`
+    (its stored hashes, updated) was written."""
     _load_cache(cache)
     files = tree_files(root) if root.is_dir() else [root]
     _save_cache(cache, files)
     return _digest(_listing(root, files)) if root.is_dir() else file_sha256(root)
+
+
+def model_digest(folder: str, part: str, workdir: str | Path = ".") -> str:
+    """The content digest of model folder `folder` (fingerprinted as `part`), '' for a hub id."""
+    root = Path(folder)
+    if not root.is_dir():
+        return ""
+    return path_digest(root, Path(workdir) / paths.MODEL_CACHE.format(part=part))
+
+
+def _fingerprint(root: Path, cache: Path, content: str) -> dict[str, Any]:
+    """Size and sha256 of every file of folder `root`, their digest; stops if the digest is not
+    `content` (when given): the folder changed after the workflow was planned."""
+    _load_cache(cache)
+    listing = _listing(root, tree_files(root))
+    digest = _digest(listing)
+    if content and digest != content:
+        raise MeddapError(
+            f"folder {root} changed after the workflow was planned: run snakemake again"
+        )
+    size = sum(item["size"] for item in listing.values())
+    log.info("%s: %d files, %.1f MB, sha256 %s", root, len(listing), size / 1e6, digest)
+    return {"root": str(root.resolve()), "sha256": digest, "files": listing}
 
 
 def fingerprint_source(*, raw: str, source: str, dataset: str, content: str) -> None:
@@ -80,14 +114,19 @@ def fingerprint_source(*, raw: str, source: str, dataset: str, content: str) -> 
     root = Path(raw)
     if not root.is_dir():
         raise MeddapError(f"dataset folder {root} of dataset {dataset!r} is not a folder")
-    _load_cache(Path(paths.SOURCE_CACHE.format(dataset=dataset)))
-    listing = _listing(root, tree_files(root))
-    digest = _digest(listing)
-    if content and digest != content:
+    record = _fingerprint(root, Path(paths.SOURCE_CACHE.format(dataset=dataset)), content)
+    write_json({"dataset": dataset, **record}, source)
+
+
+def fingerprint_model(*, folder: str, fingerprint: str, part: str, content: str) -> None:
+    """Job: the size and sha256 of every file of model folder `folder`, as `fingerprint`.
+
+    `content` is the folder's digest from when the DAG was built; a folder changed since stops.
+    """
+    root = Path(folder)
+    if not (root / "model_index.json").is_file() and not (root / "config.json").is_file():
         raise MeddapError(
-            f"dataset folder {root} changed after the workflow was planned: run snakemake again"
+            f"model folder {root} ({part}) holds neither model_index.json nor config.json"
         )
-    record = {"dataset": dataset, "root": str(root.resolve()), "sha256": digest, "files": listing}
-    write_json(record, source)
-    size = sum(item["size"] for item in listing.values())
-    log.info("%s: %d files, %.1f MB, sha256 %s", root, len(listing), size / 1e6, digest)
+    record = _fingerprint(root, Path(paths.MODEL_CACHE.format(part=part)), content)
+    write_json({"model": part, **record}, fingerprint)

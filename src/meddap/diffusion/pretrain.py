@@ -26,14 +26,13 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from diffusers.optimization import get_cosine_schedule_with_warmup
-from tqdm.auto import tqdm
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from meddap.common.atomic import atomic_dir, atomic_path, write_json
 from meddap.common.checkpoint import Checkpoint, fingerprint
 from meddap.common.errors import MeddapError
 from meddap.common.hashing import tree_hashes
-from meddap.common.runtime import deterministic, restore_rng, rng_state
+from meddap.common.runtime import StepMeter, deterministic, restore_rng, rng_state
 from meddap.common.seeds import derive_seed
 from meddap.diffusion.corpus import (
     ADJECTIVE_RULES,
@@ -242,7 +241,7 @@ def _train(
 ) -> None:
     """Run both phases from `progress.step` to the end, checkpointing on the way."""
     total = config.vae_steps + config.unet_steps
-    bar = tqdm(total=total, initial=progress.step, desc="pretrain-base", unit="step")
+    meter = StepMeter(total, "pretrain-base", start=progress.step)
     while progress.step < total:
         started = time.perf_counter()
         phase = "vae" if progress.step < config.vae_steps else "unet"
@@ -263,11 +262,10 @@ def _train(
         progress.rows.append(
             {"step": progress.step, "phase": phase, "loss": loss.item(), "seconds": seconds}
         )
-        bar.update()
-        bar.set_postfix(phase=phase, loss=f"{loss.item():.4f}")
+        meter.update(loss.item(), phase=phase)
         if progress.step % config.checkpoint_every == 0 and progress.step < total:
             _save(ckpt, models, progress)
-    bar.close()
+    meter.close()
 
 
 def final_losses(rows: list[dict[str, Any]]) -> dict[str, float]:

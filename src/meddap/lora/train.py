@@ -24,13 +24,18 @@ from diffusers import DDPMScheduler, StableDiffusionPipeline, UNet2DConditionMod
 from diffusers.training_utils import cast_training_params
 from diffusers.utils import convert_state_dict_to_diffusers
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
-from tqdm.auto import tqdm
 
 from meddap.common.atomic import atomic_dir, atomic_path, write_json
 from meddap.common.checkpoint import Checkpoint, fingerprint
 from meddap.common.errors import MeddapError
 from meddap.common.hashing import file_sha256
-from meddap.common.runtime import WEIGHT_DTYPES, resolve_precision, restore_rng, rng_state
+from meddap.common.runtime import (
+    WEIGHT_DTYPES,
+    StepMeter,
+    resolve_precision,
+    restore_rng,
+    rng_state,
+)
 from meddap.common.seeds import derive_seed
 from meddap.common.settings import Lora
 from meddap.common.splits import split_ids
@@ -263,7 +268,7 @@ def _fit(job: Job, progress: Progress, *, every: int, checkpoint: Checkpoint) ->
     order_seed = derive_seed(run["seed"], run["fold"], run["rank"], "order")
     unet, optimizer = job.accelerator.prepare(job.unet, job.optimizer)
     desc = f"LoRA fold{run['fold']} r{run['rank']}"
-    bar = tqdm(total=total, initial=progress.step, desc=desc, unit="step")
+    meter = StepMeter(total, desc, start=progress.step)
     while progress.step < total:
         epoch, within = divmod(progress.step, per_epoch)
         start = within * run["batch_size"]
@@ -279,11 +284,10 @@ def _fit(job: Job, progress: Progress, *, every: int, checkpoint: Checkpoint) ->
         progress.rows.append(
             {"step": progress.step, "epoch": epoch + 1, "loss": loss, "lr": lr, "seconds": seconds}
         )
-        bar.update()
-        bar.set_postfix(loss=f"{loss:.4f}")
+        meter.update(loss)
         if progress.step % every == 0 and progress.step < total:
             save_checkpoint(checkpoint, job, progress)
-    bar.close()
+    meter.close()
 
 
 def save_unet(unet: UNet2DConditionModel, folder: str) -> None:

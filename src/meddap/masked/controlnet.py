@@ -38,7 +38,7 @@ from skimage.util import img_as_float32
 
 from meddap.common.checkpoint import Checkpoint
 from meddap.common.errors import MeddapError
-from meddap.common.runtime import deterministic, restore_rng, rng_state
+from meddap.common.runtime import StepMeter, deterministic, restore_rng, rng_state
 from meddap.common.seeds import derive_seed
 from meddap.lora.train import epoch_order, noised_batch
 from meddap.synth.generate import to_gray
@@ -48,7 +48,8 @@ CONDITIONS = ("mask", "edge")
 # Canny's Gaussian sigma in px at the conditioning size (64 px): it smooths away speckle, keeps
 # lesion outlines; hysteresis thresholds are skimage's defaults (10% / 20% of the [0, 1] range).
 CANNY_SIGMA = 1.5
-EMBEDDING_WIDTH = 16  # channels of the first conditioning block, doubled at each downsampling
+# conditioning-embedding widths of diffusers' and the original ControlNet (SD v1.x: factor 8)
+EMBEDDING_WIDTHS = (16, 32, 96, 256)
 
 EdgeDetector = Callable[[np.ndarray], np.ndarray]
 
@@ -56,13 +57,15 @@ EdgeDetector = Callable[[np.ndarray], np.ndarray]
 def conditioning_channels(vae_scale_factor: int) -> tuple[int, ...]:
     """Conditioning-embedding widths that downsample an image by `vae_scale_factor` exactly.
 
-    Each block after the first halves the resolution, so a factor 2**k needs k + 1 blocks:
-    (16, 32, 64) for the tiny model's 4x VAE (64 px images, 16x16 latents).
+    Each block after the first halves the resolution, so a factor 2**k needs k + 1 blocks: the
+    first k + 1 of `EMBEDDING_WIDTHS` (all four for SD v1.x's 8x VAE, (16, 32, 96) for the tiny
+    model's 4x), each further one twice the last.
     """
     blocks = round(math.log2(vae_scale_factor)) if vae_scale_factor >= 1 else -1
     if blocks < 0 or 2**blocks != vae_scale_factor:
         raise MeddapError(f"the VAE's downscale factor {vae_scale_factor} is not a power of two")
-    return tuple(EMBEDDING_WIDTH * 2**i for i in range(blocks + 1))
+    extra = tuple(EMBEDDING_WIDTHS[-1] * 2**i for i in range(1, blocks + 2 - len(EMBEDDING_WIDTHS)))
+    return (EMBEDDING_WIDTHS + extra)[: blocks + 1]
 
 
 def build_controlnet(
@@ -284,6 +287,7 @@ def train_controlnet(
     losses = _resume(checkpoint, controlnet, optimizer, noise)
     order = _batches(len(latents), batch_size, steps, derive_seed(seed, "order"), len(losses))
     device, dtype = controlnet.device, controlnet.dtype
+    meter = StepMeter(steps, "ControlNet", start=len(losses))
     with deterministic(device):
         for index in order:
             batch = [t[index].detach().to(device, dtype) for t in (latents, text_embeddings, conds)]
@@ -292,8 +296,10 @@ def train_controlnet(
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             losses.append(loss.item())
+            meter.update(losses[-1])
             if checkpoint is not None and len(losses) % every == 0 and len(losses) < steps:
                 _save(checkpoint, controlnet, optimizer, noise, losses)
+    meter.close()
     controlnet.eval()
     return losses
 

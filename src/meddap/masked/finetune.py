@@ -3,7 +3,8 @@
 `lesion_attributes_job` derives seed 001's prompt attributes of each train lesion of a fold
 (`meddap.masked.attributes`, thresholds at the fold's medians, grey levels at the stored
 resolution) into a table. `train_fold_controlnet` fine-tunes a ControlNet (the configured
-pretrained one, or a fresh copy of the base UNet's encoder) on that fold's train lesion images,
+pretrained one, or a fresh copy of the base UNet's encoder) at the pools' sampling resolution
+(`segmentation.synthesis.sampling.resolution`) on that fold's train lesion images,
 their conditioning images and prompts (attribute or class prompts). Both read the train split
 only and stop when a table lists an id outside it, as the LoRA cache does. The fine-tuning saves
 its state in checkpoint.pt beside the ControlNet folder every `checkpoint_every` steps and
@@ -80,14 +81,20 @@ def prompts_of(rows: pd.DataFrame, attributes: str, kind: str) -> list[str]:
 
 
 def _training_tensors(
-    pipe, rows: pd.DataFrame, prompts: list[str], condition: str, flip: bool, edge_model: str
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # noqa: ANN001
-    """Latents, text embeddings and conditioning images of the rows (and their mirror images)."""
+    pipe,  # noqa: ANN001
+    rows: pd.DataFrame,
+    prompts: list[str],
+    condition: str,
+    fit: ControlNetFit,
+    edge_model: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Latents, text embeddings and conditioning images of the rows (and their mirror images)
+    at the pools' sampling resolution."""
     from meddap.lora.cache import load_image
     from meddap.masked.controlnet import conditioning_image, load_edge_detector
     from meddap.masked.pretrain import encode
 
-    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    size, flip = fit.sampling.resolution, fit.training.flip
     images = torch.stack([load_image(path, size) for path in rows["image_path"]])
     pairs = [read_pair(row) for row in rows.itertuples()]
     detector = load_edge_detector(edge_model)
@@ -159,7 +166,7 @@ def train_fold_controlnet(
         pipe = load_pipeline(base_model, device=str(device))
         prompts = prompts_of(rows, attributes, controlnet.prompts)
         edge_model = str(edge_model) if edge_model else ""
-        tensors = _training_tensors(pipe, rows, prompts, condition, how.flip, edge_model)
+        tensors = _training_tensors(pipe, rows, prompts, condition, controlnet, edge_model)
     job_seed = derive_seed(seed, "controlnet", fold, condition)
     net = _start(pipe, pretrained, job_seed).to(device)
     run = fingerprint(
@@ -187,5 +194,8 @@ def train_fold_controlnet(
     with atomic_dir(model) as tmp:
         net.save_pretrained(tmp, safe_serialization=True)
     log = pd.DataFrame({"step": range(1, len(losses) + 1), "loss": losses})
-    write_parquet(log.assign(fold=fold, condition=condition, n_images=len(rows)), train_log)
+    size = controlnet.sampling.resolution
+    write_parquet(
+        log.assign(fold=fold, condition=condition, n_images=len(rows), resolution=size), train_log
+    )
     checkpoint.remove()

@@ -1,0 +1,107 @@
+"""A random, narrow Stable Diffusion with SD v1.x's structure, built in seconds (tests only).
+
+UNet: 4 down blocks with cross-attention at the first 3 (as SD v1.x), 2 layers per block, 4
+latent channels; VAE: 4 blocks (factor 8), 4 latent channels, scaling 0.18215; text encoder:
+CLIP with 77 positions and CLIP's 49,408-row token embedding. No package installed here ships
+CLIP's BPE vocabulary, so the tokenizer is the project's own prompt BPE
+(`meddap.diffusion.tiny.write_tokenizer`) in transformers' `CLIPTokenizer`: CLIP's padding and
+truncation to 77 positions, not its vocabulary. Widths are narrow (32-64 channels) so that the
+whole workflow runs on 2 CPU cores in minutes; `FULL` gives SD v1.x's own widths (UNet 859.5M
+parameters, ViT-L/14-sized text encoder) for the GPU benchmarks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+from meddap.diffusion.tiny import training_scheduler, write_tokenizer
+
+CLIP_VOCAB = 49408
+
+
+@dataclass(frozen=True)
+class Widths:
+    """Channel widths of the three parts (the layout is SD v1.x's whatever the widths)."""
+
+    unet: tuple[int, ...] = (32, 32, 64, 64)
+    vae: tuple[int, ...] = (32, 32, 64, 64)
+    vae_layers: int = 1
+    text: int = 32
+    text_layers: int = 2
+    text_heads: int = 4
+
+
+NARROW = Widths()
+FULL = Widths((320, 640, 1280, 1280), (128, 256, 512, 512), 2, 768, 12, 12)
+
+
+def sd_unet(widths: Widths = NARROW) -> UNet2DConditionModel:
+    """SD v1.x's UNet layout (native 64x64 latents, 512 px)."""
+    return UNet2DConditionModel(
+        sample_size=64,
+        block_out_channels=widths.unet,
+        layers_per_block=2,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        cross_attention_dim=widths.text,
+        attention_head_dim=8,
+    )
+
+
+def sd_vae(widths: Widths = NARROW) -> AutoencoderKL:
+    """SD v1.x's VAE layout: factor 8, 4 latent channels, scaling 0.18215."""
+    return AutoencoderKL(
+        block_out_channels=widths.vae,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        layers_per_block=widths.vae_layers,
+        sample_size=512,
+        scaling_factor=0.18215,
+    )
+
+
+def sd_text_encoder(tokenizer: CLIPTokenizer, widths: Widths = NARROW) -> CLIPTextModel:
+    """A CLIP text encoder with 77 positions and CLIP's vocabulary size."""
+    config = CLIPTextConfig(
+        vocab_size=CLIP_VOCAB,
+        hidden_size=widths.text,
+        intermediate_size=4 * widths.text,
+        num_hidden_layers=widths.text_layers,
+        num_attention_heads=widths.text_heads,
+        max_position_embeddings=77,
+        hidden_act="quick_gelu",
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return CLIPTextModel(config)
+
+
+def sd_pipeline(folder: Path, widths: Widths = NARROW) -> StableDiffusionPipeline:
+    """The random model in memory (seed 0); its tokenizer is written into `folder`."""
+    import torch
+
+    write_tokenizer(folder / "tokenizer")
+    tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
+    torch.manual_seed(0)
+    return StableDiffusionPipeline(
+        vae=sd_vae(widths),
+        text_encoder=sd_text_encoder(tokenizer, widths),
+        tokenizer=tokenizer,
+        unet=sd_unet(widths),
+        scheduler=training_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def build_sd_shaped(folder: Path) -> Path:
+    """Write the narrow model as a diffusers folder (seed 0) and return it."""
+    sd_pipeline(folder).save_pretrained(folder, safe_serialization=True)
+    return folder
