@@ -9,6 +9,7 @@ from meddap.common.settings import job_params
 from meddap.common.trainsets import parse_trainset
 from meddap.seg.names import MIXING_SOURCE, TEXT, check_setting, mixing_token, ratio_token, synthetic_of
 from meddap.data.fingerprint import content_digest, model_digest
+from meddap.common.hashing import file_sha256
 from meddap.data.registry import is_archive, local_dataset_dir, user_path
 from meddap.run.config import base_model_location, check_cell, check_segmenter, check_trainset
 from meddap.multitask.modes import REFINABLE_PATTERN, TRAINED_PATTERN, parse_mode

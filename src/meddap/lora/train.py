@@ -204,13 +204,15 @@ def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, epoch)))
 
 
-def save_adapter(unet: UNet2DConditionModel, weights: str) -> None:
+def save_adapter(unet: UNet2DConditionModel, weights: str, adapter_name: str = "default") -> None:
     """Write the adapter in diffusers format (loadable with `pipe.load_lora_weights`).
 
     No adapter metadata is stored: safetensors would write its entries in a random order, and
     diffusers' default for a checkpoint without alphas (alpha = rank) is the training setting.
     """
-    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    layers = convert_state_dict_to_diffusers(
+        get_peft_model_state_dict(unet, adapter_name=adapter_name)
+    )
     with atomic_path(weights) as tmp:
         StableDiffusionPipeline.save_lora_weights(
             tmp.parent, unet_lora_layers=layers, weight_name=tmp.name, safe_serialization=True

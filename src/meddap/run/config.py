@@ -12,6 +12,7 @@ from meddap.common.errors import MeddapError
 from meddap.common.trainsets import parse_trainset
 from meddap.data.layouts import MASKED_LAYOUTS, UNLABELLED_LAYOUTS
 from meddap.data.registry import check_local_path, source_kind
+from meddap.lora.released import check_released
 from meddap.multitask.modes import parse_mode
 from meddap.seg.names import (
     augmentation_of,
@@ -69,6 +70,7 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
         _check_dataset(config, name, "classifier.external")
     _check_segmentation(config)
     _check_ranks(config["lora"]["ranks"], config["synthesis"]["rank"])
+    check_released(config["lora"])
     _check_modes(config["multitask"]["modes"])
     _check_cross_domain(config)
     _check_pairs(config["segmentation"]["synthesis"])
