@@ -1,13 +1,14 @@
 """A random, narrow Stable Diffusion with SD v1.x's structure, built in seconds (tests only).
 
-UNet: 4 down blocks with cross-attention at the first 3 (as SD v1.x), 2 layers per block, 4
-latent channels; VAE: 4 blocks (factor 8), 4 latent channels, scaling 0.18215; text encoder:
-CLIP with 77 positions and CLIP's 49,408-row token embedding. No package installed here ships
-CLIP's BPE vocabulary, so the tokenizer is the project's own prompt BPE
-(`meddap.diffusion.tiny.write_tokenizer`) in transformers' `CLIPTokenizer`: CLIP's padding and
-truncation to 77 positions, not its vocabulary. Widths are narrow (32-64 channels) so that the
-whole workflow runs on 2 CPU cores in minutes; `FULL` gives SD v1.x's own widths (UNet 859.5M
-parameters, ViT-L/14-sized text encoder) for the GPU benchmarks.
+UNet: 4 down blocks with cross-attention at the first 3 (as SD v1.x), 4 latent channels; VAE:
+4 blocks (factor 8), 4 latent channels, scaling 0.18215; text encoder: CLIP with 77 positions
+and CLIP's 49,408-row token embedding. No installed package ships CLIP's BPE vocabulary (the
+open_clip_torch wheel on the registry does; it is not a dependency), so the tokenizer is the
+project's own prompt BPE (`meddap.diffusion.tiny.write_tokenizer`) in transformers'
+`CLIPTokenizer`: CLIP's padding and truncation to 77 positions, not its vocabulary. Widths are
+narrow (32-64 channels) so that the whole workflow runs on 2 CPU cores in minutes; `FULL` gives
+SD v1.x's own widths (UNet 859.5M parameters, ViT-L/14-sized text encoder) for the GPU
+benchmarks.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Widths:
     """Channel widths of the three parts (the layout is SD v1.x's whatever the widths)."""
 
     unet: tuple[int, ...] = (32, 32, 64, 64)
+    unet_layers: int = 1  # per block; SD v1.x has 2 (FULL), 1 halves the CPU test's UNet
     vae: tuple[int, ...] = (32, 32, 64, 64)
     vae_layers: int = 1
     text: int = 32
@@ -36,7 +38,7 @@ class Widths:
 
 
 NARROW = Widths()
-FULL = Widths((320, 640, 1280, 1280), (128, 256, 512, 512), 2, 768, 12, 12)
+FULL = Widths((320, 640, 1280, 1280), 2, (128, 256, 512, 512), 2, 768, 12, 12)
 
 
 def sd_unet(widths: Widths = NARROW) -> UNet2DConditionModel:
@@ -44,7 +46,7 @@ def sd_unet(widths: Widths = NARROW) -> UNet2DConditionModel:
     return UNet2DConditionModel(
         sample_size=64,
         block_out_channels=widths.unet,
-        layers_per_block=2,
+        layers_per_block=widths.unet_layers,
         down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
         cross_attention_dim=widths.text,

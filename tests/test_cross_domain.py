@@ -28,6 +28,7 @@ def _record(fold: int, fd: float) -> dict:
         "kid_inception_mean": "unavailable",
         "kid_inception_std": "unavailable",
         "ms_ssim_diversity": 0.3,
+        "image_size": 64,
     }
 
 
@@ -64,7 +65,9 @@ def test_rows_hold_mean_and_spread_over_folds_and_both_parameter_counts(tmp_path
     assert (
         "seed 001's Table 2" in markdown and "| ext | r2 | 1234 | 398592 | n/a | n/a |" in markdown
     )
-    header = "FID (Inception) | KID (Inception) | FD (squeezenet1_1) | KID (squeezenet1_1) |"
+    inception = "(Inception-v3 pool features, torch-fidelity weights, 299 px)"
+    in_domain = "(squeezenet1_1 features of the real-only classifier, 64 px)"
+    header = f"FID {inception} | KID {inception} | FD {in_domain} | KID {in_domain} |"
     assert header in markdown
 
 

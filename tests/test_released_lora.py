@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from meddap.common.errors import MeddapError
 from meddap.diffusion.pipeline import load_pipeline
 from meddap.lora.released import check_released, import_lora, released_layout
-from tests.sd_shaped import sd_unet
+from tests.sd_shaped import NARROW, sd_unet
 from tests.snakemake_runner import planned_jobs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,11 +47,12 @@ def released(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_authors_layout_on_sd_v1_has_256_tensors_of_rank_4(tmp_path: Path) -> None:
-    state = old_format(sd_unet(), 4, ("attn1", "attn2"))
+    sd_layout = sd_unet(replace(NARROW, unet_layers=2))  # SD v1.x's blocks, narrow
+    state = old_format(sd_layout, 4, ("attn1", "attn2"))
     assert len(state) == 256  # 16 transformer blocks x attn1, attn2 x q, k, v, out x down, up
     save_file(state, str(tmp_path / "authors.safetensors"))
     assert released_layout(tmp_path / "authors.safetensors") == (4, "attn1_attn2")
-    save_file(old_format(sd_unet(), 2, ("attn2",)), str(tmp_path / "attn2.safetensors"))
+    save_file(old_format(sd_layout, 2, ("attn2",)), str(tmp_path / "attn2.safetensors"))
     assert released_layout(tmp_path / "attn2.safetensors") == (2, "attn2")
 
 

@@ -111,6 +111,7 @@ def _tree(root: Path, folds: tuple[int, ...] = (0, 1, 2)) -> Tree:
                 "fold": keys["fold"],
                 QUALITY_METRIC: (10 if keys["adjective"] == "bright" else 20) + keys["fold"],
                 "fid_inception": "unavailable",
+                "image_size": 64,
             },
         )
         for keys in sets
@@ -179,6 +180,8 @@ def test_table1_means_stds_quality_and_sources(tmp_path: Path, tree: Tree) -> No
     assert np.isnan(real.recall_normal_mean)
     lines = Path(out["markdown"]).read_text().splitlines()
     assert lines[0].startswith("Table 1:") and QUALITY_METRIC in lines[0]
+    scale = "FD (squeezenet1_1 features of the real-only classifier, 64 px)"
+    assert scale in lines[0] and row.quality_scale == scale
     assert "same budget of optimizer updates (classifier.training)" in lines[0]
     assert lines[2] == (
         "| model | trainset | ranks | n_folds | updates | kept_update | accuracy "
@@ -321,7 +324,8 @@ def test_table1_uses_inception_fid_only_when_every_set_has_it(tmp_path: Path, tr
     frame = pd.read_parquet(out["parquet"])
     bright = _row(frame, "densenet121", "bright-50")
     assert (bright.quality_metric, bright.quality_mean) == ("fid_inception", pytest.approx(102.0))
-    unavailable = {"fold": 0, QUALITY_METRIC: 10, "fid_inception": "unavailable"}
+    assert "torch-fidelity weights, 299 px" in bright.quality_scale
+    unavailable = {"fold": 0, QUALITY_METRIC: 10, "fid_inception": "unavailable", "image_size": 64}
     Path(tree.quality[0]).write_text(json.dumps(unavailable))
     tables.table1(**job, **out, dataset="ds")
     bright = _row(pd.read_parquet(out["parquet"]), "densenet121", "bright-50")
@@ -343,7 +347,8 @@ def _with_base_model(root: Path, tree: Tree, val: float) -> Tree:
     quality = [
         _write(
             root / paths.QUALITY.format(dataset="ds", **keys),
-            {"fold": keys["fold"], QUALITY_METRIC: 30 + keys["fold"], "fid_inception": "n/a"},
+            {"fold": keys["fold"], QUALITY_METRIC: 30 + keys["fold"], "fid_inception": "n/a"}
+            | {"image_size": 64},
         )
         for keys in sets
     ]
@@ -371,3 +376,10 @@ def test_base_model_rows_sit_beside_lora_rows_and_tables_2_3_skip_them(
         out = _outputs(tmp_path, name)
         getattr(tables, name)(metrics=grid.metrics, **out, dataset="ds")
         assert set(pd.read_parquet(out["parquet"]).trainset) == {"real", "dark-100"}
+
+
+def test_the_tables_inception_size_is_the_one_quality_reads_at() -> None:
+    from meddap.synth.quality import INCEPTION_SIZE
+    from meddap.synth.rank import INCEPTION_PX
+
+    assert INCEPTION_PX == INCEPTION_SIZE

@@ -256,13 +256,25 @@ def test_the_ledger_has_a_row_per_job_and_the_report_shows_tables_figures_ledger
         assert shown in page, shown
 
 
-def test_the_shipped_generator_is_a_recorded_input_of_every_job_that_loads_it(run: Path) -> None:
+def test_the_shipped_generator_is_fingerprinted_once_and_recorded_by_every_job_using_it(
+    run: Path,
+) -> None:
     shipped = Path(__file__).resolve().parents[1] / "resources" / "tiny-sd-phantom"
-    expected = {str(f.resolve()): hashing.file_sha256(f) for f in hashing.tree_files(shipped)}
+    expected = {
+        f.relative_to(shipped).as_posix(): hashing.file_sha256(f)
+        for f in hashing.tree_files(shipped)
+    }
+    fingerprint = "results/fingerprints/base.json"
+    listed = json.loads((run / fingerprint).read_text())["files"]
+    assert {name: item["sha256"] for name, item in listed.items()} == expected
+    (made,) = [r for r in records(run, "fingerprint_model") if r["wildcards"]["part"] == "base"]
+    assert {i["path"] for i in made["inputs"]["folder"]} == {str(shipped)}
+    digest = hashing.file_sha256(run / fingerprint)
     for rule in ("encode_fold", "train_lora", "synthesize"):
         for record in records(run, rule):
             recorded = {i["path"]: i["sha256"] for i in record["inputs"]["other"]}
-            assert {p: recorded.get(p) for p in expected} == expected, rule
+            assert recorded.get(fingerprint) == digest, rule
+            assert not any(path.startswith(str(shipped)) for path in recorded), rule
 
 
 def test_rank_0_synthesises_with_the_base_model_alone(run: Path) -> None:

@@ -17,6 +17,7 @@ from meddap.lora.names import NONE, adaptation_rank
 from meddap.lora.params import count_lora_params
 from meddap.report.tables import markdown_table, summarise
 from meddap.synth.quality import INCEPTION_KEYS
+from meddap.synth.rank import metric_scale
 
 CAPTION = (
     "Cross-domain adaptation (seed 001's Table 2): the generator adapted to each target's train "
@@ -56,16 +57,19 @@ def cross_domain_table(
         frame.to_csv(tmp, index=False)
     shown = {"target": "target", "adaptation": "adaptation", "params": "trained params"}
     shown |= {"params_sd15": "params on SD v1.x"}
-    shown |= {f"{m} text": _label(m) for m in sorted(runs.columns, key=_order) if _is_metric(m)}
+    size = _image_size(runs)
+    metrics = [m for m in sorted(runs.columns, key=_order) if _is_metric(m)]
+    shown |= {f"{m} text": metric_scale(m, size) for m in metrics}
     with atomic_path(markdown) as tmp:
         tmp.write_text(f"{CAPTION}\n\n{markdown_table(frame[list(shown)].rename(columns=shown))}\n")
 
 
-def _label(metric: str) -> str:
-    """`fid_inception` -> "FID (Inception)", `fd_densenet121_real_only` -> "FD (densenet121)"."""
-    kind = "KID" if metric.startswith("kid_") else "FID" if "inception" in metric else "FD"
-    features = metric.split("_", 1)[1].removesuffix("_mean").removesuffix("_real_only")
-    return f"{kind} ({'Inception' if features == 'inception' else features})"
+def _image_size(runs: pd.DataFrame) -> int:
+    """The one image size of every run's in-domain features."""
+    sizes = set(runs.image_size)
+    if len(sizes) != 1:
+        raise MeddapError(f"the quality records differ in image_size ({sorted(sizes)})")
+    return int(sizes.pop())
 
 
 def _order(metric: str) -> tuple[bool, bool]:
@@ -83,7 +87,10 @@ def _run(path: str, keys: dict, trainable: int) -> dict:
     if record.get("fold") != keys["fold"]:
         raise MeddapError(f"{path} scores fold {record.get('fold')}, not {keys['fold']}")
     metrics = {k: record[k] for k in record if _is_metric(k)}
-    return {**keys, **metrics, "trainable": trainable, "source": path}
+    if not isinstance(record.get("image_size"), int):
+        raise MeddapError(f"{path} has no image_size (expected the quality job's record)")
+    size = record["image_size"]
+    return {**keys, **metrics, "image_size": size, "trainable": trainable, "source": path}
 
 
 def _is_metric(key: str) -> bool:

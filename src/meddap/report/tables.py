@@ -16,7 +16,7 @@ from meddap.common.errors import MeddapError
 from meddap.common.hashing import file_sha256
 from meddap.common.labels import CLASSES
 from meddap.common.trainsets import parse_trainset
-from meddap.synth.rank import INCEPTION, selection_metric
+from meddap.synth.rank import INCEPTION, metric_scale, selection_metric
 
 MACRO = ("sensitivity", "specificity", "precision", "f1")
 TABLE2_METRICS = ("accuracy", "balanced_accuracy", *MACRO)
@@ -80,7 +80,12 @@ def table1(
     `quality_sets[i]` holds the fold, rank and adjective of the set `quality[i]` scores.
     """
     frame = _table1_frame(collect_runs(metrics, dataset), _quality_records(quality, quality_sets))
-    metric = next((m for m in frame.quality_metric if m), "quality")
+    scored = frame[frame.quality_metric != ""]
+    metric = (
+        "quality"
+        if scored.empty
+        else ": ".join(scored.iloc[0][["quality_metric", "quality_scale"]])
+    )
     shown = ["model", "trainset", "ranks", "n_folds", *COMPUTE, "accuracy", "balanced_accuracy"]
     shown += [*RECALLS, "quality_mean"]
     _write_table(frame, shown, CAPTION1.format(metric=metric), parquet, csv, markdown)
@@ -304,7 +309,8 @@ def _quality_metric(used: list[tuple[str, dict]]) -> str:
 def _quality_cell(group: pd.DataFrame, records: dict, metric: str) -> dict:
     """Mean `metric` of the synthetic sets a group of runs used; empty for real-only groups."""
     if group.ratio.isna().all():
-        return {"quality_metric": "", "quality_mean": float("nan"), "quality_sources": ""}
+        empty = {"quality_metric": "", "quality_scale": "", "quality_sources": ""}
+        return {**empty, "quality_mean": float("nan")}
     found = [_quality_for(run, records) for run in group.itertuples()]
     values = []
     for path, record in found:
@@ -313,9 +319,18 @@ def _quality_cell(group: pd.DataFrame, records: dict, metric: str) -> dict:
         values.append(float(record[metric]))
     return {
         "quality_metric": metric,
+        "quality_scale": metric_scale(metric, _image_size(found)),
         "quality_mean": float(np.mean(values)),
         "quality_sources": ";".join(path for path, _ in found),
     }
+
+
+def _image_size(found: list[tuple[str, dict]]) -> int:
+    """The one image size at which the records' in-domain features were taken."""
+    sizes = {record.get("image_size") for _, record in found}
+    if len(sizes) != 1 or not isinstance(size := sizes.pop(), int):
+        raise MeddapError(f"{found[0][0]} and the other quality records differ in image_size")
+    return size
 
 
 def _quality_for(run: tuple, records: dict) -> tuple[str, dict]:

@@ -9,6 +9,17 @@ from meddap.common.atomic import write_json
 from meddap.common.errors import MeddapError
 
 INCEPTION = "fid_inception"
+INCEPTION_PX = 299  # synth.quality's Inception input, NoTrainInceptionV3.INPUT_IMAGE_SIZE (tested)
+
+
+def metric_scale(metric: str, image_size: int) -> str:
+    """What a FID/FD/KID key measures: its kind, features, implementation and image size
+    (`image_size`: `quality.image_size`, that of the in-domain features)."""
+    kind = "KID" if metric.startswith("kid_") else "FID" if "inception" in metric else "FD"
+    if "inception" in metric:
+        return f"{kind} (Inception-v3 pool features, torch-fidelity weights, {INCEPTION_PX} px)"
+    features = metric.split("_", 1)[1].removesuffix("_mean").removesuffix("_real_only")
+    return f"{kind} ({features} features of the real-only classifier, {image_size} px)"
 
 
 def selection_metric(record: dict) -> str:
