@@ -12,6 +12,7 @@ from diffusers import UNet2DConditionModel
 from safetensors.torch import load_file, save_file
 
 from meddap.common.errors import MeddapError
+from meddap.common.hashing import file_sha256
 from meddap.diffusion.pipeline import load_pipeline
 from meddap.lora.released import check_released, import_lora, released_layout
 from tests.sd_shaped import NARROW, sd_unet
@@ -86,7 +87,14 @@ def test_the_import_keeps_every_tensor_and_loads_in_plain_diffusers(
     released: Path, tmp_path: Path
 ) -> None:
     weights = tmp_path / "r4" / "pytorch_lora_weights.safetensors"
-    import_lora(released=str(released), weights=str(weights), base_model=str(BASE), rank=4)
+    sha256 = file_sha256(released)
+    with pytest.raises(MeddapError, match="changed after the workflow was planned"):
+        import_lora(
+            released=str(released), weights=str(weights), base_model=str(BASE), rank=4, sha256="0"
+        )
+    import_lora(
+        released=str(released), weights=str(weights), base_model=str(BASE), rank=4, sha256=sha256
+    )
     old, new = load_file(str(released)), load_file(str(weights))
     assert len(new) == len(old) == 112  # the tiny UNet's 7 transformer blocks
     key = "down_blocks.0.attentions.0.transformer_blocks.0.attn1"
@@ -114,6 +122,7 @@ def test_tensors_the_base_model_cannot_take_stop_the_import(released: Path, tmp_
             weights=str(weights),
             base_model=str(BASE),
             rank=4,
+            sha256=file_sha256(tmp_path / "extra.safetensors"),
         )
     assert not weights.exists()
 

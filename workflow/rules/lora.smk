@@ -70,30 +70,36 @@ rule train_lora:
         "../scripts/train_lora.py"
 
 
-if LORA["released"]:  # the released adapter is every fold's LoRA of the grid's dataset
+# `lora.released`: the released adapter is every fold's LoRA of the grid's dataset
+if LORA["released"]:
 
     ruleorder: import_lora > train_lora
 
-    rule import_lora:
-        wildcard_constraints:
-            dataset=DATASET,  # cross-domain targets still train their own
-        input:
-            base_model_files,
-            released=ancient(LORA["released"]),  # by content: the param below reruns it
-        output:
-            weights=paths.LORA_WEIGHTS,
-        params:
-            base_model=BASE_MODEL,
-            rank=lambda wc: int(wc.rank),
-            sha256=file_sha256(LORA["released"]),
-        resources:
-            **CPU_RESOURCES,
-        log:
-            log_file("import_lora", "{dataset}/fold{fold}/r{rank}"),
-        conda:
-            "../../envs/meddap.yaml"
-        script:
-            "../scripts/import_lora.py"
+else:
+
+    ruleorder: train_lora > import_lora
+
+
+rule import_lora:
+    wildcard_constraints:
+        dataset=DATASET,  # cross-domain targets still train their own
+    input:
+        base_model_files,
+        released=lambda wc: ancient(LORA["released"]),  # by content: the param below reruns it
+    output:
+        weights=paths.LORA_WEIGHTS,
+    params:
+        base_model=BASE_MODEL,
+        rank=lambda wc: int(wc.rank),
+        sha256=lambda wc: file_sha256(LORA["released"]),
+    resources:
+        **CPU_RESOURCES,
+    log:
+        log_file("import_lora", "{dataset}/fold{fold}/r{rank}"),
+    conda:
+        "../../envs/meddap.yaml"
+    script:
+        "../scripts/import_lora.py"
 
 
 use rule train_lora as finetune_unet with:

@@ -66,14 +66,20 @@ def diffusers_state(state: dict[str, Any]) -> dict[str, Any]:
     return {key if key.startswith(PARTS) else f"unet.{key}": value for key, value in state.items()}
 
 
-def import_lora(*, released: str, weights: str, base_model: str, rank: int) -> None:
-    """Job: the released adapter, loaded into the base model, as the fold's adapter `weights`."""
+def import_lora(*, released: str, weights: str, base_model: str, rank: int, sha256: str) -> None:
+    """Job: the released adapter, loaded into the base model, as the fold's adapter `weights`.
+
+    `sha256` is the file's hash from when the DAG was built: a file changed since stops.
+    """
     from peft.utils import get_peft_model_state_dict
     from safetensors.torch import load_file
 
+    from meddap.common.hashing import file_sha256
     from meddap.diffusion.pipeline import load_pipeline
     from meddap.lora.train import save_adapter
 
+    if file_sha256(released) != sha256:
+        raise MeddapError(f"{released} changed after the workflow was planned: run snakemake again")
     state = load_file(released)
     pipe = load_pipeline(base_model)
     try:
