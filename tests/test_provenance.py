@@ -38,6 +38,25 @@ def test_atomic_dir_replaces_only_on_success(tmp_path: Path) -> None:
     assert [p.name for p in target.iterdir()] == ["a.png"]
 
 
+def test_files_written_private_get_the_umasks_mode_in_both_writers(tmp_path: Path) -> None:
+    """safetensors writes 0600; outputs must be as readable as every other (0644 by umask)."""
+    mask = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "model") as tmp:
+            (tmp / "sub").mkdir()
+            for name in ("weights.safetensors", "sub/config.json"):
+                (tmp / name).write_bytes(b"x")
+                os.chmod(tmp / name, 0o600)
+        with atomic_path(tmp_path / "lora.safetensors") as tmp:
+            tmp.write_bytes(b"x")
+            os.chmod(tmp, 0o600)
+    finally:
+        os.umask(mask)
+    written = [tmp_path / "lora.safetensors", *(p for p in (tmp_path / "model").rglob("*"))]
+    modes = {p.name: p.stat().st_mode & 0o777 for p in written if p.is_file()}
+    assert modes == dict.fromkeys(["lora.safetensors", "weights.safetensors", "config.json"], 0o644)
+
+
 def _dead_pid() -> int:
     """The pid of a process that has ended."""
     child = subprocess.Popen([sys.executable, "-c", "pass"])

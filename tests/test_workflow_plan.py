@@ -18,6 +18,7 @@ def test_a_table1_cell_plans_only_its_own_jobs(tmp_path: Path) -> None:
     assert jobs == {
         "fetch_dataset": 2,  # phantom and the external phantom every classifier is scored on
         "fingerprint_source": 2,
+        "fingerprint_model": 1,  # the shipped generator, hashed once for every job that loads it
         "ingest": 2,
         "find_duplicates": 1,
         "curate": 1,
@@ -58,6 +59,7 @@ def test_the_cross_domain_table_plans_only_the_targets_adaptations(tmp_path: Pat
     assert jobs == {
         "fetch_dataset": 1,  # phantom_external: the grid's own dataset is not needed
         "fingerprint_source": 1,
+        "fingerprint_model": 1,
         "ingest": 1,
         "find_duplicates": 1,
         "curate": 1,

@@ -51,8 +51,8 @@ def _images_per_second(pipe, rows: pd.DataFrame, how: Sampling) -> float:  # noq
     return len(rows) / (time.perf_counter() - started)
 
 
-def bench_sd15(images: int, batch: int, resolution: int) -> None:
-    """An SD v1.x-sized random pipeline, fp16 on CUDA, 30 DPM and 50 PNDM steps."""
+def bench_sd15(images: int, batch: int, resolution: int, steps_override: int | None) -> None:
+    """An SD v1.x-sized random pipeline, fp16 on CUDA, 30 DPM and 50 PNDM steps (or `steps`)."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo: tests.sd_shaped
@@ -65,8 +65,10 @@ def bench_sd15(images: int, batch: int, resolution: int) -> None:
     pipe.set_progress_bar_config(disable=True)
     rows = _rows(images)
     where = torch.cuda.get_device_name(0) if cuda else "CPU (not the GPU benchmark)"
-    for scheduler, steps in (("dpm_multistep", 30), ("pndm", 50)):
-        pipe.scheduler = SCHEDULERS[scheduler].from_config(pipe.scheduler.config)
+    for scheduler, default in (("dpm_multistep", 30), ("pndm", 50)):
+        steps = steps_override or default
+        extra = {"skip_prk_steps": True} if scheduler == "pndm" else {}  # as SD v1.4 ships it
+        pipe.scheduler = SCHEDULERS[scheduler].from_config(pipe.scheduler.config, **extra)
         how = Sampling(scheduler, steps, 7.5, "", batch, resolution, resolution)
         rate = _images_per_second(pipe, rows, how)
         print(
@@ -81,9 +83,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--sd15", action="store_true")
     parser.add_argument("--resolution", type=int, default=512, help="--sd15's image size (px)")
+    parser.add_argument("--steps", type=int, help="--sd15's denoising steps of both schedulers")
     args = parser.parse_args()
     if args.sd15:
-        bench_sd15(args.images, args.batch, args.resolution)
+        bench_sd15(args.images, args.batch, args.resolution, args.steps)
         return
     torch.set_num_threads(2)
     rows = _rows(args.images)

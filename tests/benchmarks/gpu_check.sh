@@ -11,13 +11,14 @@ set -euo pipefail
 cd "$(dirname "$0")"
 export PYTHONPATH="$(cd ../.. && pwd)/src${PYTHONPATH:+:$PYTHONPATH}"
 if [[ "${GPU_CHECK_SMOKE:-0}" == 1 ]]; then
-    small=64 large=64 steps=1 images=1 batch=1
+    small=64 large=64 steps=1 images=1 batch=1 sampling=(--steps 2)
 else
-    small=224 large=512 steps=20 images=16 batch=8
+    small=224 large=512 steps=20 images=16 batch=8 sampling=()
 fi
 python -c 'import torch; print("torch", torch.__version__, "CUDA", torch.cuda.is_available() and torch.cuda.get_device_name(0))'
 for px in "$small" "$large"; do
     python bench_lora.py --real-unet --rank 4 --steps "$steps" --resolution "$px"
 done
 python bench_controlnet.py --sd15 --steps "$steps" --resolution "$large"
-python bench_synthesis.py --sd15 --images "$images" --batch "$batch" --resolution "$large"
+python bench_synthesis.py --sd15 --images "$images" --batch "$batch" --resolution "$large" \
+    "${sampling[@]}"
