@@ -39,6 +39,7 @@ def test_grid_axes_and_resources_never_reach_a_job(default: dict) -> None:
     assert set(params["lora"]).isdisjoint(params["encoding"])
     assert set(params["similarity"]) == {"image_size", "candidate_size", "candidates", "threshold"}
     assert set(params["curation"]) == {"policy"}
+    assert set(params["mask_check"]) == {"mask_label"}
     assert {"adjectives", "ratios", "rank"}.isdisjoint(params["synthesis"])
     assert {"models", "external"}.isdisjoint(params["classifier"])
     assert params["classifier"]["augment"] == default["classifier"]["augment"]

@@ -45,9 +45,11 @@ rule ingest:
     output:
         manifest=paths.MANIFEST,
         masks=directory(paths.MASKS),
+        findings=paths.MASK_FINDINGS,
     params:
         dataset="{dataset}",
         layout=lambda wc: dataset_entry(wc)["layout"],
+        mask_check=SETTINGS["mask_check"],
     resources:
         **CPU_RESOURCES,
     log:

@@ -249,6 +249,7 @@ rule curation_report:
         manifest=paths.MANIFEST,
         duplicates=paths.DUPLICATES,
         curated=paths.CURATED,
+        findings=paths.MASK_FINDINGS,
     output:
         summary=paths.CURATION_REPORT,
         figure=report(paths.CURATION_FIGURE, caption="../report/curation.rst", category="Curation"),

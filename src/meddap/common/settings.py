@@ -83,6 +83,14 @@ class Curation(Section):
 
 
 @dataclass(frozen=True)
+class MaskCheck(Section):
+    """`curation`: what ingest does with a mask that contradicts its image's label."""
+
+    SECTION = "curation"
+    mask_label: str
+
+
+@dataclass(frozen=True)
 class Folds(Section):
     """`folds`: patient- and duplicate-safe k-fold splits."""
 
@@ -288,6 +296,7 @@ class Multitask(Section):
 SETTINGS: dict[str, type[Section]] = {
     "similarity": Similarity,
     "curation": Curation,
+    "mask_check": MaskCheck,
     "folds": Folds,
     "diffusion": Diffusion,
     "encoding": Encoding,

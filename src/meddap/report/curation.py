@@ -21,15 +21,17 @@ def curation_report(
     manifest: str,
     duplicates: str,
     curated: str,
+    findings: str,
     summary: str,
     figure: str,
     similarity: Similarity,
 ) -> None:
-    """Job: summary markdown (counts) and a figure (score histogram, closest pairs)."""
+    """Job: summary markdown (counts, mask findings) and a figure (score histogram, pairs)."""
     images, pairs = pd.read_parquet(manifest), read_duplicates(duplicates)
     kept = pd.read_parquet(curated)
+    text = summary_text(images, pairs, kept, similarity.threshold)
     with atomic_path(summary) as tmp:
-        tmp.write_text(summary_text(images, pairs, kept, similarity.threshold))
+        tmp.write_text(text + findings_text(pd.read_parquet(findings)))
     draw(images, pairs, similarity.threshold, figure)
 
 
@@ -63,6 +65,18 @@ def summary_text(
         ),
         "",
     ]
+    return "\n".join(lines)
+
+
+def findings_text(findings: pd.DataFrame) -> str:
+    """Markdown: the images whose masks contradict their labels, found at ingest."""
+    lines = [f"## Masks that contradict their labels: {len(findings)}", ""]
+    if len(findings):
+        lines += ["| image | label | finding | action |", "| --- | --- | --- | --- |"]
+        lines += [
+            f"| {r.id} | {r.label} | {r.finding} | {r.action} |" for r in findings.itertuples()
+        ]
+        lines.append("")
     return "\n".join(lines)
 
 
