@@ -10,6 +10,7 @@ rule fetch_dataset:
         dataset="{dataset}",
         entry=dataset_entry,
         content=content_of("path_archive"),
+        archives=SETTINGS["archives"],
     resources:
         **CPU_RESOURCES,
     log:

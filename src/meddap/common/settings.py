@@ -64,6 +64,15 @@ class Section:
 
 
 @dataclass(frozen=True)
+class Archives(Section):
+    """`archives`: what an archive may hold before it is extracted (fetch_dataset)."""
+
+    SECTION = "archives"
+    max_member_bytes: int
+    max_ratio: float
+
+
+@dataclass(frozen=True)
 class Similarity(Section):
     """`curation`: how duplicate pairs are found, aligned and scored (find_duplicates)."""
 
@@ -294,6 +303,7 @@ class Multitask(Section):
 
 
 SETTINGS: dict[str, type[Section]] = {
+    "archives": Archives,
     "similarity": Similarity,
     "curation": Curation,
     "mask_check": MaskCheck,
