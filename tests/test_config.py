@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import shutil
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,11 @@ def test_paper_config_is_valid_with_a_busi_path(default: dict, busi_sample: Path
         ({"cross_domain": {"folds": [3]}}, "cross_domain.folds", "does not exist with folds.k = 3"),
         ({"cross_domain": {"ranks": [0]}}, "cross_domain.ranks.0", "less than the minimum"),
         ({"classifier": {"external": ["stu"]}}, "classifier.external", "has no class labels"),
+        ({"classifier": {"external": ["phantom"]}}, "classifier.external", "is the dataset the"),
+        ({"segmentation": {"external": ["phantom"]}}, "segmentation.external", "is the dataset"),
+        ({"datasets": {"twin": {"layout": "busi", "phantom": {"patients": 60, "image_size": 128,
+          "duplicates": 8, "conflicting": 2, "second_mask_fraction": 0.1, "seed": 0}}},
+          "segmentation": {"external": ["twin"]}}, "segmentation.external", "same source as"),
         ({"datasets": {"busi": {"path": "/no/such/dir"}}, "dataset": "busi"},
          "datasets.busi.path", "does not exist"),
     ],
@@ -73,6 +79,27 @@ def test_bad_config_names_the_key(default: dict, update: dict, key: str, why: st
     message = str(err.value)
     assert f"'{key}'" in message and why in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("key", ["classifier.external", "segmentation.external"])
+def test_an_external_copy_of_the_dataset_stops_at_planning(
+    default: dict, busi_sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    """A copy of the training folder elsewhere (same content digest) is the same data."""
+    monkeypatch.chdir(tmp_path)  # the content digests' cache lands here
+    copy_ = shutil.copytree(busi_sample, tmp_path / "copy")
+    section, _ = key.split(".")
+    datasets = {"busi": {"path": str(busi_sample)}, "mine": {"layout": "busi", "path": str(copy_)}}
+    config = _merge(
+        default, {"dataset": "busi", "datasets": datasets, section: {"external": ["mine"]}}
+    )
+    with pytest.raises(
+        MeddapError, match=rf"'{key}': 'mine' has the same source as .* 'busi' \(sha256"
+    ):
+        validate_config(config, SCHEMA)
+    (copy_ / "benign" / "benign (1).png").unlink()  # different content: a different set
+    (copy_ / "benign" / "benign (1)_mask.png").unlink()
+    validate_config(config, SCHEMA)
 
 
 CASES = sorted((REPO / ".test").glob("*.yaml"))

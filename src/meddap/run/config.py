@@ -10,6 +10,7 @@ import yaml
 
 from meddap.common.errors import MeddapError
 from meddap.common.trainsets import parse_trainset
+from meddap.data.fingerprint import shared_source
 from meddap.data.layouts import MASKED_LAYOUTS, UNLABELLED_LAYOUTS
 from meddap.data.registry import check_local_path, source_kind
 from meddap.multitask.modes import parse_mode
@@ -68,6 +69,9 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
     for name in config["classifier"]["external"]:
         _check_dataset(config, name, "classifier.external")
     _check_segmentation(config)
+    _check_external(config, "classifier.external", config["classifier"]["external"])
+    if config["segmentation"]["models"]:
+        _check_external(config, "segmentation.external", config["segmentation"]["external"])
     _check_ranks(config["lora"]["ranks"], config["synthesis"]["rank"])
     _check_modes(config["multitask"]["modes"])
     _check_cross_domain(config)
@@ -161,6 +165,23 @@ def _check_dataset(config: dict[str, Any], name: str, key: str) -> None:
         )
     source_kind(name, entry)
     check_local_path(name, entry)
+
+
+def _check_external(config: dict[str, Any], key: str, names: list[str]) -> None:
+    """No external test set is the training dataset, by name or by source (`shared_source`)."""
+    dataset, registry = config["dataset"], config["datasets"]
+    for name in names:
+        if name == dataset:
+            raise MeddapError(
+                f"config key '{key}': {name!r} is the dataset the models train on, not an "
+                "unseen test set"
+            )
+        shared = shared_source(dataset, registry[dataset], name, registry[name])
+        if shared:
+            raise MeddapError(
+                f"config key '{key}': {name!r} has the same source as the training dataset "
+                f"{dataset!r} ({shared}), so it is not an unseen test set"
+            )
 
 
 def _check_segmentation(config: dict[str, Any]) -> None:
