@@ -90,7 +90,7 @@ def test_a_crop_scores_near_one_after_alignment(manifest: pd.DataFrame) -> None:
     with open_gray(paths["benign_1"]) as gray:
         box = (60, 40, 60 + int(gray.width * 0.7), gray.height)  # a crop, as malignant 65 / 66
         crop = gray.crop(box)
-        prepared = [prepare(gray, 128), prepare(crop, 128)]
+        prepared = [prepare(gray, 128, "a"), prepare(crop, 128, "crop")]
         squashed = [np.asarray(image.resize((128, 128))) for image in (gray, crop)]
     found = align_pair(prepared, 0, 1)
     assert found.score > 0.9 and found.overlap == 1.0

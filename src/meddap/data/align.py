@@ -30,6 +30,7 @@ class Prepared:
 
     pixels: np.ndarray  # uint8 (h, w)
     native: tuple[int, int]  # (width, height) of the file
+    source: str  # the file, named when its alignment fails
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,9 @@ class Alignment:
     overlap: float  # overlap area / area of the smaller image
 
 
-def prepare(gray: Image.Image, size: int) -> Prepared:
-    """`gray` resized bilinearly so that its longest side is `size` (aspect kept)."""
-    return Prepared(np.asarray(gray.resize(fitted(gray.size, size))), gray.size)
+def prepare(gray: Image.Image, size: int, source: str) -> Prepared:
+    """`gray` (read from `source`) resized bilinearly to longest side `size` (aspect kept)."""
+    return Prepared(np.asarray(gray.resize(fitted(gray.size, size))), gray.size, source)
 
 
 def fitted(native: tuple[int, int], size: int) -> tuple[int, int]:

@@ -97,8 +97,18 @@ def find_duplicates(manifest: pd.DataFrame, similarity: Similarity) -> pd.DataFr
 
 
 def align_pair(prepared: Sequence[Prepared], i: int, j: int) -> Alignment:
-    """Image j placed in image i, the larger-area one taken as the frame (less upsampling)."""
+    """Image j placed in image i (`_align`); any failure stops naming both images."""
     a, b = prepared[i], prepared[j]
+    try:
+        return _align(a, b)
+    except Exception as err:  # a bug on one pair of real images: say which, not a traceback
+        raise MeddapError(
+            f"aligning images {a.source} and {b.source} failed ({type(err).__name__}: {err})"
+        ) from err
+
+
+def _align(a: Prepared, b: Prepared) -> Alignment:
+    """b placed in a, the larger-area one taken as the frame (less upsampling)."""
     if a.native[0] * a.native[1] >= b.native[0] * b.native[1]:
         return align(a, b)
     found = align(b, a)
@@ -240,7 +250,7 @@ def _load(paths: list[str], similarity: Similarity) -> tuple[np.ndarray, list[Pr
                 views[k, v] = np.asarray(
                     gray.resize((size, size), box=box), dtype=np.float64
                 ).ravel()
-            prepared.append(prepare(gray, similarity.image_size))
+            prepared.append(prepare(gray, similarity.image_size, path))
     views -= views.mean(axis=2, keepdims=True)
     return views / np.maximum(np.linalg.norm(views, axis=2, keepdims=True), 1e-12), prepared
 

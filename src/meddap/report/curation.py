@@ -70,7 +70,7 @@ def summary_text(
 
 def findings_text(findings: pd.DataFrame) -> str:
     """Markdown: the images whose masks contradict their labels, found at ingest."""
-    lines = [f"## Masks that contradict their labels: {len(findings)}", ""]
+    lines = ["", f"## Masks that contradict their labels: {len(findings)}", ""]
     if len(findings):
         lines += ["| image | label | finding | action |", "| --- | --- | --- | --- |"]
         lines += [
