@@ -14,6 +14,10 @@ from meddap.run.config import base_model_location, validate_config
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+BUS_BRA = {
+    "dataset": "bus_bra",
+    "datasets": {"bus_bra": {"path": str(REPO.parent / "shared" / "data" / "busbra-subset")}},
+}
 
 
 @pytest.fixture()
@@ -33,6 +37,11 @@ def _merge(base: dict, update: dict) -> dict:
 
 def test_default_config_is_valid(default: dict) -> None:
     validate_config(default, SCHEMA)
+
+
+def test_release_folds_of_bus_bra_are_valid(default: dict) -> None:
+    release = {"folds": {"source": "release", "k": 10}, "cross_domain": {"targets": []}}
+    validate_config(_merge(default, {**BUS_BRA, **release}), SCHEMA)
 
 
 def test_paper_config_is_valid_with_a_busi_path(default: dict, busi_sample: Path) -> None:
@@ -65,6 +74,10 @@ def test_paper_config_is_valid_with_a_busi_path(default: dict, busi_sample: Path
         ({"cross_domain": {"ranks": [0]}}, "cross_domain.ranks.0", "less than the minimum"),
         ({"classifier": {"external": ["stu"]}}, "classifier.external", "has no class labels"),
         ({"classifier": {"external": ["phantom"]}}, "classifier.external", "is the dataset the"),
+        ({"folds": {"source": "release"}}, "dataset", "needs a layout that ships folds (bus_bra)"),
+        ({**BUS_BRA, "folds": {"source": "release"}}, "folds.k", "ships 5 and 10 folds, not 3"),
+        ({**BUS_BRA, "folds": {"source": "release", "k": 5},
+          "cross_domain": {"targets": ["phantom"]}}, "cross_domain.targets", "ships folds"),
         ({"segmentation": {"external": ["phantom"]}}, "segmentation.external", "is the dataset"),
         ({"datasets": {"twin": {"layout": "busi", "phantom": {"patients": 60, "image_size": 128,
           "duplicates": 8, "conflicting": 2, "second_mask_fraction": 0.1, "seed": 0}}},

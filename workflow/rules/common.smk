@@ -68,6 +68,14 @@ def content_of(kind):
     return lambda wildcards: content_digest(wildcards.dataset, dataset_entry(wildcards), kind)
 
 
+def release_folder(wildcards):
+    """The dataset's folder and source fingerprint where folds.source is `release` (its official
+    fold files are read there, and audited by the fingerprint), else nothing."""
+    if config["folds"]["source"] != "release":
+        return []
+    return [raw_dir(wildcards), dataset_files(wildcards)]
+
+
 def dataset_files(wildcards):
     """The source fingerprint of the dataset whose images a job reads (its recorded input)."""
     return paths.SOURCE.format(dataset=wildcards.dataset)

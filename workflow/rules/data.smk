@@ -103,10 +103,12 @@ rule split_folds:
     input:
         curated=paths.CURATED,
         duplicates=paths.DUPLICATES,
+        release=release_folder,
     output:
         splits=paths.SPLITS,
     params:
         folds=SETTINGS["folds"],
+        layout=lambda wc: dataset_entry(wc)["layout"],
     resources:
         **CPU_RESOURCES,
     log:

@@ -104,6 +104,7 @@ class Folds(Section):
     """`folds`: patient- and duplicate-safe k-fold splits."""
 
     SECTION = "folds"
+    source: str
     k: int
     val_fraction: float
     seed: int

@@ -11,6 +11,7 @@ import yaml
 from meddap.common.errors import MeddapError
 from meddap.common.trainsets import parse_trainset
 from meddap.data.fingerprint import shared_source
+from meddap.data.folds import check_release_folds
 from meddap.data.layouts import MASKED_LAYOUTS, UNLABELLED_LAYOUTS
 from meddap.data.registry import check_local_path, source_kind
 from meddap.multitask.modes import parse_mode
@@ -75,6 +76,11 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
     _check_ranks(config["lora"]["ranks"], config["synthesis"]["rank"])
     _check_modes(config["multitask"]["modes"])
     _check_cross_domain(config)
+    if config["folds"]["source"] == "release":
+        split = [("dataset", config["dataset"])]
+        split += [("cross_domain.targets", name) for name in config["cross_domain"]["targets"]]
+        for key, name in split:
+            check_release_folds(config["datasets"][name]["layout"], config["folds"]["k"], key)
     _check_pairs(config["segmentation"]["synthesis"])
     pool, ratios = config["synthesis"]["pool"], config["synthesis"]["ratios"]
     if max(ratios) > pool:
