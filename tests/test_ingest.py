@@ -271,15 +271,7 @@ def test_bad_busi_folder_leaves_nothing(
     breaks(raw)
     out = tmp_path / "out"
     with pytest.raises(MeddapError, match=message):
-        ingest(
-            raw=str(raw),
-            manifest=str(out / "manifest.parquet"),
-            masks=str(out / "masks"),
-            findings=str(out / "findings.parquet"),
-            dataset="busi",
-            layout="busi",
-            mask_check=MaskCheck("drop"),
-        )
+        _ingest(raw, out, "drop")
     assert not out.exists() or not any(out.iterdir())
 
 
