@@ -58,7 +58,7 @@ def test_any_two_images_align_without_error(seed: int) -> None:
     a, b = (_texture(rng, *_shape(rng)) for _ in range(2))
     prepared = [prepare(a, 128, "a"), prepare(b, 128, "b")]
     for i, j in ((0, 1), (1, 0)):
-        found = align_pair(prepared, i, j)
+        found = align_pair(prepared, i, j, True)
         assert -1.0 <= found.score <= 1.0 and 0.0 <= found.overlap <= 1.0
         assert all(np.isfinite(found.scale)) and min(found.scale) > 0
         assert all(np.isfinite(found.shift))
@@ -83,7 +83,7 @@ def test_crops_and_rescaled_copies_are_found_at_their_place(seed: int) -> None:
         factor = float(rng.uniform(0.6, 1.6))
         copy = image.resize((round(width * factor), round(height * factor)))
         scale, shift = (width / copy.width, height / copy.height), (0, 0)
-    found = align_pair([prepare(image, 128, "image"), prepare(copy, 128, "copy")], 0, 1)
+    found = align_pair([prepare(image, 128, "image"), prepare(copy, 128, "copy")], 0, 1, True)
     assert found.score > 0.8, (width, height, copy.size)
     assert found.scale == pytest.approx(scale, rel=0.03)
     pitch = max(width, height) / 128  # native pixels per aligned pixel

@@ -81,6 +81,7 @@ class Similarity(Section):
     candidate_size: int
     candidates: int
     threshold: float
+    mask_iou: float
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,9 @@ Images are grouped so that no patient and no duplicate group straddles splits: t
 the connected components of "same patient_id" and "same duplicate_group" links; an image with
 neither is its own group. Fold f's test split is fold f of scikit-learn's
 `StratifiedGroupKFold(k, shuffle=True, random_state=seed)`, or with `folds.source: release`
-the release's official test fold f (`meddap.data.layouts.RELEASE_FOLDS`); its val split is the first fold of a
-`StratifiedGroupKFold` over the rest (random_state=seed + f) sized to about `val_fraction` of all
-images; the remaining images are train.
+the release's official test fold f (`meddap.data.layouts.RELEASE_FOLDS`); its val split is the
+first fold of a `StratifiedGroupKFold` over the rest (random_state=seed + f) sized to about
+`val_fraction` of all images; the remaining images are train.
 """
 
 from __future__ import annotations
