@@ -1,6 +1,6 @@
 """The whole data stage through real Snakemake on the 463-image BUS-BRA subset: portrait and
 landscape images of four scanners ingest, curate and split by the release's official folds
-(about 50 s on 2 CPU cores, most of it duplicate detection)."""
+(about 85 s on 2 shared CPU cores, most of it duplicate detection)."""
 
 from __future__ import annotations
 
