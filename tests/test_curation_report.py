@@ -57,3 +57,8 @@ def test_linkage_refusals_are_listed_per_image() -> None:
     lines = linkage_text(pairs)
     assert "| c | 0.900 | a | group 0: rejected by score with b (0.500) |" in lines
     assert len([line for line in lines if line.startswith("| c ")]) == 1
+    closer = pd.concat(
+        [pairs, pairs.head(1).assign(id_a="c", id_b="d", group=1)], ignore_index=True
+    )
+    closer.loc[2, ["score", "verdict"]] = [0.85, "linkage"]  # c is linked to all of group 0
+    assert "| c | 0.900 | a | group 0: linked to all, but in group 1 |" in linkage_text(closer)

@@ -97,14 +97,17 @@ def linkage_text(pairs: pd.DataFrame) -> list[str]:
 
 
 def _weakest(pairs: pd.DataFrame, groups: pd.Series, image: str, other: str) -> str:
-    """Why `image` stays out of `other`'s group (`groups`: member_groups): its lowest score
-    with a member of it."""
+    """Why `image` stays out of `other`'s group (`groups`: member_groups): its lowest-scoring
+    pair with a member that is not linked to it, or else the closer group it joined."""
     members = set(groups.index[groups == groups[other]])
     with_members = pairs[
         ((pairs["id_a"] == image) & pairs["id_b"].isin(members))
         | ((pairs["id_b"] == image) & pairs["id_a"].isin(members))
     ]
-    worst = with_members.sort_values("score").iloc[0]
+    unlinked = with_members[with_members["verdict"] != "linkage"].sort_values("score")
+    if unlinked.empty:
+        return f"group {groups[other]}: linked to all, but in group {groups[image]}"
+    worst = unlinked.iloc[0]
     partner = worst["id_b"] if worst["id_a"] == image else worst["id_a"]
     return (
         f"group {groups[other]}: {VERDICT_NAMES[worst['verdict']]} with {partner} "
