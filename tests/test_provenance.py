@@ -143,3 +143,41 @@ def test_job_error_exits_with_one_sentence_and_no_output(tmp_path: Path) -> None
         jobs.run(_smk(tmp_path, shout=False), _upper)
     assert str(stop.value) == "meddap: param 'shout' must be true"
     assert not (tmp_path / "out.json").exists()
+
+
+def _broken(*, source: str, result: str, shout: bool) -> None:
+    text = Path(source).read_text()
+    raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({len(text)}x2 and 3x4)")
+
+
+def test_an_unexpected_error_ends_the_job_in_one_sentence_with_the_traceback_in_its_log(
+    tmp_path: Path,
+) -> None:
+    smk = _smk(tmp_path, shout=True)
+    smk.log = [str(tmp_path / "job.log")]
+    with pytest.raises(SystemExit) as stop:
+        jobs.run(smk, _broken)
+    message = str(stop.value)
+    assert message.startswith("meddap: job copy_upper (dataset=phantom) reading ")
+    assert str(tmp_path / "in.txt") in message and "mat1 and mat2 shapes" in message
+    assert message.endswith(f"the traceback is in {tmp_path / 'job.log'}")
+    assert "\n" not in message and "Traceback" not in message
+    log = (tmp_path / "job.log").read_text()
+    assert "Traceback (most recent call last)" in log and "in _broken" in log
+
+
+def test_a_failed_rerun_leaves_no_record_of_the_earlier_run(tmp_path: Path) -> None:
+    jobs.run(_smk(tmp_path, shout=True), _upper)
+    assert provenance.sidecar(tmp_path / "out.json").exists()
+    with pytest.raises(SystemExit):
+        jobs.run(_smk(tmp_path, shout=False), _upper)
+    assert not provenance.sidecar(tmp_path / "out.json").exists()
+
+
+def test_a_job_that_writes_no_output_names_it(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as stop:
+        jobs.run(_smk(tmp_path, shout=True), lambda *, source, result, shout: None)
+    assert (
+        str(stop.value)
+        == f"meddap: job copy_upper ended without writing its output {tmp_path / 'out.json'}"
+    )

@@ -211,7 +211,10 @@ def _parser() -> argparse.ArgumentParser:
         "audit", help="verify an output's provenance back to the raw data and print its lineage"
     )
     check.add_argument("path", help="any workflow output (table, cell, weights, image set...)")
-    check.add_argument("--root", default=".", help="the workflow's working directory")
+    check.add_argument(
+        "--root",
+        help="the workflow's working directory (default: found from the output's record)",
+    )
     check.set_defaults(func=_audit)
     _add_slurm_profile(sub)
     _add_pretrain_base(sub)

@@ -120,6 +120,13 @@ def write_records(record: Mapping[str, Any]) -> None:
         write_json(record, sidecar(out["path"]))
 
 
+def remove_records(outputs: Iterable[str]) -> None:
+    """Remove the records of `outputs` left by an earlier run: a job that fails now must leave
+    none beside the outputs Snakemake then removes."""
+    for path in outputs:
+        sidecar(path).unlink(missing_ok=True)
+
+
 def now() -> datetime:
     """The current UTC time."""
     return datetime.now(UTC)
