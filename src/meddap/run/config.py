@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +66,15 @@ def schema_error(config: dict[str, Any], schema: dict[str, Any]) -> str | None:
     return None if error is None else f"config key '{_key(error)}': {_explain(error)}"
 
 
+@cache
+def _schema(path: str) -> dict[str, Any]:
+    """The schema at `path`, read once a process (never changed while it runs)."""
+    return yaml.safe_load(Path(path).read_text())
+
+
 def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
     """Raise MeddapError (one sentence) unless `config` matches the schema and is coherent."""
-    schema = yaml.safe_load(Path(schema_path).read_text())
-    error = schema_error(config, schema)
+    error = schema_error(config, _schema(str(schema_path)))
     if error:
         raise MeddapError(error)
     _check_dataset(config, config["dataset"], "dataset")
