@@ -131,6 +131,7 @@ def test_a_record_without_a_key_audit_prints_names_the_key(chain: Path) -> None:
     [
         ("nosuch.md", "nosuch.md does not exist"),
         ("", "needs the path of a workflow output, got an empty path"),
+        ("/", "/ is the file system's root, not a workflow output"),
         ("table.md.prov.json", "is a provenance record: audit the output it records, table.md"),
     ],
 )

@@ -48,7 +48,7 @@ def _check_model_output(output: str, force: bool) -> None:
         raise MeddapError(f"--output {output} is a file; expected a folder for the model")
     if path.exists() and not force:
         raise MeddapError(f"--output {output} exists; pass --force to replace it")
-    check_writable(path.parent, "--output")
+    check_writable(path.parent, f"--output {output}: folder")
 
 
 def _pretrain_base(args: argparse.Namespace) -> None:

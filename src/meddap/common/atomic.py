@@ -117,7 +117,7 @@ def check_writable(folder: str | os.PathLike[str], what: str) -> None:
     wanted = Path(os.path.abspath(folder))
     existing = next(p for p in [wanted, *wanted.parents] if p.exists())
     if not existing.is_dir():
-        raise MeddapError(f"{what} {folder}: {existing} is a file, not a folder")
+        raise MeddapError(f"{what} {folder} cannot be written: {existing} is a file, not a folder")
     try:
         with tempfile.TemporaryFile(dir=existing):
             pass

@@ -121,6 +121,8 @@ def _start(target: str | Path, root: str | Path | None) -> tuple[Path, Path]:
     if not str(target).strip():
         raise MeddapError("meddap audit needs the path of a workflow output, got an empty path")
     start = (Path(root or ".").resolve() / target).resolve()
+    if start == start.parent:
+        raise MeddapError(f"{target} is the file system's root, not a workflow output")
     if start.name.endswith(SIDECAR_SUFFIX):
         output = start.name.removesuffix(SIDECAR_SUFFIX)
         raise MeddapError(f"{target} is a provenance record: audit the output it records, {output}")
