@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -136,6 +137,19 @@ def test_job_records_hashed_inputs_outputs_and_params(tmp_path: Path) -> None:
     assert record["inputs"]["source"][0]["sha256"] == hashlib.sha256(b"hello").hexdigest()
     assert record["outputs"][0]["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
     assert record["packages"]["pandas"] and record["code"]["source_sha256"]
+
+
+def test_job_records_its_process_start_up_and_cpu(tmp_path: Path) -> None:
+    def busy(**kwargs: object) -> None:
+        deadline = time.process_time() + 0.3
+        while time.process_time() < deadline:
+            pass
+        _upper(**kwargs)
+
+    jobs.run(_smk(tmp_path, shout=True), busy)
+    process = json.loads(provenance.sidecar(tmp_path / "out.json").read_text())["process"]
+    assert process["cpu_seconds"] - process["startup_cpu_seconds"] >= 0.3
+    assert process["startup_seconds"] > 0 and process["max_rss_mb"] > 10
 
 
 def test_job_error_exits_with_one_sentence_and_no_output(tmp_path: Path) -> None:

@@ -113,12 +113,22 @@ def run(smk: Any, func: Callable[..., Any]) -> None:
     sys.exit(f"meddap: {sentence}")
 
 
+def _accounting(startup: dict[str, Any], end: dict[str, Any]) -> dict[str, Any]:
+    """A job process's start-up (interpreter, imports, Snakemake's script preamble) and totals."""
+    return {
+        "startup_seconds": startup["age_seconds"],
+        "startup_cpu_seconds": startup["cpu_seconds"],
+        "cpu_seconds": end["cpu_seconds"],
+        "max_rss_mb": end["max_rss_mb"],
+    }
+
+
 def _call(smk: Any, func: Callable[..., Any]) -> None:
     """Run `func` for job `smk` and record its provenance (an earlier run's records go first)."""
     inputs, outputs, params = _named(smk.input), _named(smk.output), _named(smk.params)
     written = [p for value in outputs.values() for p in _as_paths(value)]
     provenance.remove_records(written)
-    started = provenance.now()
+    started, startup = provenance.now(), provenance.process_usage()
     func(**inputs, **outputs, **typed_params(func, params))
     missing = [p for p in written if not os.path.exists(p)]
     if missing:
@@ -131,5 +141,6 @@ def _call(smk: Any, func: Callable[..., Any]) -> None:
         wildcards=_named(smk.wildcards),
         started=started,
         ended=provenance.now(),
+        process=_accounting(startup, provenance.process_usage()),
     )
     provenance.write_records(record)
