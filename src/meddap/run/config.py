@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,13 @@ from meddap.data.layouts import MASKED_LAYOUTS, UNLABELLED_LAYOUTS
 from meddap.data.registry import check_local_path, source_kind
 from meddap.multitask.modes import parse_mode
 from meddap.seg.names import (
+    SyntheticSet,
     augmentation_of,
     check_model,
     check_setting,
     classifier_set_of,
     mixing_token,
+    synthetic_of,
 )
 
 SUPPORTED_MODELS = (
@@ -49,6 +52,11 @@ def _explain(error: jsonschema.ValidationError) -> str:
         return f"unknown key (expected one of: {allowed})"
     if error.validator == "required":
         return "is required but missing"
+    if error.validator in ("minItems", "maxItems"):
+        low, high = error.schema.get("minItems"), error.schema.get("maxItems")
+        bound = f"at least {low}" if error.validator == "minItems" else f"at most {high}"
+        need = f"exactly {low}" if low == high else bound
+        return f"has {len(error.instance)} items; expected {need}"
     if error.validator == "propertyNames":
         return f"{error.instance!r} is not a valid name (lowercase letters, digits, underscores)"
     return f"{error.message}"
@@ -60,10 +68,15 @@ def schema_error(config: dict[str, Any], schema: dict[str, Any]) -> str | None:
     return None if error is None else f"config key '{_key(error)}': {_explain(error)}"
 
 
+@cache
+def _schema(path: str) -> dict[str, Any]:
+    """The schema at `path`, read once a process (never changed while it runs)."""
+    return yaml.safe_load(Path(path).read_text())
+
+
 def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
     """Raise MeddapError (one sentence) unless `config` matches the schema and is coherent."""
-    schema = yaml.safe_load(Path(schema_path).read_text())
-    error = schema_error(config, schema)
+    error = schema_error(config, _schema(str(schema_path)))
     if error:
         raise MeddapError(error)
     _check_dataset(config, config["dataset"], "dataset")
@@ -219,14 +232,36 @@ def check_segmenter(model: str, trainset: str) -> None:
 def check_cell(target: str, grid: dict[str, tuple[Any, list]]) -> None:
     """Stop (before any job is planned) unless each value of a cell target is on its key's grid.
 
-    `grid` maps a config key to (the target's value, the key's configured values).
+    `grid` maps a config key to (the target's value, the key's configured values); the cell
+    rules take any name for each part, so that a misspelt one stops here, naming its key.
     """
     for key, (value, configured) in grid.items():
-        if value not in configured:
+        if str(value) not in map(str, configured):  # a path's '100' is the config's 100
             raise MeddapError(
                 f"target {target}: {value!r} is not in config key '{key}' ({configured}); "
                 "a cell exists only on the grid"
             )
+
+
+def check_fold(fold: str | int, k: int, dataset: str) -> None:
+    """Stop before planning a job of a fold that the split into `folds.k` folds does not make."""
+    if not 0 <= int(fold) < k:
+        raise MeddapError(
+            f"fold {fold} of dataset {dataset} does not exist with config key 'folds.k' = {k} "
+            f"(expected a fold from 0 to {k - 1})"
+        )
+
+
+def check_pool(trainset: str, pool: int) -> SyntheticSet | None:
+    """The mask-conditioned set a trainset names (None for the others); stops before planning
+    one whose ratio needs more pairs per real image than each pool holds."""
+    wanted = synthetic_of(trainset)
+    if wanted is not None and wanted.synthetic > pool:
+        raise MeddapError(
+            f"trainset {trainset} needs {wanted.synthetic} synthetic pairs per real image, but "
+            f"config key 'segmentation.synthesis.pool' generates {pool}"
+        )
+    return wanted
 
 
 def check_trainset(config: dict[str, Any], model: str, trainset: str) -> None:
