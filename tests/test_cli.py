@@ -83,3 +83,15 @@ def test_an_unexpected_error_prints_one_sentence_and_logs_the_traceback(
     log = Path(message.split("the traceback is in ")[1])
     assert log.is_relative_to(tmp_path / "state") and log.name.startswith("pretrain-base-")
     assert "Traceback (most recent call last)" in log.read_text() and "in fails" in log.read_text()
+
+
+@pytest.mark.parametrize("rank", ["100000", "321", "0"])
+def test_lora_params_refuses_a_rank_the_unet_layers_do_not_allow(
+    rank: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    message = _stop("lora-params", "--ranks", "8", rank)
+    assert message == (
+        f"meddap: lora-params --ranks {rank} must be from 1 to 320, the largest rank every "
+        "targeted layer of the SD v1.4 UNet allows (its smallest input or output size)"
+    )
+    assert capsys.readouterr().out == ""

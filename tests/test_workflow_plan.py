@@ -198,6 +198,21 @@ def test_supported_models_match_the_schema_and_the_model_zoo() -> None:
             "fold 5 of dataset phantom does not exist with config key 'folds.k' = 3",
         ),
         (
+            "results/cls/phantom/fold-1/squeezenet1_1/real/metrics.json",
+            None,
+            "fold -1 of dataset phantom does not exist with config key 'folds.k' = 3",
+        ),
+        (  # the check reached through another rule's input (score_segmenter <- train_segmenter)
+            "results/seg/phantom/foldx/unet/real/metrics.json",
+            None,
+            "fold x of dataset phantom does not exist with config key 'folds.k' = 3",
+        ),
+        (
+            "results/figures/samples_phantom_fold01.png",
+            None,
+            "fold 01 of dataset phantom does not exist with config key 'folds.k' = 3",
+        ),
+        (
             "results/seg/phantom/fold0/unet/mask-real-1to2/metrics.json",
             {"segmentation": {"synthesis": {"pool": 1, "ratios": ["1:1"]}}},
             "trainset mask-real-1to2 needs 2 synthetic pairs per real image, but config key "

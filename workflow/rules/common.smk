@@ -19,7 +19,7 @@ from meddap.lora.names import adaptation_rank
 wildcard_constraints:
     dataset=r"[a-z][a-z0-9_]*",
     external=r"[a-z][a-z0-9_]*",
-    fold=r"\d+",
+    fold=r"[^/]+",  # fold_splits checks it against folds.k
     rank=r"\d+",
     adjective=r"[a-z]+(-[a-z]+)*",
     model=r"[a-z0-9_]+(-[a-z0-9]+)*",  # segmenters: dsunet-s4-adv

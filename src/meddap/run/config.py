@@ -245,7 +245,7 @@ def check_cell(target: str, grid: dict[str, tuple[Any, list]]) -> None:
 
 def check_fold(fold: str | int, k: int, dataset: str) -> None:
     """Stop before planning a job of a fold that the split into `folds.k` folds does not make."""
-    if not 0 <= int(fold) < k:
+    if str(fold) not in map(str, range(k)):  # refuses -1, x and 01 (a copy of fold 1)
         raise MeddapError(
             f"fold {fold} of dataset {dataset} does not exist with config key 'folds.k' = {k} "
             f"(expected a fold from 0 to {k - 1})"
