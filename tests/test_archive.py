@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from meddap.common.errors import MeddapError
+from meddap.common.settings import Archives
 from meddap.data import archive
 from meddap.data.archive import safe_extract
 
+LIMITS = Archives(max_member_bytes=1024**3, max_ratio=100)  # the default config's
 TREE = {"Dataset_BUSI_with_GT/benign/benign (1).png": b"image", "README.txt": b"notes"}
 
 
@@ -48,12 +50,12 @@ def _files(root: Path) -> dict[str, bytes]:
 def _assert_refused(path: Path, match: str) -> None:
     dest = path.parent / "out"
     with pytest.raises(MeddapError, match=match):
-        safe_extract(path, dest)
+        safe_extract(path, dest, LIMITS)
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
 
 
 def test_zip_extracts_with_its_structure(tmp_path: Path) -> None:
-    safe_extract(_zip(tmp_path / "a.zip", TREE), tmp_path / "out")
+    safe_extract(_zip(tmp_path / "a.zip", TREE), tmp_path / "out", LIMITS)
     assert _files(tmp_path / "out") == TREE
 
 
@@ -63,14 +65,14 @@ def test_zip_extracts_with_its_structure(tmp_path: Path) -> None:
 )
 def test_tar_extracts_with_its_structure(tmp_path: Path, suffix: str, mode: str) -> None:
     members = [_info("top/dir", tarfile.DIRTYPE), _info("top/dir/file.txt", size=5)]
-    safe_extract(_tar(tmp_path / f"a{suffix}", members, mode), tmp_path / "out")
+    safe_extract(_tar(tmp_path / f"a{suffix}", members, mode), tmp_path / "out", LIMITS)
     assert _files(tmp_path / "out") == {"top/dir/file.txt": b"xxxxx"}
 
 
 def test_extraction_replaces_an_old_destination(tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "stale.txt").write_text("old")
-    safe_extract(_zip(tmp_path / "a.zip", TREE), tmp_path / "out")
+    safe_extract(_zip(tmp_path / "a.zip", TREE), tmp_path / "out", LIMITS)
     assert _files(tmp_path / "out") == TREE
 
 
@@ -140,4 +142,40 @@ def test_truncated_tar_gz(tmp_path: Path) -> None:
 
 def test_missing_archive(tmp_path: Path) -> None:
     with pytest.raises(MeddapError, match=r"archive .*nope\.zip does not exist"):
-        safe_extract(tmp_path / "nope.zip", tmp_path / "out")
+        safe_extract(tmp_path / "nope.zip", tmp_path / "out", LIMITS)
+
+
+def test_member_above_the_size_cap_is_refused(tmp_path: Path) -> None:
+    path = _zip(tmp_path / "a.zip", {"ok.png": b"png", "big.bin": b"\0" * 5000})
+    with pytest.raises(MeddapError, match=r"member 'big\.bin' of 5000 bytes, above the 4096-byte"):
+        safe_extract(path, tmp_path / "out", Archives(max_member_bytes=4096, max_ratio=100))
+    assert not (tmp_path / "out").exists()
+
+
+def test_zip_bomb_member_is_refused_by_its_ratio(tmp_path: Path) -> None:
+    path = _zip(tmp_path / "bomb.zip", {"ok.png": b"png", "zeros.bin": b"\0" * 4 * 1024**2})
+    _assert_refused(
+        path, r"member 'zeros\.bin' compressed \d+:1 .* above the 100:1 cap .*max_ratio"
+    )
+
+
+def test_small_members_compress_freely(tmp_path: Path) -> None:
+    tree = {"mask.bmp": b"\0" * 500_000}  # an all-black mask: 500:1, but small
+    safe_extract(_zip(tmp_path / "a.zip", tree), tmp_path / "out", LIMITS)
+    assert _files(tmp_path / "out") == tree
+
+
+def test_tar_bomb_is_refused_by_its_ratio(tmp_path: Path) -> None:
+    path = _tar(tmp_path / "a.tar.gz", [_info("x.bin", size=4 * 1024**2)])  # b"x" * 4 MiB
+    _assert_refused(path, r"a\.tar\.gz has its members compressed \d+:1 .*max_ratio")
+
+
+def test_repeated_member_names_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "a.zip"
+    with zipfile.ZipFile(path, "w") as zf, pytest.warns(UserWarning, match="Duplicate name"):
+        zf.writestr("benign/benign (1).png", b"first")
+        zf.writestr("benign/benign (1).png", b"second")
+    _assert_refused(path, r"a\.zip has several members named 'benign/benign \(1\)\.png'")
+    (tmp_path / "t").mkdir()
+    path = _tar(tmp_path / "t" / "a.tar", [_info("a/x.png"), _info("a/x.png", size=5)], "w")
+    _assert_refused(path, r"a\.tar has several members named 'a/x\.png'")

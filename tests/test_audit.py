@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -97,3 +99,51 @@ def test_every_output_of_an_upstream_job_is_verified(tmp_path: Path) -> None:
     (tmp_path / "masks" / "a.png").write_bytes(b"tampered")
     with pytest.raises(MeddapError, match=r"masks/a\.png has changed"):
         audit("table.md", str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        ('{"rule": "table", "inpu', "could not be read as JSON"),  # truncated
+        ("\x00\xff garbage", "could not be read as JSON"),
+        ("[]", "is not a provenance record (top level: [] is not of type 'object')"),
+        ("{}", "is not a provenance record (top level: 'rule' is a required property)"),
+    ],
+)
+def test_a_damaged_record_stops_naming_it(chain: Path, content: str, why: str) -> None:
+    provenance.sidecar(chain / "manifest.txt").write_text(content)
+    with pytest.raises(SystemExit) as stop:
+        main(["audit", "table.md", "--root", str(chain)])
+    assert str(stop.value).startswith(f"meddap: {chain / 'manifest.txt.prov.json'}")
+    assert why in str(stop.value) and "\n" not in str(stop.value)
+
+
+def test_a_record_without_a_key_audit_prints_names_the_key(chain: Path) -> None:
+    record = json.loads(provenance.sidecar(chain / "table.md").read_text())
+    del record["packages"]
+    provenance.sidecar(chain / "table.md").write_text(json.dumps(record))
+    with pytest.raises(MeddapError, match=r"table\.md\.prov\.json .*'packages' is a required"):
+        audit("table.md", str(chain))
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("nosuch.md", "nosuch.md does not exist"),
+        ("", "needs the path of a workflow output, got an empty path"),
+        ("/", "/ is the file system's root, not a workflow output"),
+        ("table.md.prov.json", "is a provenance record: audit the output it records, table.md"),
+    ],
+)
+def test_a_bad_target_says_what_is_wrong(chain: Path, target: str, message: str) -> None:
+    with pytest.raises(MeddapError, match=re.escape(message)):
+        audit(target, str(chain))
+
+
+def test_an_absolute_path_from_another_directory_finds_the_workflow_directory(
+    chain: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+    assert audit(str(chain / "table.md")).endswith("3 files verified")
+    with pytest.raises(MeddapError, match=r"pass that directory as --root \(not "):
+        audit(str(chain / "table.md"), str(chain / "raw"))

@@ -37,8 +37,10 @@ def test_grid_axes_and_resources_never_reach_a_job(default: dict) -> None:
     assert "ranks" not in params["lora"] and "resources" not in params["lora"]
     assert set(params["encoding"]) == {"resolution", "flip", "train_adjective"}
     assert set(params["lora"]).isdisjoint(params["encoding"])
-    assert set(params["similarity"]) == {"image_size", "candidate_size", "candidates", "threshold"}
+    similarity = {"image_size", "candidate_size", "candidates", "threshold", "mask_iou"}
+    assert set(params["similarity"]) == similarity
     assert set(params["curation"]) == {"policy"}
+    assert set(params["mask_check"]) == {"mask_label"}
     assert {"adjectives", "ratios", "rank"}.isdisjoint(params["synthesis"])
     assert {"models", "external"}.isdisjoint(params["classifier"])
     assert params["classifier"]["augment"] == default["classifier"]["augment"]

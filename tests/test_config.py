@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,10 @@ from meddap.run.config import base_model_location, validate_config
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+BUS_BRA = {
+    "dataset": "bus_bra",
+    "datasets": {"bus_bra": {"path": str(REPO.parent / "shared" / "data" / "busbra-subset")}},
+}
 
 
 @pytest.fixture()
@@ -32,6 +37,11 @@ def _merge(base: dict, update: dict) -> dict:
 
 def test_default_config_is_valid(default: dict) -> None:
     validate_config(default, SCHEMA)
+
+
+def test_release_folds_of_bus_bra_are_valid(default: dict) -> None:
+    release = {"folds": {"source": "release", "k": 10}, "cross_domain": {"targets": []}}
+    validate_config(_merge(default, {**BUS_BRA, **release}), SCHEMA)
 
 
 def test_paper_config_is_valid_with_a_busi_path(default: dict, busi_sample: Path) -> None:
@@ -63,6 +73,20 @@ def test_paper_config_is_valid_with_a_busi_path(default: dict, busi_sample: Path
         ({"cross_domain": {"folds": [3]}}, "cross_domain.folds", "does not exist with folds.k = 3"),
         ({"cross_domain": {"ranks": [0]}}, "cross_domain.ranks.0", "less than the minimum"),
         ({"classifier": {"external": ["stu"]}}, "classifier.external", "has no class labels"),
+        ({"classifier": {"external": ["phantom"]}}, "classifier.external", "is the dataset the"),
+        ({"folds": {"source": "release"}}, "dataset", "needs a layout that ships folds (bus_bra)"),
+        ({**BUS_BRA, "folds": {"source": "release"}}, "folds.k", "ships 5 and 10 folds, not 3"),
+        ({**BUS_BRA, "folds": {"source": "release", "k": 5},
+          "cross_domain": {"targets": ["phantom"]}}, "cross_domain.targets", "ships folds"),
+        ({"segmentation": {"external": ["phantom"]}}, "segmentation.external", "is the dataset"),
+        ({"datasets": {"twin": {"layout": "busi", "phantom": {"patients": 60, "image_size": 128,
+          "duplicates": 8, "conflicting": 2, "second_mask_fraction": 0.1, "seed": 0}}},
+          "segmentation": {"external": ["twin"]}}, "segmentation.external", "same source as"),
+        ({"segmentation": {"channels": [16, 32]}}, "segmentation.channels",
+         "has 2 items; expected exactly 5"),
+        ({"multitask": {"channels": [8] * 6}}, "multitask.channels",
+         "has 6 items; expected exactly 5"),
+        ({"lora": {"ranks": []}}, "lora.ranks", "has 0 items; expected at least 1"),
         ({"datasets": {"busi": {"path": "/no/such/dir"}}, "dataset": "busi"},
          "datasets.busi.path", "does not exist"),
     ],
@@ -73,6 +97,27 @@ def test_bad_config_names_the_key(default: dict, update: dict, key: str, why: st
     message = str(err.value)
     assert f"'{key}'" in message and why in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("key", ["classifier.external", "segmentation.external"])
+def test_an_external_copy_of_the_dataset_stops_at_planning(
+    default: dict, busi_sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    """A copy of the training folder elsewhere (same content digest) is the same data."""
+    monkeypatch.chdir(tmp_path)  # the content digests' cache lands here
+    copy_ = shutil.copytree(busi_sample, tmp_path / "copy")
+    section, _ = key.split(".")
+    datasets = {"busi": {"path": str(busi_sample)}, "mine": {"layout": "busi", "path": str(copy_)}}
+    config = _merge(
+        default, {"dataset": "busi", "datasets": datasets, section: {"external": ["mine"]}}
+    )
+    with pytest.raises(
+        MeddapError, match=rf"'{key}': 'mine' has the same source as .* 'busi' \(sha256"
+    ):
+        validate_config(config, SCHEMA)
+    (copy_ / "benign" / "benign (1).png").unlink()  # different content: a different set
+    (copy_ / "benign" / "benign (1)_mask.png").unlink()
+    validate_config(config, SCHEMA)
 
 
 CASES = sorted((REPO / ".test").glob("*.yaml"))

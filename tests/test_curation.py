@@ -20,6 +20,7 @@ from meddap.common.settings import Curation, Similarity
 from meddap.data.align import _place, overlap_slices, prepare
 from meddap.data.curation import (
     DUPLICATE_COLUMNS,
+    MASK_BAND,
     POLICIES,
     align_pair,
     apply_policy,
@@ -63,7 +64,9 @@ def manifest(busi_sample: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-SIMILARITY = Similarity(image_size=128, candidate_size=16, candidates=6, threshold=0.8)
+SIMILARITY = Similarity(
+    image_size=128, candidate_size=16, candidates=6, threshold=0.8, mask_iou=0.6
+)
 
 
 @pytest.fixture(scope="module")
@@ -90,14 +93,14 @@ def test_a_crop_scores_near_one_after_alignment(manifest: pd.DataFrame) -> None:
     with open_gray(paths["benign_1"]) as gray:
         box = (60, 40, 60 + int(gray.width * 0.7), gray.height)  # a crop, as malignant 65 / 66
         crop = gray.crop(box)
-        prepared = [prepare(gray, 128), prepare(crop, 128)]
+        prepared = [prepare(gray, 128, "a"), prepare(crop, 128, "crop")]
         squashed = [np.asarray(image.resize((128, 128))) for image in (gray, crop)]
-    found = align_pair(prepared, 0, 1)
+    found = align_pair(prepared, 0, 1, True)
     assert found.score > 0.9 and found.overlap == 1.0
     assert found.scale == pytest.approx((1.0, 1.0), abs=0.01)
     assert found.shift == pytest.approx(box[:2], abs=3)
     assert structural_similarity(*squashed, data_range=255) < 0.5  # unaligned, as before
-    assert align_pair(prepared, 1, 0).score == pytest.approx(found.score)
+    assert align_pair(prepared, 1, 0, True).score == pytest.approx(found.score)
 
 
 def test_table_layout(duplicates: pd.DataFrame) -> None:
@@ -127,7 +130,8 @@ def test_mask_iou_after_nearest_resize(manifest: pd.DataFrame, duplicates: pd.Da
     assert got == pytest.approx(want, abs=0.05)  # aligned: shifted by at most a pixel
     accepted = duplicates[duplicates["accepted"]]
     assert accepted["mask_iou"].between(0, 1).all()
-    assert duplicates.loc[~duplicates["accepted"], "mask_iou"].isna().all()
+    below = duplicates["verdict"] == "below_threshold"
+    assert duplicates.loc[below, "mask_iou"].isna().all()  # masks are compared above it only
 
 
 def write_image(path: Path, array: np.ndarray) -> str:
@@ -154,20 +158,25 @@ def synthetic_manifest(tmp_path: Path) -> pd.DataFrame:
 
 def test_groups_do_not_chain(tmp_path: Path) -> None:
     manifest = synthetic_manifest(tmp_path)
-    similarity = Similarity(image_size=48, candidate_size=16, candidates=3, threshold=1.0)
+    similarity = Similarity(
+        image_size=48, candidate_size=16, candidates=3, threshold=1.0, mask_iou=0.6
+    )
     scores = find_duplicates(manifest, similarity).set_index(["id_a", "id_b"])["score"]
     threshold = min(scores["x0", "x1"], scores["x1", "x2"]) - 1e-6
     assert scores["x0", "x2"] < threshold
-    found = find_duplicates(manifest, Similarity(48, 16, 3, threshold))
+    found = find_duplicates(manifest, Similarity(48, 16, 3, threshold, 0.6))
     pairs = accepted_pairs(found)
     assert len(pairs) == 1 and pairs < {("x0", "x1"), ("x1", "x2")}  # complete linkage
     same = found.set_index(["id_a", "id_b"])["same_label"]
     assert same["x0", "x1"] and not same["x1", "x2"]
     assert found["mask_iou"].isna().all()  # both masks empty; one mask missing
+    verdict = found.set_index(["id_a", "id_b"])["verdict"]
+    refused = {("x0", "x1"), ("x1", "x2")} - pairs  # linked, but its images are not grouped
+    assert verdict[next(iter(refused))] == "linkage" and verdict["x0", "x2"] == "below_threshold"
 
 
 def test_no_accepted_pair_gives_no_group(tmp_path: Path) -> None:
-    found = find_duplicates(synthetic_manifest(tmp_path), Similarity(48, 16, 3, 1.0))
+    found = find_duplicates(synthetic_manifest(tmp_path), Similarity(48, 16, 3, 1.0, 0.6))
     assert not found["accepted"].any() and found["group"].isna().all()
     assert list(found.columns) == list(DUPLICATE_COLUMNS)
     kept = apply_policy(synthetic_manifest(tmp_path), found, "drop_all")
@@ -176,7 +185,13 @@ def test_no_accepted_pair_gives_no_group(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("image_size", 8), ("candidate_size", 3), ("candidates", 0), ("threshold", 0.0)],
+    [
+        ("image_size", 8),
+        ("candidate_size", 3),
+        ("candidates", 0),
+        ("threshold", 0.0),
+        ("mask_iou", 1.5),
+    ],
 )
 def test_bad_similarity_names_the_config_key(tmp_path: Path, key: str, value: float) -> None:
     similarity = Similarity(**{**SIMILARITY.params(), key: value})
@@ -234,7 +249,7 @@ def test_unreadable_image_names_the_file(tmp_path: Path) -> None:
     manifest = synthetic_manifest(tmp_path)
     Path(manifest.loc[2, "image_path"]).write_bytes(b"truncated")
     with pytest.raises(MeddapError, match="x2.png"):
-        find_duplicates(manifest, Similarity(48, 16, 3, 0.8))
+        find_duplicates(manifest, Similarity(48, 16, 3, 0.8, 0.6))
 
 
 def test_jobs_write_the_tables_and_log_what_curation_did(
@@ -282,3 +297,66 @@ def test_an_image_placed_outside_the_other_has_an_empty_overlap() -> None:
     portrait, landscape = rng.uniform(0, 255, (120, 40)), rng.uniform(0, 255, (40, 120))
     score, _, overlap = _place(landscape, portrait)  # the BUS-BRA pair that crashed curation
     assert -1.0 <= score <= 1.0 and 0.0 <= overlap <= 1.0
+
+
+def _zoomed_copies(manifest: pd.DataFrame, out: Path) -> tuple[pd.DataFrame, set]:
+    """Every other sample image's 1.20-1.32x zoomed crop (resized back to its size), with its
+    mask alike: the manifest with them, and the (original, copy) pairs."""
+    rows, truth = [], set()
+    for k, row in enumerate(manifest.iloc[::2].itertuples()):
+        zoom = 1.2 + 0.1 * (k % 2) + 0.01 * (k % 3)
+        copies = []
+        for path in (row.image_path, row.mask_path):
+            with Image.open(path) as image:
+                width, height = image.size
+                size = round(width / zoom), round(height / zoom)
+                x, y = (k * 13) % (width - size[0] + 1), (k * 7) % (height - size[1] + 1)
+                crop = image.convert("L").crop((x, y, x + size[0], y + size[1]))
+                method = Image.Resampling.BICUBIC if path == row.image_path else Image.NEAREST
+                copies.append(out / f"zoom_{k}_{len(copies)}.png")
+                crop.resize((width, height), method).save(copies[-1])
+        rows.append({"id": f"zoom_{k:02d}", "label": row.label, "image_path": str(copies[0])})
+        rows[-1]["mask_path"] = str(copies[1])
+        truth.add((row.id, f"zoom_{k:02d}"))
+    return pd.concat([manifest, pd.DataFrame(rows)], ignore_index=True), truth
+
+
+def test_zoomed_copies_up_to_1_3x_are_found(tmp_path: Path, manifest: pd.DataFrame) -> None:
+    """Rescaled crops of the real sample (BUSI's missed copies: 1.16-1.24x) score as copies."""
+    augmented, truth = _zoomed_copies(manifest, tmp_path)
+    found = find_duplicates(augmented, SIMILARITY).set_index(["id_a", "id_b"])
+    scores = found["score"].reindex(sorted(truth))
+    assert (scores >= SIMILARITY.threshold).sum() >= 0.8 * len(truth), scores
+    zoomed = found.loc[scores.index[scores >= SIMILARITY.threshold], "scale_x"]
+    assert zoomed.between(1 / 1.35, 1 / 1.18).all()  # placed at their zoom
+    accepted = found.loc[scores.index, "verdict"].isin(["accepted", "linkage"])
+    assert accepted.sum() >= 0.8 * len(truth)  # linkage: a copy of a group member only
+
+
+def test_masks_that_disagree_veto_a_near_threshold_pair(tmp_path: Path) -> None:
+    """Two looks of one scene scoring just above the threshold: a copy if their lesions
+    overlap, neighbouring frames if they do not."""
+    rng = np.random.default_rng(5)
+    scene = 128 + 600 * gaussian_filter(rng.normal(size=(64, 64)), 2)
+    looks = [
+        write_image(tmp_path / f"f{k}.png", scene + rng.normal(0, 12, scene.shape)) for k in (0, 1)
+    ]
+    lesion = np.zeros((64, 64))
+    lesion[20:40, 8:28] = 255
+    masks = {
+        "same": [write_image(tmp_path / "m.png", lesion)] * 2,
+        "apart": [
+            write_image(tmp_path / "m.png", lesion),
+            write_image(tmp_path / "n.png", lesion[:, ::-1]),
+        ],
+    }
+    manifest = pd.DataFrame({"id": ["f0", "f1"], "label": ["benign"] * 2, "image_path": looks})
+    probe = find_duplicates(manifest.assign(mask_path=None), Similarity(64, 16, 1, 1.0, 0.6))
+    similarity = Similarity(64, 16, 1, float(probe["score"].iloc[0]) - 0.05, 0.6)
+    same = find_duplicates(manifest.assign(mask_path=masks["same"]), similarity).iloc[0]
+    apart = find_duplicates(manifest.assign(mask_path=masks["apart"]), similarity).iloc[0]
+    assert same["verdict"] == "accepted" and same["mask_iou"] > 0.9
+    assert apart["verdict"] == "masks_disagree" and apart["mask_iou"] < 0.1
+    assert not apart["accepted"]
+    sure = Similarity(64, 16, 1, similarity.threshold - MASK_BAND, 0.6)  # far above: a copy
+    assert find_duplicates(manifest.assign(mask_path=masks["apart"]), sure)["accepted"].all()

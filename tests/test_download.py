@@ -15,10 +15,12 @@ import pytest
 from PIL import Image
 
 from meddap.common.errors import MeddapError
+from meddap.common.settings import Archives
 from meddap.data.download import download, fetch_dataset, kaggle_download
 from meddap.data.ingest import build_manifest
 
 KEY = "datasets.busi.sha256"
+LIMITS = Archives(max_member_bytes=1024**3, max_ratio=100)
 
 
 @pytest.fixture
@@ -136,7 +138,12 @@ def test_fetch_from_kaggle_extracts_the_download(
 
     _fake_kaggle(monkeypatch, Api)
     root = tmp_path / "results" / "raw" / "kb"
-    fetch_dataset(root=str(root), dataset="kb", entry={"layout": "busi", "kaggle": "o/busi-b"})
+    fetch_dataset(
+        root=str(root),
+        dataset="kb",
+        entry={"layout": "busi", "kaggle": "o/busi-b"},
+        archives=LIMITS,
+    )
     assert (tmp_path / "results" / "downloads" / "kb" / "busi-b.zip").is_file()
     assert len(build_manifest(root, "kb", "busi", tmp_path / "masks")) == 3
 
@@ -146,7 +153,12 @@ def test_fetch_from_zip_path_gives_an_ingestible_folder(tmp_path: Path) -> None:
     zipped = _busi_zip(tmp_path)
     entry = {"layout": "busi", "path": str(zipped)}
     fetch_dataset(
-        root=str(root), dataset="busi", entry=entry, archive=[str(zipped)], content=_sha(zipped)
+        root=str(root),
+        dataset="busi",
+        entry=entry,
+        archives=LIMITS,
+        archive=[str(zipped)],
+        content=_sha(zipped),
     )
     table = build_manifest(root, "busi", "busi", tmp_path / "masks")
     assert list(table.id) == ["benign_1", "malignant_1", "normal_1"]
@@ -159,7 +171,7 @@ def test_an_archive_changed_after_planning_stops(tmp_path: Path) -> None:
     with pytest.raises(MeddapError, match=r"busi\.zip changed after the workflow was planned"):
         fetch_dataset(
             root=str(root), dataset="busi", entry={"layout": "busi", "path": str(zipped)},
-            archive=[str(zipped)], content="0" * 64,
+            archives=LIMITS, archive=[str(zipped)], content="0" * 64,
         )  # fmt: skip
     assert not root.exists()
 
@@ -168,14 +180,19 @@ def test_fetch_from_url_caches_and_extracts(tmp_path: Path) -> None:
     archive = _busi_zip(tmp_path)
     root = tmp_path / "results" / "raw" / "busi"
     entry = {"layout": "busi", "url": archive.as_uri(), "sha256": _sha(archive)}
-    fetch_dataset(root=str(root), dataset="busi", entry=entry)
+    fetch_dataset(root=str(root), dataset="busi", entry=entry, archives=LIMITS)
     assert (tmp_path / "results" / "downloads" / "busi" / "busi.zip").is_file()
     assert (root / "Dataset_BUSI_with_GT" / "benign" / "benign (1).png").is_file()
 
 
 def test_fetch_from_url_copies_a_plain_file(tmp_path: Path, payload: Path) -> None:
     root = tmp_path / "results" / "raw" / "one"
-    fetch_dataset(root=str(root), dataset="one", entry={"layout": "x", "url": payload.as_uri()})
+    fetch_dataset(
+        root=str(root),
+        dataset="one",
+        entry={"layout": "x", "url": payload.as_uri()},
+        archives=LIMITS,
+    )
     assert [p.name for p in root.iterdir()] == ["data file.bin"]
 
 
@@ -186,11 +203,34 @@ def test_fetch_phantom_calls_the_generator(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setitem(sys.modules, "meddap.data.phantom", module)
     params = {"patients": 3, "image_size": 32, "seed": 1}
     fetch_dataset(
-        root=str(tmp_path / "r"), dataset="p", entry={"layout": "busi", "phantom": params}
+        root=str(tmp_path / "r"),
+        dataset="p",
+        entry={"layout": "busi", "phantom": params},
+        archives=LIMITS,
     )
     assert calls == [(tmp_path / "r", params)]
 
 
 def test_fetch_refuses_a_folder_path(tmp_path: Path) -> None:
     with pytest.raises(MeddapError, match=r"'datasets\.mine\.path' names a folder"):
-        fetch_dataset(root=str(tmp_path / "r"), dataset="mine", entry={"path": str(tmp_path)})
+        fetch_dataset(
+            root=str(tmp_path / "r"), dataset="mine", entry={"path": str(tmp_path)}, archives=LIMITS
+        )
+
+
+def test_a_path_archive_with_a_wrong_sha256_stops(tmp_path: Path) -> None:
+    zipped = _busi_zip(tmp_path)
+    root = tmp_path / "results" / "raw" / "busi"
+    entry = {"layout": "busi", "path": str(zipped), "sha256": "ab" * 32}
+    with pytest.raises(MeddapError, match=rf"busi\.zip has sha256 {_sha(zipped)}, expected (ab)+ "):
+        fetch_dataset(
+            root=str(root), dataset="busi", entry=entry, archives=LIMITS,
+            archive=[str(zipped)], content=_sha(zipped),
+        )  # fmt: skip
+    assert not root.exists()
+    entry["sha256"] = _sha(zipped)
+    fetch_dataset(
+        root=str(root), dataset="busi", entry=entry, archives=LIMITS,
+        archive=[str(zipped)], content=_sha(zipped),
+    )  # fmt: skip
+    assert (root / "Dataset_BUSI_with_GT" / "benign" / "benign (1).png").is_file()

@@ -11,6 +11,7 @@ import pytest
 from meddap.common.errors import MeddapError
 from meddap.common.settings import Folds
 from meddap.data.folds import leakage_groups, make_splits, split_folds
+from meddap.data.layouts import slug
 
 LABELS = {"benign": 0.5, "malignant": 0.3, "normal": 0.2}
 
@@ -123,7 +124,8 @@ def test_job_takes_duplicate_groups_from_the_duplicates_table(tmp_path: Path) ->
         curated=str(tmp_path / "curated.parquet"),
         duplicates=str(tmp_path / "duplicates.parquet"),
         splits=str(out),
-        folds=Folds(k=3, val_fraction=0.2, seed=0),
+        folds=Folds(source="own", k=3, val_fraction=0.2, seed=0),
+        layout="busi",
     )
     splits = pd.read_parquet(out).set_index(["fold", "id"])["split"]
     for fold in range(3):
@@ -139,3 +141,63 @@ def test_tiny_sets_still_get_a_val_split() -> None:
     splits = make_splits(curated, k=3, val_fraction=0.15, seed=0)
     assert set(splits.split) == {"train", "val", "test"}
     assert (splits.groupby("fold").split.apply(lambda s: (s == "val").sum()) > 0).all()
+
+
+BUS_BRA = Path(__file__).resolve().parents[2] / "shared" / "data" / "busbra-subset"
+
+
+def _bus_bra_curated() -> pd.DataFrame:
+    """The BUS-BRA subset as ingest reads it (id, label, Case as patient), without its images."""
+    table = pd.read_csv(BUS_BRA / "bus_data.csv", dtype=str)
+    return pd.DataFrame(
+        {"id": table["ID"].map(slug), "label": table["Pathology"], "patient_id": table["Case"]}
+    )
+
+
+def _split_release(
+    tmp_path: Path, curated: pd.DataFrame, duplicates: pd.DataFrame, k: int
+) -> pd.DataFrame:
+    curated.to_parquet(tmp_path / "curated.parquet", index=False)
+    duplicates.to_parquet(tmp_path / "duplicates.parquet", index=False)
+    split_folds(
+        curated=str(tmp_path / "curated.parquet"),
+        duplicates=str(tmp_path / "duplicates.parquet"),
+        splits=str(tmp_path / "splits.parquet"),
+        folds=Folds(source="release", k=k, val_fraction=0.15, seed=0),
+        layout="bus_bra",
+        release=[str(BUS_BRA), "source.json"],
+    )
+    return pd.read_parquet(tmp_path / "splits.parquet")
+
+
+NO_DUPLICATES = pd.DataFrame(
+    {"id_a": [], "id_b": [], "accepted": pd.Series([], dtype=bool), "group": []}
+)
+
+
+@pytest.mark.parametrize("k", [5, 10])
+def test_release_folds_test_as_bus_bra_does(tmp_path: Path, k: int) -> None:
+    curated = _bus_bra_curated()
+    splits = _split_release(tmp_path, curated, NO_DUPLICATES, k)
+    official = pd.read_csv(BUS_BRA / f"{k}-fold-cv.csv", dtype=str)
+    tested = splits[splits["split"] == "test"].set_index("id")["fold"]
+    assert tested.sort_index().to_dict() == dict(
+        zip(official["ID"].map(slug), official["kFold"].astype(int) - 1, strict=True)
+    )
+    patient = splits["id"].map(curated.set_index("id")["patient_id"])
+    assert splits.groupby(["fold", patient])["split"].nunique().eq(1).all()  # val too
+    val = (splits["split"] == "val").groupby(splits["fold"]).mean()
+    assert val.between(0.08, 0.22).all()
+
+
+def test_release_folds_refuse_a_duplicate_group_across_test_folds(tmp_path: Path) -> None:
+    curated = _bus_bra_curated()  # bus_0002_l is in test fold 5, bus_0006_s in fold 4
+    pair = {"id_a": ["bus_0002_l"], "id_b": ["bus_0006_s"], "accepted": [True], "group": [0]}
+    with pytest.raises(MeddapError, match=r"folds\.source: the release puts images bus_0002_l, "):
+        _split_release(tmp_path, curated, pd.DataFrame(pair), 5)
+
+
+def test_release_folds_need_every_image(tmp_path: Path) -> None:
+    curated = pd.concat([_bus_bra_curated(), pd.DataFrame([{"id": "extra", "label": "benign"}])])
+    with pytest.raises(MeddapError, match=r"folds have no row for image extra"):
+        _split_release(tmp_path, curated, NO_DUPLICATES, 5)

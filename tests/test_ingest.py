@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from meddap.common.errors import MeddapError
+from meddap.common.settings import MaskCheck
 from meddap.data.ingest import COLUMNS, build_manifest, ingest
 
 W, H = 24, 16
@@ -49,8 +50,10 @@ def sample(busi_sample: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.Da
         raw=str(busi_sample.parent),
         manifest=str(out / "manifest.parquet"),
         masks=str(out / "masks"),
+        findings=str(out / "findings.parquet"),
         dataset="busi",
         layout="busi",
+        mask_check=MaskCheck("stop"),  # the sample's masks all agree with their labels
     )
     return pd.read_parquet(out / "manifest.parquet")
 
@@ -268,13 +271,7 @@ def test_bad_busi_folder_leaves_nothing(
     breaks(raw)
     out = tmp_path / "out"
     with pytest.raises(MeddapError, match=message):
-        ingest(
-            raw=str(raw),
-            manifest=str(out / "manifest.parquet"),
-            masks=str(out / "masks"),
-            dataset="busi",
-            layout="busi",
-        )
+        _ingest(raw, out, "drop")
     assert not out.exists() or not any(out.iterdir())
 
 
@@ -286,3 +283,48 @@ def test_unknown_label_and_layout(tmp_path: Path) -> None:
         build_manifest(raw, "udiat", "udiat", tmp_path / "masks")
     with pytest.raises(MeddapError, match=r"layout 'kvasir' is unknown"):
         build_manifest(raw, "x", "kvasir", tmp_path / "masks")
+
+
+def _contradicting_busi(root: Path) -> Path:
+    """A BUSI folder whose benign (1) has an empty mask and normal (2) a lesion."""
+    make_busi(root)
+    _mask(root / "benign" / "benign (1)_mask.png", (0, 0, 0, 0))
+    _mask(root / "normal" / "normal (2)_mask.png")
+    return root
+
+
+def _ingest(raw: Path, out: Path, policy: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    ingest(
+        raw=str(raw),
+        manifest=str(out / "manifest.parquet"),
+        masks=str(out / "masks"),
+        findings=str(out / "findings.parquet"),
+        dataset="busi",
+        layout="busi",
+        mask_check=MaskCheck(policy),
+    )
+    return pd.read_parquet(out / "manifest.parquet"), pd.read_parquet(out / "findings.parquet")
+
+
+@pytest.mark.parametrize("policy", ["drop", "keep"])
+def test_masks_contradicting_labels_are_reported(tmp_path: Path, policy: str) -> None:
+    table, findings = _ingest(_contradicting_busi(tmp_path / "raw"), tmp_path / "out", policy)
+    assert findings.set_index("id")["finding"].to_dict() == {
+        "benign_1": "empty mask on a benign image",
+        "normal_2": "lesion in the mask of a normal image",
+    }
+    assert set(findings["action"]) == {"dropped" if policy == "drop" else "kept"}
+    dropped = {"benign_1", "normal_2"}
+    assert dropped.isdisjoint(table["id"]) == (policy == "drop") and len(table) == 6 - 2 * (
+        policy == "drop"
+    )
+    masks = {p.stem for p in (tmp_path / "out" / "masks").iterdir()}
+    assert masks == set(table["id"])  # a dropped image leaves no mask behind
+
+
+def test_masks_contradicting_labels_stop_naming_them(tmp_path: Path) -> None:
+    raw = _contradicting_busi(tmp_path / "raw")
+    message = r"2 image\(s\) .*benign \(1\)\.png \(empty mask on a benign image\); .*normal \(2\)"
+    with pytest.raises(MeddapError, match=message + r".*curation\.mask_label: stop"):
+        _ingest(raw, tmp_path / "out", "stop")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

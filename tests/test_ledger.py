@@ -30,6 +30,7 @@ def _job(rule: str, fold: str, outputs: list[str], minute: int) -> None:
         wildcards={"fold": fold},
         started=T0 + timedelta(minutes=minute),
         ended=T0 + timedelta(minutes=minute, seconds=90),
+        process={"startup_seconds": 3.0, "startup_cpu_seconds": 2.5, "cpu_seconds": 60.0},
     )
     provenance.write_records(record)
 
@@ -63,6 +64,8 @@ def test_one_row_per_job_with_two_outputs(workdir: Path) -> None:
     ]
     assert prep0["params"] == '{"fold": 0, "seed": 7}'
     assert (prep0["n_inputs"], prep0["seconds"]) == (1, 90.0)
+    assert (prep0["startup_cpu_seconds"], prep0["cpu_seconds"]) == (2.5, 60.0)
+    assert pd.isna(prep0["max_rss_mb"])  # a key the record lacks is missing, not 0
     assert json.loads(prep0["packages"]) == provenance.package_versions()
 
 

@@ -22,7 +22,13 @@ from meddap.diffusion.pipeline import load_pipeline
 from meddap.diffusion.tiny import build_tiny_sd
 from meddap.lora import train as lora_train
 from meddap.lora.cache import encode_fold, load_cache
-from meddap.lora.params import FULL, count_lora_params, lora_params_table
+from meddap.lora.params import (
+    FULL,
+    SD14_UNET_CONFIG,
+    count_lora_params,
+    largest_rank,
+    lora_params_table,
+)
 from meddap.lora.train import train_lora
 from meddap.run.jobs import typed_params
 
@@ -146,6 +152,13 @@ def test_counts_on_sd14_unet_match_the_paper() -> None:
         assert counts["trainable"] == 99_456 * rank
         assert counts["fraction"] < 1e-3
     assert count_lora_params(8, "attn1_attn2")["fraction"] > 1e-3
+
+
+def test_largest_rank_is_the_smallest_attention_width_and_stays_below_the_unet() -> None:
+    width = SD14_UNET_CONFIG["block_out_channels"][0]  # inner size of the first attention
+    assert largest_rank() == largest_rank(("attn2",)) == width == 320
+    counts = count_lora_params(width, "attn1_attn2")
+    assert counts["trainable"] == 199_296 * width and counts["fraction"] < 0.1
 
 
 def test_params_table_flags_attn2_below_a_thousandth() -> None:

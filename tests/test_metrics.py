@@ -6,7 +6,12 @@ import json
 
 import numpy as np
 import pytest
-from sklearn.metrics import precision_recall_fscore_support, recall_score, roc_auc_score
+from sklearn.metrics import (
+    balanced_accuracy_score,
+    precision_recall_fscore_support,
+    recall_score,
+    roc_auc_score,
+)
 
 from meddap.cls.metrics import EXTERNAL_RULE, classification_metrics, external_metrics
 from meddap.common.errors import MeddapError
@@ -67,12 +72,24 @@ def test_agrees_with_scikit_learn_on_random_predictions() -> None:
     assert result["accuracy"] == pytest.approx(np.mean(pred == truth))
 
 
-def test_absent_class_has_no_auc_and_is_json_safe() -> None:
+def test_absent_class_is_null_and_left_out_of_the_averages() -> None:
     labels = ["benign", "malignant", "benign", "malignant"]
-    result = classification_metrics(labels, _confident([1, 2, 2, 2]), CLASSES)
-    assert result["per_class"]["normal"]["auc"] is None
-    assert result["per_class"]["normal"]["sensitivity"] == 0.0
-    assert result["per_class"]["normal"]["specificity"] == 1.0
+    predicted = [0, 2, 2, 2]  # B->N M->M B->M M->M: normal predicted once but never present
+    result = classification_metrics(labels, _confident(predicted), CLASSES)
+    normal = result["per_class"]["normal"]
+    scores = ("sensitivity", "specificity", "precision", "f1", "auc")
+    assert normal == {**dict.fromkeys(scores), "support": 0}
+    truth, present = [CLASSES.index(c) for c in labels], [1, 2]
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        truth, predicted, labels=present, average="macro", zero_division=0
+    )
+    assert result["macro"]["sensitivity"] == pytest.approx(recall) == pytest.approx(1 / 2)
+    assert result["macro"]["precision"] == pytest.approx(precision)
+    assert result["macro"]["f1"] == pytest.approx(f1)
+    assert result["macro"]["specificity"] == pytest.approx((1 + 1 / 2) / 2)
+    with pytest.warns(UserWarning, match="y_pred contains classes not in y_true"):
+        balanced = balanced_accuracy_score(truth, predicted)
+    assert result["balanced_accuracy"] == pytest.approx(balanced) == result["macro"]["sensitivity"]
     defined = [result["per_class"][c]["auc"] for c in ("benign", "malignant")]
     assert result["macro"]["auc"] == pytest.approx(np.mean(defined))
     json.dumps(result, allow_nan=False)

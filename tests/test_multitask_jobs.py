@@ -200,3 +200,19 @@ def test_table5_has_a_pr_row_per_refinable_mode_and_na_for_unmeasured_halves(
             metrics=[*metrics, metrics[0]], **out, markdown=str(tmp_path / "t.md"),
             table="table5", dataset="phantom", image_size=32,
         )  # fmt: skip
+
+
+def test_a_class_no_test_split_holds_is_na_in_the_per_class_table(tmp_path: Path) -> None:
+    metrics = [_record(tmp_path / f"m{f}.json", "cls", f, 0.5, 0.8) for f in (0, 1)]
+    for path in metrics:  # as joint_scores writes a split without malignant images
+        record = json.loads(Path(path).read_text())
+        record["raw"]["dice"]["malignant"] = record["raw"]["f1"]["malignant"] = None
+        Path(path).write_text(json.dumps(record))
+    out = {k: str(tmp_path / f"t.{k}") for k in ("parquet", "csv")}
+    multitask_table(
+        metrics=metrics, **out, markdown=str(tmp_path / "t.md"), table="per_class",
+        dataset="phantom", image_size=32,
+    )  # fmt: skip
+    row = pd.read_parquet(out["parquet"]).iloc[0]
+    assert row.f1_malignant == "n/a" and row.dice_malignant == "n/a"
+    assert row.f1_benign == "80.00 ± 0.00"

@@ -252,9 +252,9 @@ def test_cli_documents_and_runs_pretrain_base(
     out = tmp_path / "cli-sd"
     args = ["pretrain-base", "--output", str(out), "--checkpoint-dir", str(tmp_path / "ckpt")]
     args += ["--patients", "4", "--image-size", "32", "--vae-steps", "1", "--unet-steps", "1"]
-    main([*args, "--batch-size", "2"])
+    main([*args, "--force", "--batch-size", "2"])
     assert f"wrote {out}" in capsys.readouterr().out
-    record = json.loads((out / BUILD_RECORD).read_text())
+    record = json.loads((out / BUILD_RECORD).read_text())  # --force does not shape the bytes
     assert record["command"] == "meddap " + " ".join([*args, "--batch-size", "2"])
     assert record["config"]["unet_steps"] == 1
     load_pipeline(str(out))

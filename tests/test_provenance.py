@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -157,8 +158,59 @@ def test_job_records_hashed_inputs_outputs_and_params(tmp_path: Path) -> None:
     assert record["packages"]["pandas"] and record["code"]["source_sha256"]
 
 
+def test_job_records_its_process_start_up_and_cpu(tmp_path: Path) -> None:
+    def busy(**kwargs: object) -> None:
+        deadline = time.process_time() + 0.3
+        while time.process_time() < deadline:
+            pass
+        _upper(**kwargs)
+
+    jobs.run(_smk(tmp_path, shout=True), busy)
+    process = json.loads(provenance.sidecar(tmp_path / "out.json").read_text())["process"]
+    assert process["cpu_seconds"] - process["startup_cpu_seconds"] >= 0.3
+    assert process["startup_seconds"] > 0 and process["max_rss_mb"] > 10
+
+
 def test_job_error_exits_with_one_sentence_and_no_output(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as stop:
         jobs.run(_smk(tmp_path, shout=False), _upper)
     assert str(stop.value) == "meddap: param 'shout' must be true"
     assert not (tmp_path / "out.json").exists()
+
+
+def _broken(*, source: str, result: str, shout: bool) -> None:
+    text = Path(source).read_text()
+    raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({len(text)}x2 and 3x4)")
+
+
+def test_an_unexpected_error_ends_the_job_in_one_sentence_with_the_traceback_in_its_log(
+    tmp_path: Path,
+) -> None:
+    smk = _smk(tmp_path, shout=True)
+    smk.log = [str(tmp_path / "job.log")]
+    with pytest.raises(SystemExit) as stop:
+        jobs.run(smk, _broken)
+    message = str(stop.value)
+    assert message.startswith("meddap: job copy_upper (dataset=phantom) reading ")
+    assert str(tmp_path / "in.txt") in message and "mat1 and mat2 shapes" in message
+    assert message.endswith(f"the traceback is in {tmp_path / 'job.log'}")
+    assert "\n" not in message and "Traceback" not in message
+    log = (tmp_path / "job.log").read_text()
+    assert "Traceback (most recent call last)" in log and "in _broken" in log
+
+
+def test_a_failed_rerun_leaves_no_record_of_the_earlier_run(tmp_path: Path) -> None:
+    jobs.run(_smk(tmp_path, shout=True), _upper)
+    assert provenance.sidecar(tmp_path / "out.json").exists()
+    with pytest.raises(SystemExit):
+        jobs.run(_smk(tmp_path, shout=False), _upper)
+    assert not provenance.sidecar(tmp_path / "out.json").exists()
+
+
+def test_a_job_that_writes_no_output_names_it(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as stop:
+        jobs.run(_smk(tmp_path, shout=True), lambda *, source, result, shout: None)
+    assert (
+        str(stop.value)
+        == f"meddap: job copy_upper ended without writing its output {tmp_path / 'out.json'}"
+    )

@@ -63,3 +63,33 @@ def test_the_command_line(tmp_path: Path) -> None:
         [sys.executable, "-m", "meddap.cli", *args], capture_output=True, text=True
     )
     assert again.returncode == 1 and again.stderr.startswith("meddap: ")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"jobs": -5}, "slurm-profile --jobs must be at least 1, got -5"),
+        ({"retries": -1}, "slurm-profile --retries must be at least 0, got -1"),
+        ({"init_seconds": -3}, "slurm-profile --init-seconds must be at least 1, got -3"),
+        ({"partition": "gpu\nexecutor: local"}, "slurm-profile --partition 'gpu\\nexecutor"),
+        ({"account": ""}, "slurm-profile --account '' is not a SLURM name"),
+    ],
+)
+def test_a_setting_snakemake_would_take_but_slurm_cannot_stops(
+    tmp_path: Path, change: dict, message: str
+) -> None:
+    with pytest.raises(MeddapError) as err:
+        write_profile(Cluster(**change), tmp_path)
+    assert str(err.value).startswith(message)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_destination_that_is_a_file_or_cannot_be_written_stops(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("mine")
+    with pytest.raises(MeddapError, match=r"--dest .*taken is a file, not a folder"):
+        write_profile(Cluster(), tmp_path / "taken")
+    assert (tmp_path / "taken").read_text() == "mine"
+    with pytest.raises(
+        MeddapError, match=r"--dest /proc/x cannot be written: making a file in /proc"
+    ):
+        write_profile(Cluster(), Path("/proc/x"))

@@ -12,8 +12,10 @@ import pandas as pd
 import pytest
 from scipy.stats import ttest_rel
 
+from meddap.cls.metrics import classification_metrics
 from meddap.common import paths
 from meddap.common.errors import MeddapError
+from meddap.common.labels import CLASSES
 from meddap.report import tables
 
 MODELS = ("densenet121", "squeezenet1_1")
@@ -44,8 +46,8 @@ def _trainset(setting: str, fold: int) -> str:
 def _scores(accuracy: float, fold: int) -> dict:
     macro = {"sensitivity": accuracy - 0.05 * fold, "specificity": accuracy + 0.01 * fold**2}
     macro |= {"precision": accuracy - 0.02, "f1": accuracy - 0.03 * (fold % 2)}
-    # no normal image in the test split; malignant never predicted
-    recall = {"normal": (0.0, 0), "benign": (accuracy, 9), "malignant": (0.0, 4)}
+    # no normal image in the test split (null scores); malignant never predicted
+    recall = {"normal": (None, 0), "benign": (accuracy, 9), "malignant": (0.0, 4)}
     per_class = {c: {"sensitivity": r, "support": n} for c, (r, n) in recall.items()}
     return {
         "accuracy": accuracy,
@@ -228,6 +230,27 @@ def test_single_fold_gives_nan_p_values(tmp_path: Path) -> None:
     frame = pd.read_parquet(out["parquet"])
     assert frame.p_accuracy.isna().all() and frame.accuracy_std.isna().all()
     assert "± n/a" in Path(out["markdown"]).read_text()
+
+
+def test_tables_average_over_the_classes_the_test_split_holds(tmp_path: Path) -> None:
+    """Scores from real metrics: a split without normal images leaves normal out everywhere."""
+    labels = ["benign", "benign", "malignant", "malignant"]
+    probs = np.eye(3)[[0, 1, 2, 1]]  # B->N B->B M->M M->B
+    test = classification_metrics(labels, probs, CLASSES)
+    tree = _tree(tmp_path, folds=(0,))
+    for path in tree.metrics:
+        _write(Path(path), json.loads(Path(path).read_text()) | {"test": test})
+    out = {n: _outputs(tmp_path, n) for n in ("table1", "table2")}
+    tables.table1(metrics=tree.metrics, quality=tree.quality, **out["table1"], dataset="ds",
+                  quality_sets=tree.quality_sets)  # fmt: skip
+    tables.table2(metrics=tree.metrics, **out["table2"], dataset="ds")
+    real = _row(pd.read_parquet(out["table1"]["parquet"]), "densenet121", "real")
+    assert (real.recall_normal, real.recall_benign) == ("n/a", "50.00 ± n/a")
+    assert real.balanced_accuracy_mean == pytest.approx(1 / 2)
+    real = _row(pd.read_parquet(out["table2"]["parquet"]), "densenet121", "real")
+    assert real.sensitivity_mean == pytest.approx(1 / 2) == real.balanced_accuracy_mean
+    assert real.precision_mean == pytest.approx((1 / 2 + 1) / 2)
+    assert real.specificity_mean == pytest.approx((1 / 2 + 1) / 2)
 
 
 def test_cell_from_its_own_files_only(tmp_path: Path, tree: Tree) -> None:

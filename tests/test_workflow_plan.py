@@ -152,6 +152,19 @@ def test_the_paper_grid_plans_every_cell(tmp_path: Path) -> None:
         ),
         ("results/cells/table1/squeezenet1_1/dark/100.json", "config key 'synthesis.adjectives'"),
         ("results/cells/table1/squeezenet1_1/bright/75.json", "config key 'synthesis.ratios'"),
+        ("results/cells/table1/squeezenet1_1/bright/abc.json", "config key 'synthesis.ratios'"),
+        (
+            "results/cells/seg/unet/mask-real-3to1/test.json",
+            "'mask-real-3to1' is not in config key 'segmentation.trainsets'",
+        ),
+        (
+            "results/cells/multitask/foo/seg/pr-no.json",
+            "'foo' is not in config key 'multitask.backbones'",
+        ),
+        (
+            "results/cells/multitask/unetpp_ds/mt-l0.85-do/pr-maybe.json",
+            "pr-maybe is neither pr-yes (with prediction refining) nor pr-no",
+        ),
         (
             "results/cls/phantom/fold0/squeezenet1_1/r2-bright-300/metrics.json",
             "ratio 300% exceeds config key 'synthesis.pool' (100%)",
@@ -176,3 +189,53 @@ def test_supported_models_match_the_schema_and_the_model_zoo() -> None:
 
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
     assert list(SUPPORTED_MODELS) == schema["definitions"]["model"]["enum"] == sorted(HEADS)
+
+
+@pytest.mark.parametrize(
+    ("target", "config", "message"),
+    [
+        (
+            "results/cls/phantom/fold5/squeezenet1_1/real/metrics.json",
+            None,
+            "fold 5 of dataset phantom does not exist with config key 'folds.k' = 3",
+        ),
+        (
+            "results/cls/phantom/fold-1/squeezenet1_1/real/metrics.json",
+            None,
+            "fold -1 of dataset phantom does not exist with config key 'folds.k' = 3",
+        ),
+        (  # the check reached through another rule's input (score_segmenter <- train_segmenter)
+            "results/seg/phantom/foldx/unet/real/metrics.json",
+            None,
+            "fold x of dataset phantom does not exist with config key 'folds.k' = 3",
+        ),
+        (
+            "results/figures/samples_phantom_fold01.png",
+            None,
+            "fold 01 of dataset phantom does not exist with config key 'folds.k' = 3",
+        ),
+        (
+            "results/seg/phantom/fold0/unet/mask-real-1to2/metrics.json",
+            {"segmentation": {"synthesis": {"pool": 1, "ratios": ["1:1"]}}},
+            "trainset mask-real-1to2 needs 2 synthetic pairs per real image, but config key "
+            "'segmentation.synthesis.pool' generates 1",
+        ),
+        (
+            "results/tables/table3.md",
+            {"classifier": {"external": []}},
+            "config key 'classifier.external' is []",
+        ),
+    ],
+)
+def test_what_a_job_would_find_late_stops_when_the_plan_is_built(
+    tmp_path: Path, target: str, config: dict | None, message: str
+) -> None:
+    run = snakemake(tmp_path, target, config=config, extra=("-n",))
+    assert run.returncode != 0
+    assert message in run.stdout + run.stderr
+    assert "Job stats" not in run.stdout
+
+
+def test_no_external_classifier_sets_leave_table3_out_of_the_default_target(tmp_path: Path) -> None:
+    jobs = planned_jobs(tmp_path, config={"classifier": {"external": []}})
+    assert "table3" not in jobs and jobs["table2"] == 1

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
-from meddap.common.errors import MeddapError
+from meddap.common.atomic import check_writable
+from meddap.common.errors import MeddapError, crash_sentence
 
 
 def _lora_params(args: argparse.Namespace) -> None:
@@ -37,10 +40,23 @@ def _slurm_profile(args: argparse.Namespace) -> None:
     print(f"wrote {write_profile(cluster, args.dest, force=args.force)}")
 
 
+def _check_model_output(output: str, force: bool) -> None:
+    """Stop before training unless model folder `output` can be written: not a file, not an
+    existing folder (a shipped model included) without --force, in a writable place."""
+    path = Path(output)
+    if path.exists() and not path.is_dir():
+        raise MeddapError(f"--output {output} is a file; expected a folder for the model")
+    if path.exists() and not force:
+        raise MeddapError(f"--output {output} exists; pass --force to replace it")
+    check_writable(path.parent, f"--output {output}: folder")
+
+
 def _pretrain_base(args: argparse.Namespace) -> None:
     from meddap.diffusion.pretrain import pretrain_base
     from meddap.diffusion.pretrain_config import PretrainConfig
 
+    _check_model_output(args.output, args.force)
+    check_writable(args.checkpoint_dir, "--checkpoint-dir")
     config = PretrainConfig(
         patients=args.patients,
         image_size=args.image_size,
@@ -111,12 +127,14 @@ def _add_pretrain_base(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="continue from the checkpoint of a killed run with the same settings",
     )
+    _add_force(base)
     base.set_defaults(func=_pretrain_base)
 
 
 def _pretrain_controlnet(args: argparse.Namespace) -> None:
     from meddap.masked.pretrain import ControlNetPretrainConfig, pretrain_controlnet
 
+    _check_model_output(args.output, args.force)
     config = ControlNetPretrainConfig(
         condition=args.condition,
         patients=args.patients,
@@ -175,7 +193,16 @@ def _add_pretrain_controlnet(sub: argparse._SubParsersAction) -> None:
     net.add_argument(
         "--patients", type=int, default=defaults.patients, help="phantom patients of the corpus"
     )
+    _add_force(net)
     net.set_defaults(func=_pretrain_controlnet)
+
+
+def _add_force(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing --output folder (the build record omits this flag)",
+    )
 
 
 def _add_slurm_profile(sub: argparse._SubParsersAction) -> None:
@@ -215,7 +242,10 @@ def _parser() -> argparse.ArgumentParser:
         "audit", help="verify an output's provenance back to the raw data and print its lineage"
     )
     check.add_argument("path", help="any workflow output (table, cell, weights, image set...)")
-    check.add_argument("--root", default=".", help="the workflow's working directory")
+    check.add_argument(
+        "--root",
+        help="the workflow's working directory (default: found from the output's record)",
+    )
     check.set_defaults(func=_audit)
     _add_slurm_profile(sub)
     _add_pretrain_base(sub)
@@ -223,15 +253,32 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _crash_log(command: str) -> Path:
+    """A new file for the traceback of an unexpected error (the user's log folder, else /tmp)."""
+    from platformdirs import user_log_dir
+
+    name = f"{command}-{time.strftime('%Y%m%dT%H%M%S')}-"
+    try:
+        folder = Path(user_log_dir("meddap"))
+        folder.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkstemp(prefix=name, suffix=".log", dir=folder)[1])
+    except OSError:
+        return Path(tempfile.mkstemp(prefix=f"meddap-{name}", suffix=".log")[1])
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `meddap` console script."""
     args = _parser().parse_args(argv)
-    args.invocation = shlex.join(["meddap", *(sys.argv[1:] if argv is None else argv)])
+    given = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--force"]
+    args.invocation = shlex.join(["meddap", *given])  # what builds the output, for its record
     func: Callable[[argparse.Namespace], None] = args.func
     try:
         func(args)
     except MeddapError as err:
         sys.exit(f"meddap: {err}")
+    except Exception as err:  # the last resort: one sentence here, the traceback in a log
+        log = _crash_log(args.command)
+        sys.exit(f"meddap: {crash_sentence(err, f'meddap {args.command}', log)}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ rule train_classifier:
         seg_synthetic_files,
         expand(paths.SOURCE, dataset=CLS["external"]),
         manifest=paths.CURATED,
-        splits=paths.SPLITS,
+        splits=fold_splits,
         synthetic=synthetic_manifest,
         external=expand(paths.MANIFEST, dataset=CLS["external"]),
     output:

@@ -11,7 +11,7 @@ from meddap.seg.names import MIXING_SOURCE, TEXT, check_setting, mixing_token, r
 from meddap.data.fingerprint import content_digest, model_digest
 from meddap.common.hashing import file_sha256
 from meddap.data.registry import is_archive, local_dataset_dir, user_path
-from meddap.run.config import base_model_location, check_cell, check_segmenter, check_trainset
+from meddap.run.config import base_model_location, check_cell, check_fold, check_pool, check_segmenter, check_trainset
 from meddap.multitask.modes import REFINABLE_PATTERN, TRAINED_PATTERN, parse_mode
 from meddap.lora.names import adaptation_rank
 from meddap.diffusion.compat import check_models
@@ -20,13 +20,15 @@ from meddap.diffusion.compat import check_models
 wildcard_constraints:
     dataset=r"[a-z][a-z0-9_]*",
     external=r"[a-z][a-z0-9_]*",
-    fold=r"\d+",
+    fold=r"[^/]+",  # fold_splits checks it against folds.k
     rank=r"\d+",
     adjective=r"[a-z]+(-[a-z]+)*",
     model=r"[a-z0-9_]+(-[a-z0-9]+)*",  # segmenters: dsunet-s4-adv
     trainset=r"real|r\d+-[a-z]+(-[a-z]+)*-\d+",
     backbone=r"unetpp_ds|dsunet-s4",  # meddap.multitask.models.BACKBONES
 
+
+CELL_NAME = r"[^/]+"  # each part of a cell target: its input function checks it against its key
 
 DATASET = config["dataset"]
 LORA = config["lora"]
@@ -43,6 +45,12 @@ BASE_MODEL = (
 )
 LORA_RANKS = [r for r in LORA["ranks"] if r > 0]  # trained; rank 0 is the base model without LoRA
 BASE_ROW = 0 in LORA["ranks"]  # Table 1 then holds the base model's sets as rows r0-...
+
+
+def fold_splits(wildcards):
+    """The dataset's fold split, for a job of one of its `folds.k` folds."""
+    check_fold(wildcards.fold, config["folds"]["k"], wildcards.dataset)
+    return paths.SPLITS.format(dataset=wildcards.dataset)
 
 
 def dataset_entry(wildcards):
@@ -67,6 +75,14 @@ def path_archive(wildcards):
 def content_of(kind):
     """A param function: the content digest of the dataset's source if it is of `kind`, else ''."""
     return lambda wildcards: content_digest(wildcards.dataset, dataset_entry(wildcards), kind)
+
+
+def release_folder(wildcards):
+    """The dataset's folder and source fingerprint where folds.source is `release` (its official
+    fold files are read there, and audited by the fingerprint), else nothing."""
+    if config["folds"]["source"] != "release":
+        return []
+    return [raw_dir(wildcards), dataset_files(wildcards)]
 
 
 def dataset_files(wildcards):
@@ -153,6 +169,13 @@ def fold_trainsets(dataset, fold):
     ]
 
 
+def external_metrics(wildcards):
+    """Table 3's runs: every classifier, once there are external sets to score them on."""
+    if not CLS["external"]:
+        raise MeddapError("Table 3 reports external accuracy, but config key 'classifier.external' is [] (the default target leaves Table 3 out then)")
+    return all_metrics(wildcards)
+
+
 def all_metrics(wildcards):
     return [
         paths.CLS_METRICS.format(dataset=DATASET, fold=f, model=m, trainset=t)
@@ -176,7 +199,7 @@ def cell_metrics(wildcards):
     grid = {
         "classifier.models": (wildcards.model, CLS["models"]),
         "synthesis.adjectives": (wildcards.adjective, SYNTH["adjectives"]),
-        "synthesis.ratios": (int(wildcards.ratio), SYNTH["ratios"]),
+        "synthesis.ratios": (wildcards.ratio, SYNTH["ratios"]),
     }
     check_cell(paths.CELL.format(**dict(wildcards.items())), grid)
     return [
@@ -247,7 +270,7 @@ def stage_targets():
         paths.CURATION_FIGURE.format(dataset=DATASET),
         *expand(paths.LORA_WEIGHTS, dataset=DATASET, fold=FOLDS, rank=LORA_RANKS),
         *expand(paths.RANK_SELECTION, dataset=DATASET, fold=FOLDS),
-        *expand(paths.TABLE, name=["table1", "table2", "table3"], ext="md"),
+        *expand(paths.TABLE, name=["table1", "table2", *(["table3"] if CLS["external"] else [])], ext="md"),
         paths.FIG1A.format(dataset=DATASET),
         *expand(paths.FIG2, dataset=DATASET, model=CLS["models"], fold=0),
         *expand(paths.SAMPLES, dataset=DATASET, fold=FOLDS),
@@ -301,8 +324,9 @@ SEG_TRAINSETS = SEG["trainsets"] + SYNTHETIC_TRAINSETS  # rows of the segmentati
 
 
 def seg_synthetic(wildcards):
-    """The pair pool a `{setting}-{r}to{s}` training set draws from; none for the others."""
-    wanted = synthetic_of(wildcards.trainset)
+    """The pair pool a `{setting}-{r}to{s}` training set draws from (its ratio fitting in the
+    pool); none for the others."""
+    wanted = check_pool(wildcards.trainset, MASKED["pool"])
     if wanted is None:
         return []
     return paths.MASKED_MANIFEST.format(dataset=wildcards.dataset, fold=wildcards.fold, setting=wanted.setting)
@@ -448,6 +472,9 @@ def multitask_cell_metrics(wildcards):
     """Only what one multi-task row needs: its backbone and mode in every fold."""
     grid = {"multitask.backbones": (wildcards.backbone, MT["backbones"]), "multitask.modes": (wildcards.mode, MT["modes"])}
     check_cell(paths.MULTITASK_CELL.format(**dict(wildcards.items())), grid)
+    if wildcards.pr not in ("yes", "no"):
+        target = paths.MULTITASK_CELL.format(**dict(wildcards.items()))
+        raise MeddapError(f"target {target}: pr-{wildcards.pr} is neither pr-yes (with prediction refining) nor pr-no")
     if wildcards.pr == "yes" and not parse_mode(wildcards.mode).refinable:
         target = paths.MULTITASK_CELL.format(**dict(wildcards.items()))
         raise MeddapError(f"target {target}: mode {wildcards.mode} does not predict both a class and a mask, so it has no PR row")

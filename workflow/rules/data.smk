@@ -10,6 +10,7 @@ rule fetch_dataset:
         dataset="{dataset}",
         entry=dataset_entry,
         content=content_of("path_archive"),
+        archives=SETTINGS["archives"],
     resources:
         **CPU_RESOURCES,
     log:
@@ -65,9 +66,11 @@ rule ingest:
     output:
         manifest=paths.MANIFEST,
         masks=directory(paths.MASKS),
+        findings=paths.MASK_FINDINGS,
     params:
         dataset="{dataset}",
         layout=lambda wc: dataset_entry(wc)["layout"],
+        mask_check=SETTINGS["mask_check"],
     resources:
         **CPU_RESOURCES,
     log:
@@ -120,10 +123,12 @@ rule split_folds:
     input:
         curated=paths.CURATED,
         duplicates=paths.DUPLICATES,
+        release=release_folder,
     output:
         splits=paths.SPLITS,
     params:
         folds=SETTINGS["folds"],
+        layout=lambda wc: dataset_entry(wc)["layout"],
     resources:
         **CPU_RESOURCES,
     log:

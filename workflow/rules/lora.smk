@@ -21,7 +21,7 @@ rule encode_fold:
         base_model_files,
         dataset_files,
         manifest=paths.CURATED,
-        splits=paths.SPLITS,
+        splits=fold_splits,
     output:
         cache=paths.LORA_CACHE,
     params:
@@ -46,7 +46,7 @@ rule train_lora:
     input:
         base_model_files,
         cache=paths.LORA_CACHE,
-        splits=paths.SPLITS,
+        splits=fold_splits,
     output:
         weights=paths.LORA_WEIGHTS,
         train_log=paths.LORA_LOG,

@@ -8,7 +8,7 @@ rule lesion_attributes:
         dataset_files,
         paths.MASKS,
         manifest=paths.CURATED,
-        splits=paths.SPLITS,
+        splits=fold_splits,
     output:
         table=paths.ATTRIBUTES,
     params:
@@ -30,7 +30,7 @@ rule train_controlnet:
         dataset_files,
         paths.MASKS,
         manifest=paths.CURATED,
-        splits=paths.SPLITS,
+        splits=fold_splits,
         attributes=paths.ATTRIBUTES,
         edge_model=edge_model,  # [] unless an edge model detects the edge condition's edges
     output:
@@ -64,7 +64,7 @@ rule synthesize_masked:
         dataset_files,
         paths.MASKS,
         manifest=paths.CURATED,
-        splits=paths.SPLITS,
+        splits=fold_splits,
         attributes=paths.ATTRIBUTES,
         controlnet=setting_controlnet,  # [] for text: it arrives as an empty list
         edge_model=edge_model,
@@ -100,7 +100,7 @@ rule masked_quality:
         paths.MASKED_IMAGES,
         paths.MASKED_MASKS,
         manifest=paths.CURATED,
-        splits=paths.SPLITS,
+        splits=fold_splits,
         synth_manifest=paths.MASKED_MANIFEST,
         segmenter=paths.fill(paths.SEG_WEIGHTS, model=MASKED["fidelity_model"], trainset="real"),
         real_model=paths.fill(paths.CLS_WEIGHTS, model=QUALITY["feature_model"], trainset="real"),

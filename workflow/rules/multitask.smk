@@ -17,7 +17,7 @@ rule train_multitask:
         dataset_files,
         paths.MASKS,
         manifest=paths.CURATED,
-        splits=paths.SPLITS,
+        splits=fold_splits,
     output:
         weights=paths.MULTITASK_WEIGHTS,
         predictions=paths.MULTITASK_PREDICTIONS,
@@ -85,7 +85,7 @@ rule multitask_metrics:
         dataset_files,
         paths.MASKS,
         manifest=paths.CURATED,
-        splits=paths.SPLITS,
+        splits=fold_splits,
         predictions=paths.MULTITASK_PREDICTIONS,
         refined=refined_predictions,
         fits=multitask_fits,
@@ -138,7 +138,9 @@ rule multitask_cell:
         pr="{pr}",
         image_size=MT["image_size"],
     wildcard_constraints:
-        pr="no|yes",
+        backbone=CELL_NAME,
+        mode=CELL_NAME,
+        pr=CELL_NAME,
     resources:
         **CPU_RESOURCES,
     log:

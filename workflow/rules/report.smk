@@ -42,7 +42,7 @@ rule table2:
 
 rule table3:
     input:
-        metrics=all_metrics,
+        metrics=external_metrics,
     output:
         **table_outputs("table3"),
     params:
@@ -70,6 +70,10 @@ rule table1_cell:
         ratio=lambda wc: int(wc.ratio),
         dataset=DATASET,
         quality_sets=lambda wc: quality_sets([wc.adjective], chosen_rank),
+    wildcard_constraints:
+        model=CELL_NAME,
+        adjective=CELL_NAME,
+        ratio=CELL_NAME,
     resources:
         **CPU_RESOURCES,
     log:
@@ -92,7 +96,9 @@ rule seg_cell:
         dataset=DATASET,
         image_size=SEG["image_size"],
     wildcard_constraints:
-        trainset=SEG_TRAINSET,
+        model=CELL_NAME,
+        trainset=CELL_NAME,
+        evaluated_on=CELL_NAME,
     resources:
         **CPU_RESOURCES,
     log:
@@ -141,7 +147,7 @@ rule figure_2:
     input:
         dataset_files,
         manifest=paths.CURATED,
-        splits=paths.SPLITS,
+        splits=fold_splits,
         real_model=paths.fill(paths.CLS_WEIGHTS, trainset="real"),
         augmented_models=augmented_models,
         table2=paths.TABLE.format(name="table2", ext="parquet"),
@@ -167,7 +173,7 @@ rule sample_figure:
     input:
         dataset_files,
         manifest=paths.CURATED,
-        splits=paths.SPLITS,
+        splits=fold_splits,
         synthetic=fold_synthetic_sets,
     output:
         figure=report(paths.SAMPLES, caption="../report/samples.rst", category="Synthetic samples"),
@@ -189,7 +195,7 @@ rule seg_figure:
         dataset_files,
         paths.MASKS,
         manifest=paths.CURATED,
-        splits=paths.SPLITS,
+        splits=fold_splits,
         weights=figure_segmenters,
     output:
         figure=report(paths.SEG_FIGURE, caption="../report/seg_figure.rst", category="Segmentation"),
@@ -249,6 +255,7 @@ rule curation_report:
         manifest=paths.MANIFEST,
         duplicates=paths.DUPLICATES,
         curated=paths.CURATED,
+        findings=paths.MASK_FINDINGS,
     output:
         summary=paths.CURATION_REPORT,
         figure=report(paths.CURATION_FIGURE, caption="../report/curation.rst", category="Curation"),

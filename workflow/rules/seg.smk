@@ -18,7 +18,7 @@ rule train_segmenter:
         paths.MASKS,
         seg_synthetic_files,
         manifest=seg_manifest,
-        splits=paths.SPLITS,
+        splits=fold_splits,
         synthetic=seg_synthetic,
     output:
         weights=paths.SEG_WEIGHTS,

@@ -5,7 +5,7 @@ rule synthesize:
     input:
         base_model_files,
         manifest=paths.CURATED,
-        splits=paths.SPLITS,
+        splits=fold_splits,
         lora=lora_weights,
     output:
         images=directory(paths.SYNTH_IMAGES),
@@ -34,7 +34,7 @@ rule quality:
     input:
         dataset_files,
         manifest=paths.CURATED,
-        splits=paths.SPLITS,
+        splits=fold_splits,
         synth_manifest=paths.SYNTH_MANIFEST,
         real_model=paths.fill(paths.CLS_WEIGHTS, model=QUALITY["feature_model"], trainset="real"),
     output:
@@ -76,7 +76,7 @@ use rule synthesize as synthesize_full with:
     input:  # `with: input:` replaces every input
         base_model_files,
         manifest=paths.CURATED,
-        splits=paths.SPLITS,
+        splits=fold_splits,
         lora=paths.FULL_UNET,
     output:
         images=directory(paths.SYNTH_FULL_IMAGES),
@@ -91,7 +91,7 @@ use rule quality as quality_full with:
     input:
         dataset_files,
         manifest=paths.CURATED,
-        splits=paths.SPLITS,
+        splits=fold_splits,
         synth_manifest=paths.SYNTH_FULL_MANIFEST,
         real_model=paths.fill(paths.CLS_WEIGHTS, model=QUALITY["feature_model"], trainset="real"),
     output:

@@ -4,9 +4,11 @@ Balanced accuracy is scikit-learn's definition: the mean recall over the classes
 labels (a class that is never predicted pulls it down by its share).
 
 Per class k (one-vs-rest): sensitivity = recall, specificity = TN / (TN + FP), precision, F1
-and ROC AUC of the class-k probability; macro = the unweighted mean over classes. A score
-whose denominator is zero is 0 (scikit-learn's `zero_division=0`); an AUC is None when the
-labels hold only one side of the class, and the macro AUC averages the defined ones.
+and ROC AUC of the class-k probability. A class absent from the labels (support 0) has None for
+every score, and macro = the unweighted mean over the classes present (the same classes as
+balanced accuracy). Otherwise a score whose denominator is zero is 0 (scikit-learn's
+`zero_division=0`); an AUC is None when the labels hold only one side of the class, and the
+macro AUC averages the defined ones.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from sklearn.metrics import (
 
 from meddap.common.errors import MeddapError
 
+SCORES = ("sensitivity", "specificity", "precision", "f1", "auc")
 EXTERNAL_CLASSES = ("benign", "malignant")
 EXTERNAL_RULE = (
     "benign vs malignant: images labelled normal are left out; every other image is predicted "
@@ -54,6 +57,8 @@ def classification_metrics(
             "auc": _auc(truth == k, probs[:, k]),
             "support": int(support[k]),
         }
+        if support[k]
+        else dict.fromkeys(SCORES, None) | {"support": 0}
         for k, name in enumerate(classes)
     }
     return {
@@ -125,11 +130,9 @@ def _auc(positive: np.ndarray, score: np.ndarray) -> float | None:
 
 
 def _macro(per_class: dict[str, dict]) -> dict[str, float | None]:
-    """Unweighted means over classes; the AUC mean skips undefined AUCs."""
-    keys = ("sensitivity", "specificity", "precision", "f1")
-    macro: dict[str, float | None] = {
-        key: float(np.mean([scores[key] for scores in per_class.values()])) for key in keys
-    }
-    aucs = [scores["auc"] for scores in per_class.values() if scores["auc"] is not None]
-    macro["auc"] = float(np.mean(aucs)) if aucs else None
+    """Unweighted means of each score over the classes that have one (None where none has)."""
+    macro: dict[str, float | None] = {}
+    for key in SCORES:
+        defined = [scores[key] for scores in per_class.values() if scores[key] is not None]
+        macro[key] = float(np.mean(defined)) if defined else None
     return macro

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -113,6 +114,26 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             _remove(tmp)
+
+
+def check_writable(folder: str | os.PathLike[str], what: str) -> None:
+    """Stop unless files can be made in `folder` (where it is missing: in its nearest existing
+    parent, where it would be made); `what` names the setting, e.g. '--output'.
+
+    Run before long work, so that a bad destination fails at once, not after training.
+    """
+    wanted = Path(os.path.abspath(folder))
+    existing = next(p for p in [wanted, *wanted.parents] if p.exists())
+    if not existing.is_dir():
+        raise MeddapError(f"{what} {folder} cannot be written: {existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise MeddapError(
+            f"{what} {folder} cannot be written: making a file in {existing} failed "
+            f"({err.strerror})"
+        ) from None
 
 
 def write_json(obj: Any, path: str | os.PathLike[str]) -> None:

@@ -64,6 +64,15 @@ class Section:
 
 
 @dataclass(frozen=True)
+class Archives(Section):
+    """`archives`: what an archive may hold before it is extracted (fetch_dataset)."""
+
+    SECTION = "archives"
+    max_member_bytes: int
+    max_ratio: float
+
+
+@dataclass(frozen=True)
 class Similarity(Section):
     """`curation`: how duplicate pairs are found, aligned and scored (find_duplicates)."""
 
@@ -72,6 +81,7 @@ class Similarity(Section):
     candidate_size: int
     candidates: int
     threshold: float
+    mask_iou: float
 
 
 @dataclass(frozen=True)
@@ -83,10 +93,19 @@ class Curation(Section):
 
 
 @dataclass(frozen=True)
+class MaskCheck(Section):
+    """`curation`: what ingest does with a mask that contradicts its image's label."""
+
+    SECTION = "curation"
+    mask_label: str
+
+
+@dataclass(frozen=True)
 class Folds(Section):
     """`folds`: patient- and duplicate-safe k-fold splits."""
 
     SECTION = "folds"
+    source: str
     k: int
     val_fraction: float
     seed: int
@@ -296,8 +315,10 @@ class Multitask(Section):
 
 
 SETTINGS: dict[str, type[Section]] = {
+    "archives": Archives,
     "similarity": Similarity,
     "curation": Curation,
+    "mask_check": MaskCheck,
     "folds": Folds,
     "diffusion": Diffusion,
     "encoding": Encoding,

@@ -3,10 +3,14 @@
 Candidates: every image's `candidates` nearest neighbours by the correlation of
 `candidate_size` thumbnails, the whole image against the other's whole image or any of its
 sub-fields (3 x 3 positions of CROP_FIELDS of its side), so that a crop finds its original.
-Each candidate pair is aligned (crop, rescale and shift, `meddap.data.align`) and scored
-by the SSIM of its overlap at `image_size`. Groups are
+Each candidate pair is aligned (crop, rescale and shift, `meddap.data.align`; zoomed crops up
+to 1.35x too where one is among the other's ZOOM_CANDIDATES nearest, or inside a connected set)
+and scored by the SSIM of its overlap at `image_size`. Groups are
 complete-linkage clusters of the scored pairs: every two members of a group score at least
 `threshold` (missing pairs inside a connected set are scored first), so weak links never chain.
+Where both images have lesion masks, a pair scoring under threshold + MASK_BAND also needs a
+mask IoU (after alignment) of at least `mask_iou`: neighbouring frames of one lesion look alike
+but their lesions lie elsewhere. Each pair's `verdict` says why it is or is not a duplicate.
 
 Ids are compared as plain strings everywhere: `id_a < id_b` in a pair, groups are numbered in
 the order of their smallest member id, and `keep_one_consistent` keeps that smallest id.
@@ -17,7 +21,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -46,9 +50,13 @@ DUPLICATE_COLUMNS = (
     "same_label",
     "mask_iou",
     "accepted",
+    "verdict",
     "group",
 )
+VERDICTS = ("accepted", "below_threshold", "masks_disagree", "linkage")
+MASK_BAND = 0.1  # pairs scoring under threshold + MASK_BAND need their masks to agree
 POLICIES = ("drop_all", "keep_one_consistent", "none")
+ZOOM_CANDIDATES = 2  # each image's most correlated images searched for zoomed copies
 CROP_FIELDS = (0.7, 0.85)  # sub-field sides (fraction of the image) a crop is looked up by
 _BOXES = [(0.0, 0.0, 1.0, 1.0)] + [
     (x, y, x + f, y + f)
@@ -68,7 +76,17 @@ def find_duplicates(manifest: pd.DataFrame, similarity: Similarity) -> pd.DataFr
     images = manifest.sort_values("id", kind="stable").reset_index(drop=True)
     views, prepared = _load(images["image_path"].tolist(), similarity)
     scores = _align_all(prepared, _candidates(views, similarity))
-    groups = _complete_groups(len(images), scores, prepared, similarity.threshold)
+    ious: dict[tuple[int, int], float] = {}
+
+    def linked() -> set[tuple[int, int]]:
+        """Pairs scoring at least the threshold that their masks do not veto (`_vetoed`)."""
+        strong = [p for p, s in scores.items() if s.score >= similarity.threshold]
+        new = [p for p in strong if p not in ious]
+        found = [scores[p] for p in new]
+        ious.update(zip(new, _mask_ious(images, new, found, similarity.image_size), strict=True))
+        return {p for p in strong if not _vetoed(scores[p].score, ious[p], similarity)}
+
+    groups = _complete_groups(len(images), scores, prepared, linked)
     pairs = sorted(scores)
     a, b = (np.array([p[k] for p in pairs], dtype=np.int64) for k in (0, 1))
     found = [scores[p] for p in pairs]
@@ -87,8 +105,9 @@ def find_duplicates(manifest: pd.DataFrame, similarity: Similarity) -> pd.DataFr
             "shift_y": [s.shift[1] for s in found],
             "overlap": [s.overlap for s in found],
             "same_label": images["label"].to_numpy()[a] == images["label"].to_numpy()[b],
-            "mask_iou": _mask_ious(images, pairs, found, accepted, similarity.image_size),
+            "mask_iou": [ious.get(p, np.nan) for p in pairs],
             "accepted": accepted,
+            "verdict": _verdicts(pairs, found, accepted, linked(), similarity.threshold),
             "group": group,
         },
         columns=list(DUPLICATE_COLUMNS),
@@ -96,27 +115,63 @@ def find_duplicates(manifest: pd.DataFrame, similarity: Similarity) -> pd.DataFr
     return table.sort_values(["group", "id_a", "id_b"], ignore_index=True, na_position="last")
 
 
-def align_pair(prepared: Sequence[Prepared], i: int, j: int) -> Alignment:
-    """Image j placed in image i, the larger-area one taken as the frame (less upsampling)."""
+def _vetoed(score: float, iou: float, similarity: Similarity) -> bool:
+    """A pair scoring under threshold + MASK_BAND whose lesion masks overlap less than
+    `mask_iou` after alignment: neighbouring frames of one lesion, not a copy."""
+    return score < similarity.threshold + MASK_BAND and iou < similarity.mask_iou
+
+
+def _verdicts(
+    pairs: list[tuple[int, int]],
+    found: list[Alignment],
+    accepted: np.ndarray,
+    linked: set[tuple[int, int]],
+    threshold: float,
+) -> list[str]:
+    """Why each pair is or is not a duplicate (VERDICTS): linkage refused a linked pair."""
+    return [
+        "accepted" if ok
+        else "below_threshold" if alignment.score < threshold
+        else "masks_disagree" if pair not in linked
+        else "linkage"
+        for pair, alignment, ok in zip(pairs, found, accepted, strict=True)
+    ]  # fmt: skip
+
+
+def align_pair(prepared: Sequence[Prepared], i: int, j: int, zoom: bool) -> Alignment:
+    """Image j placed in image i (`_align`, zoomed copies searched with `zoom`); any failure
+    stops naming both images."""
     a, b = prepared[i], prepared[j]
+    try:
+        return _align(a, b, zoom)
+    except Exception as err:  # a bug on one pair of real images: say which, not a traceback
+        raise MeddapError(
+            f"aligning images {a.source} and {b.source} failed ({type(err).__name__}: {err})"
+        ) from err
+
+
+def _align(a: Prepared, b: Prepared, zoom: bool) -> Alignment:
+    """b placed in a, the larger-area one taken as the frame (less upsampling)."""
     if a.native[0] * a.native[1] >= b.native[0] * b.native[1]:
-        return align(a, b)
-    found = align(b, a)
+        return align(a, b, zoom)
+    found = align(b, a, zoom)
     scale = (1 / found.scale[0], 1 / found.scale[1])
     shift = (-found.shift[0] * scale[0], -found.shift[1] * scale[1])
     return Alignment(found.score, scale, shift, found.overlap)
 
 
 def _align_all(
-    prepared: Sequence[Prepared], pairs: list[tuple[int, int]]
+    prepared: Sequence[Prepared], pairs: list[tuple[int, int, bool]]
 ) -> dict[tuple[int, int], Alignment]:
-    """`align_pair` of every pair, in as many (forked) processes as this one may use cores."""
+    """`align_pair` of every pair (i, j, zoom), in as many (forked) processes as this one may
+    use cores; keyed by (i, j)."""
     workers = min(len(os.sched_getaffinity(0)), len(pairs) // _CHUNK)
+    keys = [(i, j) for i, j, _ in pairs]
     if workers < 2:
-        return {pair: align_pair(prepared, *pair) for pair in pairs}
+        return {key: align_pair(prepared, *pair) for key, pair in zip(keys, pairs, strict=True)}
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(workers, context, initializer=_share, initargs=(prepared,)) as pool:
-        return dict(zip(pairs, pool.map(_align_shared, pairs, chunksize=_CHUNK), strict=True))
+        return dict(zip(keys, pool.map(_align_shared, pairs, chunksize=_CHUNK), strict=True))
 
 
 def _share(prepared: Sequence[Prepared]) -> None:
@@ -124,7 +179,7 @@ def _share(prepared: Sequence[Prepared]) -> None:
     _SHARED = prepared
 
 
-def _align_shared(pair: tuple[int, int]) -> Alignment:
+def _align_shared(pair: tuple[int, int, bool]) -> Alignment:
     return align_pair(_SHARED, *pair)
 
 
@@ -225,6 +280,10 @@ def _check_similarity(similarity: Similarity) -> None:
         raise MeddapError(
             f"config key curation.threshold must lie in (0, 1], not {similarity.threshold}"
         )
+    if not 0 <= similarity.mask_iou <= 1:
+        raise MeddapError(
+            f"config key curation.mask_iou must lie in [0, 1], not {similarity.mask_iou}"
+        )
 
 
 def _load(paths: list[str], similarity: Similarity) -> tuple[np.ndarray, list[Prepared]]:
@@ -240,14 +299,15 @@ def _load(paths: list[str], similarity: Similarity) -> tuple[np.ndarray, list[Pr
                 views[k, v] = np.asarray(
                     gray.resize((size, size), box=box), dtype=np.float64
                 ).ravel()
-            prepared.append(prepare(gray, similarity.image_size))
+            prepared.append(prepare(gray, similarity.image_size, path))
     views -= views.mean(axis=2, keepdims=True)
     return views / np.maximum(np.linalg.norm(views, axis=2, keepdims=True), 1e-12), prepared
 
 
-def _candidates(views: np.ndarray, similarity: Similarity) -> list[tuple[int, int]]:
-    """Pairs (i < j) where one is among the other's `candidates` most correlated images: the
-    best correlation of either's whole view with any view of the other."""
+def _candidates(views: np.ndarray, similarity: Similarity) -> list[tuple[int, int, bool]]:
+    """Pairs (i < j, zoom) where one is among the other's `candidates` most correlated images:
+    the best correlation of either's whole view with any view of the other; zoomed copies are
+    searched for (`zoom`) where one is among the other's ZOOM_CANDIDATES most correlated."""
     n = len(views)
     if n < 2:
         return []
@@ -259,57 +319,61 @@ def _candidates(views: np.ndarray, similarity: Similarity) -> list[tuple[int, in
     nearest = np.argsort(-similar, axis=1, kind="stable")[:, :k]
     rows = np.repeat(np.arange(n), k)
     pairs = np.sort(np.column_stack([rows, nearest.ravel()]), axis=1)
-    return [(int(i), int(j)) for i, j in np.unique(pairs, axis=0)]
+    close = pairs[(np.arange(len(pairs)) % k) < ZOOM_CANDIDATES]
+    zoom = {(int(i), int(j)) for i, j in close}
+    return [(int(i), int(j), (int(i), int(j)) in zoom) for i, j in np.unique(pairs, axis=0)]
 
 
 def _complete_groups(
     n: int,
     scores: dict[tuple[int, int], Alignment],
     prepared: Sequence[Prepared],
-    threshold: float,
+    linked: Callable[[], set[tuple[int, int]]],
 ) -> dict[int, int]:
-    """Group of every grouped image: complete linkage inside each connected set of accepted
-    pairs (pairs not yet scored there are scored and added to `scores`), numbered by smallest
-    member index (images are sorted by id)."""
-    edges = np.array([p for p, s in scores.items() if s.score >= threshold], dtype=np.int64)
+    """Group of every grouped image: complete linkage of the `linked()` pairs inside each
+    connected set of them (pairs not yet scored there are scored and added to `scores`),
+    numbered by smallest member index (images are sorted by id)."""
+    edges = np.array(sorted(linked()), dtype=np.int64)
     if not len(edges):
         return {}
     graph = coo_array((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
     component = connected_components(graph, directed=False)[1]
-    linked = np.unique(edges)
+    nodes = np.unique(edges)
     clusters = []
-    for c in dict.fromkeys(component[linked]):
-        members = [int(i) for i in linked[component[linked] == c]]
+    for c in dict.fromkeys(component[nodes]):
+        members = [int(i) for i in nodes[component[nodes] == c]]
         inside = [(i, j) for k, i in enumerate(members) for j in members[k + 1 :]]
-        scores.update(_align_all(prepared, [pair for pair in inside if pair not in scores]))
-        clusters += _complete_linkage(members, scores, threshold)
+        missing = [(i, j, True) for i, j in inside if (i, j) not in scores]
+        scores.update(_align_all(prepared, missing))
+        clusters += _complete_linkage(members, scores, linked())
     clusters.sort(key=min)
     return {i: g for g, cluster in enumerate(clusters) for i in cluster}
 
 
 def _complete_linkage(
-    members: list[int], scores: dict[tuple[int, int], Alignment], threshold: float
+    members: list[int], scores: dict[tuple[int, int], Alignment], linked: set[tuple[int, int]]
 ) -> list[list[int]]:
-    """Clusters (of two or more) in which every pair scores at least `threshold`."""
+    """Clusters (of two or more) in which every pair is linked: complete linkage of distance
+    1 - score, 2 for a pair not linked, cut at 1."""
     if len(members) == 2:
         return [members]
-    distance = [1 - scores[i, j].score for k, i in enumerate(members) for j in members[k + 1 :]]
-    labels = fcluster(linkage(distance, "complete"), 1 - threshold, criterion="distance")
+    distance = [
+        1 - scores[i, j].score if (i, j) in linked else 2.0
+        for k, i in enumerate(members)
+        for j in members[k + 1 :]
+    ]
+    labels = fcluster(linkage(distance, "complete"), 1.0, criterion="distance")
     clusters = [[m for m, c in zip(members, labels, strict=True) if c == x] for x in set(labels)]
     return [cluster for cluster in clusters if len(cluster) > 1]
 
 
 def _mask_ious(
-    images: pd.DataFrame,
-    pairs: list[tuple[int, int]],
-    found: list[Alignment],
-    accepted: np.ndarray,
-    size: int,
+    images: pd.DataFrame, pairs: list[tuple[int, int]], found: list[Alignment], size: int
 ) -> np.ndarray:
-    """Mask IoU of each accepted pair over its aligned overlap; NaN otherwise, if a mask is
-    missing, or if both are empty there."""
+    """Mask IoU of each pair over its aligned overlap; NaN if a mask is missing, or if both are
+    empty there."""
     paths, out = images["mask_path"], np.full(len(pairs), np.nan)
-    for k in np.flatnonzero(accepted):
+    for k in range(len(pairs)):
         (i, j), where = pairs[k], found[k]
         if pd.isna(paths.iat[i]) or pd.isna(paths.iat[j]):
             continue

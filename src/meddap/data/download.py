@@ -18,6 +18,7 @@ from pooch.downloaders import choose_downloader
 from meddap.common.atomic import atomic_dir
 from meddap.common.errors import MeddapError
 from meddap.common.hashing import file_sha256
+from meddap.common.settings import Archives
 from meddap.data.archive import safe_extract
 from meddap.data.registry import is_archive, source_kind
 
@@ -141,21 +142,41 @@ def _kaggle_api() -> Any:
     return api
 
 
-def _materialise(archive_or_file: Path, root: Path) -> None:
+def _materialise(archive_or_file: Path, root: Path, limits: Archives) -> None:
     if is_archive(archive_or_file):
-        safe_extract(archive_or_file, root)
+        safe_extract(archive_or_file, root, limits)
         return
     with atomic_dir(root) as tmp:
         shutil.copy2(archive_or_file, tmp / archive_or_file.name)
 
 
+def _check_path_archive(path: str, content: str, dataset: str, entry: dict) -> None:
+    """The `path:` archive is as planned (`content`) and matches its `sha256:`, if given."""
+    found = file_sha256(path)
+    if found != content:
+        raise MeddapError(f"archive {path} changed after the workflow was planned: run again")
+    key = f"datasets.{dataset}.sha256"
+    expected = _expected_hash(entry.get("sha256"), key)
+    if expected and found != expected:
+        raise MeddapError(
+            f"archive {path} has sha256 {found}, expected {expected} (config key {key})"
+        )
+
+
 def fetch_dataset(
-    *, root: str, dataset: str, entry: dict, archive: Sequence[str] = (), content: str = ""
+    *,
+    root: str,
+    dataset: str,
+    entry: dict,
+    archives: Archives,
+    archive: Sequence[str] = (),
+    content: str = "",
 ) -> None:
     """Materialise dataset `dataset` (registry entry `entry`) as a folder at `root`.
 
     `archive` is the `path:` archive (empty for other sources) and `content` its sha256 from
-    when the DAG was built (the rerun trigger): an archive changed since then stops the job.
+    when the DAG was built (the rerun trigger): an archive changed since then, or one that does
+    not match the entry's `sha256`, stops the job. `archives` limits what is extracted.
     """
     kind = source_kind(dataset, entry)
     out = Path(root)
@@ -166,15 +187,15 @@ def fetch_dataset(
         generate_phantom(out, **entry["phantom"])
     elif kind == "path_archive":
         (path,) = archive
-        if file_sha256(path) != content:
-            raise MeddapError(f"archive {path} changed after the workflow was planned: run again")
-        safe_extract(Path(path), out)
+        _check_path_archive(path, content, dataset, entry)
+        safe_extract(Path(path), out, archives)
     elif kind == "url":
         sha = entry.get("sha256")
-        _materialise(download(entry["url"], cache, sha, f"datasets.{dataset}.sha256"), out)
+        fetched = download(entry["url"], cache, sha, f"datasets.{dataset}.sha256")
+        _materialise(fetched, out, archives)
     elif kind == "kaggle":
         kaggle_download(entry["kaggle"], cache)
-        safe_extract(kaggle_zip(entry["kaggle"], cache), out)
+        safe_extract(kaggle_zip(entry["kaggle"], cache), out, archives)
     else:
         raise MeddapError(
             f"config key 'datasets.{dataset}.path' names a folder, which is read in place "

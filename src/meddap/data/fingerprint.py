@@ -105,6 +105,37 @@ def _fingerprint(root: Path, cache: Path, content: str) -> dict[str, Any]:
     return {"root": str(root.resolve()), "sha256": digest, "files": listing}
 
 
+def shared_source(first: str, entry: dict[str, Any], second: str, other: dict[str, Any]) -> str:
+    """What two datasets' sources share ('' if nothing): the same resolved `path`, `url`,
+    `kaggle` reference or `phantom` parameters, or the same content (a `path` folder's digest,
+    a `path` archive's or a `url` download's sha256); a copy elsewhere is the same data.
+
+    Content is hashed only where both sides can have it (as planning does anyway)."""
+    shared = _declared(first, entry) & _declared(second, other)
+    kinds = {source_kind(first, entry), source_kind(second, other)}
+    if not shared and kinds <= {"path_dir", "path_archive", "url"} and len(kinds - {"url"}) < 2:
+        content = [_content(name, e) for name, e in ((first, entry), (second, other))]
+        shared = set(content) if content[0] and content[0] == content[1] else set()
+    return min(shared, default="")
+
+
+def _declared(dataset: str, entry: dict[str, Any]) -> set[str]:
+    kind = source_kind(dataset, entry)
+    if kind in ("path_dir", "path_archive"):
+        return {f"path {user_path(entry['path']).resolve()}"}
+    if kind == "phantom":
+        return {f"phantom {json.dumps(entry['phantom'], sort_keys=True)}"}
+    return {f"{kind} {entry[kind]}"}
+
+
+def _content(dataset: str, entry: dict[str, Any]) -> str:
+    """The content digest of a `path` source, or a `url`'s declared sha256 ('' if none)."""
+    kind = source_kind(dataset, entry)
+    if kind == "url":
+        return f"sha256 {entry['sha256']}" if "sha256" in entry else ""
+    return f"sha256 {content_digest(dataset, entry, kind)}"
+
+
 def fingerprint_source(*, raw: str, source: str, dataset: str, content: str) -> None:
     """Job: the size and sha256 of every file of dataset folder `raw`, as `source`.
 

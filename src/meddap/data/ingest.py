@@ -16,7 +16,8 @@ from meddap.common.atomic import atomic_dir, write_parquet, write_png
 from meddap.common.errors import MeddapError
 from meddap.common.hashing import file_sha256
 from meddap.common.images import HIGH_BIT_MODES, to_gray8
-from meddap.common.labels import UNKNOWN
+from meddap.common.labels import LESION_CLASSES, UNKNOWN
+from meddap.common.settings import MaskCheck
 from meddap.data.layouts import (
     LAYOUTS,
     MASKED_LAYOUTS,
@@ -27,8 +28,10 @@ from meddap.data.layouts import (
 
 COLUMNS = [
     "id", "dataset", "label", "image_path", "mask_path", "width", "height", "sha256",
-    "patient_id", "source_name", "n_masks",
+    "patient_id", "source_name", "n_masks", "mask_finding",
 ]  # fmt: skip
+MASK_POLICIES = ("drop", "keep", "stop")
+FINDING_COLUMNS = ["id", "label", "image_path", "finding", "action"]
 
 
 def foreground(mask: Image.Image, path: Path) -> np.ndarray:
@@ -63,10 +66,12 @@ def _row(item: Item, dataset: str, masks_dir: Path) -> dict[str, object]:
     if image.mode in HIGH_BIT_MODES:  # the only modes whose values can be out of range
         to_gray8(image, item.image)  # pixel values every stage can read, or one sentence now
     size = image.size
-    mask_path = None
+    mask_path, finding = None, None
     if item.masks:
         mask_path = masks_dir / f"{item.id}.png"
-        write_png(merged_mask(item, size), mask_path)
+        merged = merged_mask(item, size)
+        finding = mask_finding(item.label, merged)
+        write_png(merged, mask_path)
     return {
         "id": item.id,
         "dataset": dataset,
@@ -79,7 +84,42 @@ def _row(item: Item, dataset: str, masks_dir: Path) -> dict[str, object]:
         "patient_id": item.patient_id,
         "source_name": item.image.name,
         "n_masks": len(item.masks),
+        "mask_finding": finding,
     }
+
+
+def mask_finding(label: str, mask: np.ndarray) -> str | None:
+    """Why a merged mask contradicts its image's label, or None when it agrees (or no class)."""
+    if label in LESION_CLASSES and not mask.any():
+        return f"empty mask on a {label} image"
+    if label == "normal" and mask.any():
+        return "lesion in the mask of a normal image"
+    return None
+
+
+def apply_mask_check(table: pd.DataFrame, check: MaskCheck) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The manifest rows `check.mask_label` keeps, and the findings (with the action taken).
+
+    stop: any finding stops naming the images; drop: those images leave the manifest;
+    keep: they stay. Either way the findings are returned for the curation report.
+    """
+    if check.mask_label not in MASK_POLICIES:
+        raise MeddapError(
+            f"config key curation.mask_label must be one of {MASK_POLICIES}, "
+            f"got {check.mask_label!r}"
+        )
+    found = table["mask_finding"].notna()
+    flagged = table[found]
+    if len(flagged) and check.mask_label == "stop":
+        listed = "; ".join(f"{r.image_path} ({r.mask_finding})" for r in flagged.itertuples())
+        raise MeddapError(
+            f"{len(flagged)} image(s) have masks that contradict their label: {listed} "
+            "(config key curation.mask_label: stop; 'drop' or 'keep' reports them instead)"
+        )
+    action = "dropped" if check.mask_label == "drop" else "kept"
+    findings = flagged.rename(columns={"mask_finding": "finding"}).assign(action=action)
+    kept = table[~found] if check.mask_label == "drop" else table
+    return kept.reset_index(drop=True), findings[FINDING_COLUMNS].reset_index(drop=True)
 
 
 def _stem(item: Item) -> str:
@@ -166,16 +206,30 @@ def build_manifest(raw: Path, dataset: str, layout: str, masks_dir: Path) -> pd.
     _check_classes(items, dataset, Path(raw))
     rows = [_row(item, dataset, Path(masks_dir)) for item in items]
     table = pd.DataFrame(rows, columns=COLUMNS)
-    table["patient_id"] = table["patient_id"].astype("string")
+    for column in ("patient_id", "mask_finding"):
+        table[column] = table[column].astype("string")
     return table
 
 
-def ingest(*, raw: str, manifest: str, masks: str, dataset: str, layout: str) -> None:
-    """Job: write the manifest of dataset folder `raw` and its merged masks, atomically."""
+def ingest(
+    *,
+    raw: str,
+    manifest: str,
+    masks: str,
+    findings: str,
+    dataset: str,
+    layout: str,
+    mask_check: MaskCheck,
+) -> None:
+    """Job: write the manifest of dataset folder `raw`, its merged masks and the mask/label
+    findings (`apply_mask_check`), atomically; a dropped image's mask is not kept."""
     final = Path(masks).resolve()
     with atomic_dir(masks) as tmp:
-        table = build_manifest(Path(raw), dataset, layout, tmp)
+        table, found = apply_mask_check(build_manifest(Path(raw), dataset, layout, tmp), mask_check)
+        for id_ in found.loc[found["action"] == "dropped", "id"]:
+            (tmp / f"{id_}.png").unlink()
         table["mask_path"] = [
             None if p is None else str(final / Path(p).name) for p in table.mask_path
         ]
+        write_parquet(found, findings)
         write_parquet(table, manifest)

@@ -413,6 +413,24 @@ def _stu_items(raw: Path) -> list[Item]:
     ]
 
 
+def _bus_bra_folds(raw: Path, k: int) -> pd.Series:
+    """BUS-BRA's official test folds: column kFold (1..k) of `<k>-fold-cv.csv` (k = 5 or 10)
+    beside `bus_data.csv`, as fold 0..k-1 per image id.
+
+    The file's valid_1..valid_k columns (1 train, 0 validation) are not used: they split
+    patients between train and validation (242 times over the 5 folds of the 463-image subset).
+    """
+    csv = _find_one(raw, f"{k}-fold-cv.csv", " (config key folds.k: BUS-BRA ships 5 and 10 folds)")
+    table = _read_csv(csv, ("ID", "kFold"))
+    fold = table["kFold"].str.strip().str.replace(r"\.0+$", "", regex=True)
+    bad = ~fold.isin([str(f) for f in range(1, k + 1)])
+    if bad.any():
+        raise MeddapError(f"{csv} row {table['ID'][bad].iloc[0]}: expected kFold 1-{k}")
+    return pd.Series(fold.astype(int).to_numpy() - 1, index=table["ID"].map(slug).to_numpy())
+
+
+RELEASE_FOLDS: dict[str, Callable[[Path, int], pd.Series]] = {"bus_bra": _bus_bra_folds}
+RELEASE_FOLD_COUNTS = {"bus_bra": (5, 10)}  # the k of the folds each release ships
 LAYOUTS: dict[str, Callable[[Path], list[Item]]] = {
     "busi": _busi_items,
     "class_folders": _class_folder_items,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from accelerate import init_empty_weights
 from diffusers import UNet2DConditionModel
 from peft import LoraConfig
@@ -61,18 +63,43 @@ def param_counts(unet: UNet2DConditionModel) -> dict[str, float]:
     return {"trainable": trainable, "total": total, "fraction": trainable / total}
 
 
-def count_lora_params(rank: int | str, targets: str) -> dict[str, float]:
-    """LoRA parameter counts on the SD v1.4 UNet, built on the meta device (nothing downloaded);
-    rank FULL counts full fine-tuning."""
+def _sd14_unet() -> UNet2DConditionModel:
+    """The SD v1.4 UNet architecture on the meta device (no weights, nothing downloaded)."""
     with init_empty_weights():
-        unet = UNet2DConditionModel.from_config(SD14_UNET_CONFIG)
-        if rank != FULL:
+        return UNet2DConditionModel.from_config(SD14_UNET_CONFIG)
+
+
+def count_lora_params(rank: int | str, targets: str) -> dict[str, float]:
+    """LoRA parameter counts on the SD v1.4 UNet; rank FULL counts full fine-tuning."""
+    unet = _sd14_unet()
+    if rank != FULL:
+        with init_empty_weights():
             add_lora(unet, rank, targets)
     return {"rank": rank, "targets": targets, **param_counts(unet)}
 
 
+def largest_rank(targets: tuple[str, ...] = tuple(TARGETS)) -> int:
+    """The largest LoRA rank every layer of the SD v1.4 UNet that one of `targets` adapts
+    allows: the smallest input or output size among them (a larger rank only adds parameters,
+    not expressiveness)."""
+    patterns = [re.compile(TARGETS[name]) for name in targets]
+    return min(
+        min(module.in_features, module.out_features)
+        for name, module in _sd14_unet().named_modules()
+        if any(pattern.fullmatch(name) for pattern in patterns)
+    )
+
+
 def lora_params_table(ranks: tuple[int, ...] = (2, 4, 8)) -> str:
-    """A printable table of LoRA parameter counts for `ranks` and both target sets."""
+    """A printable table of LoRA parameter counts for `ranks` (checked, as `--ranks`) and both
+    target sets."""
+    largest = largest_rank()
+    for rank in ranks:
+        if not 1 <= rank <= largest:
+            raise MeddapError(
+                f"lora-params --ranks {rank} must be from 1 to {largest}, the largest rank every "
+                "targeted layer of the SD v1.4 UNet allows (its smallest input or output size)"
+            )
     lines = [
         "USLoRA parameters on the SD v1.4 UNet architecture (weights not needed)",
         f"{'targets':<12} {'rank':>4} {'LoRA params':>12} {'UNet params':>12} {'% of UNet':>10}",

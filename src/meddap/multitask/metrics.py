@@ -1,5 +1,6 @@
 """Seed 004's scores of joint predictions: per-class Dice with normals, F1, accuracy, coherence.
 
+A class without a true image has no Dice and no F1 (null), though it may be predicted.
 Dice per image follows the segmentation track's empty-mask rule (`meddap.seg.metrics`): a normal
 image scores 1 when its predicted mask is empty too, else 0. Class scores come from
 scikit-learn; the incoherence rate is the share of images whose class and mask disagree
@@ -32,7 +33,7 @@ def joint_scores(
         },
         "f1": {
             "weighted": float(f1_score(truth, predicted, labels=labels, average="weighted")),
-            **{name: float(per_class_f1[k]) for k, name in enumerate(CLASSES)},
+            **{name: _defined(per_class_f1[k], truth == k) for k, name in enumerate(CLASSES)},
         },
         "accuracy": float(accuracy_score(truth, predicted)),
         "confusion_matrix": {
@@ -42,6 +43,11 @@ def joint_scores(
         "incoherence_rate": float(incoherent(classes, masks).double().mean()),
         "n_images": len(truth),
     }
+
+
+def _defined(value: float, present: np.ndarray) -> float | None:
+    """A class' score; None (JSON null) when the truth has no image of the class."""
+    return float(value) if present.any() else None
 
 
 def _mean(values: np.ndarray) -> float | None:

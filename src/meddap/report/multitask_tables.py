@@ -37,7 +37,8 @@ CAPTION_TAIL = (
     " on the in-domain test split at {size} px, in % (mean ± sample std over folds); Dice "
     "includes normal images (1 when their predicted mask is empty, else 0); DO = deterministic "
     "oversampling, PR = prediction refining; n/a where a single-task mode does not predict that "
-    "half. Source files are listed in the CSV/Parquet."
+    "half, or where no test image of any fold is of that class. Source files are listed in the "
+    "CSV/Parquet."
 )
 COMPUTE_TAIL = COMPUTE_CAPTION.format(key="multitask") + " A combined mode's are its two runs'."
 KEYS = ["backbone", "mode", "pr"]

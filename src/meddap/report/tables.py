@@ -36,8 +36,9 @@ CAPTION1 = (
     "LoRA (when lora.ranks holds 0). Source files are listed in the CSV/Parquet."
 ) + COMPUTE_CAPTION.format(key="classifier")
 CAPTION2 = (
-    "Table 2: test scores (mean ± sample std over folds; macro averages over classes) of real-only "
-    "vs the best augmented setting per model (among the LoRA sets, not the base model's r0 sets), "
+    "Table 2: test scores (mean ± sample std over folds; macro averages over the classes the "
+    "test split holds) of real-only vs the best augmented setting per model (among the LoRA "
+    "sets, not the base model's r0 sets), "
     "where best = highest mean validation accuracy over folds, chosen per model, not on test "
     "data (the paper does not say how it chose); p = paired "
     "t-test (scipy ttest_rel) over folds against real-only, NaN with fewer than 2 paired folds. "

@@ -7,8 +7,35 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+
+from meddap.common.atomic import read_json
 from meddap.common.errors import MeddapError
+from meddap.common.hashing import SIDECAR_SUFFIX
 from meddap.run.provenance import hashed, sidecar
+
+_HASHED = {
+    "type": "object",
+    "required": ["path", "sha256"],
+    "properties": {"path": {"type": "string"}, "sha256": {"type": "string"}},
+}
+_CODE = ["meddap", "git_commit", "git_dirty", "source_sha256"]
+RECORD_SCHEMA = {  # the keys `provenance.build_record` writes and this module reads
+    "type": "object",
+    "required": [
+        "rule", "wildcards", "params", "inputs", "outputs", "code", "packages", "device",
+        "host", "slurm_job_id", "started", "ended",
+    ],
+    "properties": {
+        "rule": {"type": "string"},
+        "wildcards": {"type": "object"},
+        "params": {"type": "object"},
+        "inputs": {"type": "object", "additionalProperties": {"type": "array", "items": _HASHED}},
+        "outputs": {"type": "array", "minItems": 1, "items": _HASHED},
+        "code": {"type": "object", "required": _CODE},
+        "packages": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
+    },
+}  # fmt: skip
 
 
 def _check(path: Path, recorded: dict[str, Any], role: str, hashes: dict[Path, dict]) -> None:
@@ -38,15 +65,33 @@ def _changed(path: Path, before: dict | None, after: dict | None, role: str) -> 
 
 
 def _record(path: Path) -> dict[str, Any] | None:
+    """The provenance record of `path` (None: raw data); a damaged record stops naming it."""
     file = sidecar(path)
-    return json.loads(file.read_text()) if file.is_file() else None
+    if not file.is_file():
+        return None
+    record = read_json(file)
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft7Validator(RECORD_SCHEMA).iter_errors(record)
+    )
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "top level"
+        raise MeddapError(
+            f"{file} is not a provenance record ({where}: {error.message}); "
+            "rerun the job that wrote it (snakemake --forcerun)"
+        )
+    return record
 
 
 def _verify(path: Path, record: dict[str, Any], root: Path, hashes: dict[Path, str]) -> list[Path]:
     """Check every output and input of the record of `path`; return the inputs to follow."""
     outputs = {(root / o["path"]).resolve(): o for o in record["outputs"]}
     if path not in outputs:
-        raise MeddapError(f"{sidecar(path)} does not name {path} among its outputs")
+        named = record["outputs"][0]["path"]
+        raise MeddapError(
+            f"{sidecar(path)} does not name {path} among its outputs (it names {named}, relative "
+            f"to the workflow's working directory): pass that directory as --root (not {root}), "
+            "or the record belongs to another file"
+        )
     for output, item in outputs.items():  # the job's other outputs too (a manifest's masks)
         _check(output, item, f"output of rule {record['rule']}", hashes)
     inputs = []
@@ -58,15 +103,45 @@ def _verify(path: Path, record: dict[str, Any], root: Path, hashes: dict[Path, s
     return inputs
 
 
-def lineage(target: str | Path, root: str | Path = ".") -> Iterator[tuple[Path, dict | None]]:
-    """Each file upstream of `target` (itself first) with its provenance record (None: raw data).
+def _workdir(output: Path, record: dict[str, Any]) -> Path:
+    """The folder the workflow ran in: where the record's relative output paths lead to `output`.
 
-    Raises MeddapError naming the first file that is missing, changed or substituted.
+    Falls back to the current directory (the record's check then names the mismatch).
     """
-    base = Path(root).resolve()
-    start = (base / target).resolve()
-    if _record(start) is None:
+    for item in record["outputs"]:
+        parts = Path(item["path"]).parts
+        if parts and not Path(item["path"]).is_absolute() and output.parts[-len(parts) :] == parts:
+            return Path(*output.parts[: -len(parts)])
+    return Path.cwd()
+
+
+def _start(target: str | Path, root: str | Path | None) -> tuple[Path, Path]:
+    """The audited output and the workflow's working directory (found from its record unless
+    `root` is given); stops on an empty, missing or unrecorded target."""
+    if not str(target).strip():
+        raise MeddapError("meddap audit needs the path of a workflow output, got an empty path")
+    start = (Path(root or ".").resolve() / target).resolve()
+    if start == start.parent:
+        raise MeddapError(f"{target} is the file system's root, not a workflow output")
+    if start.name.endswith(SIDECAR_SUFFIX):
+        output = start.name.removesuffix(SIDECAR_SUFFIX)
+        raise MeddapError(f"{target} is a provenance record: audit the output it records, {output}")
+    if not start.exists():
+        under = f" under --root {root}" if root is not None else ""
+        raise MeddapError(f"{target} does not exist{under}")
+    record = _record(start)
+    if record is None:
         raise MeddapError(f"{target} has no provenance record ({sidecar(start).name} is missing)")
+    return start, Path(root).resolve() if root is not None else _workdir(start, record)
+
+
+def lineage(start: Path, base: Path) -> Iterator[tuple[Path, dict | None]]:
+    """Each file upstream of output `start` (itself first) with its provenance record (None: raw
+    data), for a workflow run in `base`.
+
+    Raises MeddapError naming the first file that is missing, changed or substituted, or whose
+    record is damaged.
+    """
     queue, seen, hashes = [start], {start}, {}
     while queue:
         path = queue.pop(0)
@@ -99,8 +174,8 @@ def describe(path: Path, record: dict | None, root: Path) -> str:
     )
 
 
-def audit(target: str, root: str = ".") -> str:
+def audit(target: str, root: str | None = None) -> str:
     """The verified lineage of `target` as text (MeddapError if any link is broken)."""
-    base = Path(root).resolve()
-    blocks = [describe(path, record, base) for path, record in lineage(target, base)]
+    start, base = _start(target, root)
+    blocks = [describe(path, record, base) for path, record in lineage(start, base)]
     return "\n".join(blocks) + f"\n{len(blocks)} files verified"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -10,16 +11,20 @@ import yaml
 
 from meddap.common.errors import MeddapError
 from meddap.common.trainsets import parse_trainset
+from meddap.data.fingerprint import shared_source
+from meddap.data.folds import check_release_folds
 from meddap.data.layouts import MASKED_LAYOUTS, UNLABELLED_LAYOUTS
 from meddap.data.registry import check_local_path, source_kind
 from meddap.lora.released import check_released
 from meddap.multitask.modes import parse_mode
 from meddap.seg.names import (
+    SyntheticSet,
     augmentation_of,
     check_model,
     check_setting,
     classifier_set_of,
     mixing_token,
+    synthetic_of,
 )
 
 SUPPORTED_MODELS = (
@@ -48,6 +53,11 @@ def _explain(error: jsonschema.ValidationError) -> str:
         return f"unknown key (expected one of: {allowed})"
     if error.validator == "required":
         return "is required but missing"
+    if error.validator in ("minItems", "maxItems"):
+        low, high = error.schema.get("minItems"), error.schema.get("maxItems")
+        bound = f"at least {low}" if error.validator == "minItems" else f"at most {high}"
+        need = f"exactly {low}" if low == high else bound
+        return f"has {len(error.instance)} items; expected {need}"
     if error.validator == "propertyNames":
         return f"{error.instance!r} is not a valid name (lowercase letters, digits, underscores)"
     return f"{error.message}"
@@ -59,20 +69,33 @@ def schema_error(config: dict[str, Any], schema: dict[str, Any]) -> str | None:
     return None if error is None else f"config key '{_key(error)}': {_explain(error)}"
 
 
+@cache
+def _schema(path: str) -> dict[str, Any]:
+    """The schema at `path`, read once a process (never changed while it runs)."""
+    return yaml.safe_load(Path(path).read_text())
+
+
 def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
     """Raise MeddapError (one sentence) unless `config` matches the schema and is coherent."""
-    schema = yaml.safe_load(Path(schema_path).read_text())
-    error = schema_error(config, schema)
+    error = schema_error(config, _schema(str(schema_path)))
     if error:
         raise MeddapError(error)
     _check_dataset(config, config["dataset"], "dataset")
     for name in config["classifier"]["external"]:
         _check_dataset(config, name, "classifier.external")
     _check_segmentation(config)
+    _check_external(config, "classifier.external", config["classifier"]["external"])
+    if config["segmentation"]["models"]:
+        _check_external(config, "segmentation.external", config["segmentation"]["external"])
     _check_ranks(config["lora"]["ranks"], config["synthesis"]["rank"])
     check_released(config["lora"])
     _check_modes(config["multitask"]["modes"])
     _check_cross_domain(config)
+    if config["folds"]["source"] == "release":
+        split = [("dataset", config["dataset"])]
+        split += [("cross_domain.targets", name) for name in config["cross_domain"]["targets"]]
+        for key, name in split:
+            check_release_folds(config["datasets"][name]["layout"], config["folds"]["k"], key)
     _check_pairs(config["segmentation"]["synthesis"])
     pool, ratios = config["synthesis"]["pool"], config["synthesis"]["ratios"]
     if max(ratios) > pool:
@@ -165,6 +188,23 @@ def _check_dataset(config: dict[str, Any], name: str, key: str) -> None:
     check_local_path(name, entry)
 
 
+def _check_external(config: dict[str, Any], key: str, names: list[str]) -> None:
+    """No external test set is the training dataset, by name or by source (`shared_source`)."""
+    dataset, registry = config["dataset"], config["datasets"]
+    for name in names:
+        if name == dataset:
+            raise MeddapError(
+                f"config key '{key}': {name!r} is the dataset the models train on, not an "
+                "unseen test set"
+            )
+        shared = shared_source(dataset, registry[dataset], name, registry[name])
+        if shared:
+            raise MeddapError(
+                f"config key '{key}': {name!r} has the same source as the training dataset "
+                f"{dataset!r} ({shared}), so it is not an unseen test set"
+            )
+
+
 def _check_segmentation(config: dict[str, Any]) -> None:
     """With segmenters configured, the dataset and each external set are registered with masks."""
     seg = config["segmentation"]
@@ -194,14 +234,36 @@ def check_segmenter(model: str, trainset: str) -> None:
 def check_cell(target: str, grid: dict[str, tuple[Any, list]]) -> None:
     """Stop (before any job is planned) unless each value of a cell target is on its key's grid.
 
-    `grid` maps a config key to (the target's value, the key's configured values).
+    `grid` maps a config key to (the target's value, the key's configured values); the cell
+    rules take any name for each part, so that a misspelt one stops here, naming its key.
     """
     for key, (value, configured) in grid.items():
-        if value not in configured:
+        if str(value) not in map(str, configured):  # a path's '100' is the config's 100
             raise MeddapError(
                 f"target {target}: {value!r} is not in config key '{key}' ({configured}); "
                 "a cell exists only on the grid"
             )
+
+
+def check_fold(fold: str | int, k: int, dataset: str) -> None:
+    """Stop before planning a job of a fold that the split into `folds.k` folds does not make."""
+    if str(fold) not in map(str, range(k)):  # refuses -1, x and 01 (a copy of fold 1)
+        raise MeddapError(
+            f"fold {fold} of dataset {dataset} does not exist with config key 'folds.k' = {k} "
+            f"(expected a fold from 0 to {k - 1})"
+        )
+
+
+def check_pool(trainset: str, pool: int) -> SyntheticSet | None:
+    """The mask-conditioned set a trainset names (None for the others); stops before planning
+    one whose ratio needs more pairs per real image than each pool holds."""
+    wanted = synthetic_of(trainset)
+    if wanted is not None and wanted.synthetic > pool:
+        raise MeddapError(
+            f"trainset {trainset} needs {wanted.synthetic} synthetic pairs per real image, but "
+            f"config key 'segmentation.synthesis.pool' generates {pool}"
+        )
+    return wanted
 
 
 def check_trainset(config: dict[str, Any], model: str, trainset: str) -> None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
+import traceback
 import typing
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
-from meddap.common.errors import MeddapError
+from meddap.common.errors import MeddapError, crash_sentence
 from meddap.common.settings import Section
 from meddap.run import provenance
 
@@ -51,7 +54,9 @@ def typed_params(func: Callable[..., Any], params: dict[str, Any]) -> dict[str, 
 
 def _setup_logging(log_files: list[str]) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    handlers += [logging.FileHandler(f, mode="w") for f in log_files]
+    for f in log_files:
+        Path(f).write_text("")  # a fresh log, appended to (a crash's traceback lands at its end)
+    handlers += [logging.FileHandler(f, mode="a") for f in log_files]
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(message)s", handlers=handlers, force=True
     )
@@ -62,29 +67,80 @@ def _set_threads(threads: int) -> None:
         sys.modules["torch"].set_num_threads(max(1, threads))
 
 
+def _input_read(err: BaseException, inputs: list[str]) -> str | None:
+    """The job input the failing code was reading, where the exception shows it: an OSError's
+    file, else a local of the innermost frame that names an input or a file in an input folder."""
+    frames = [frame for frame, _ in traceback.walk_tb(err.__traceback__)]
+    values = [getattr(err, "filename", None)]
+    values += [v for frame in reversed(frames) for v in frame.f_locals.values()]
+    roots = [Path(os.path.abspath(p)) for p in inputs]
+    for value in values:
+        if isinstance(value, str | os.PathLike) and str(value):
+            path = Path(os.path.abspath(value))
+            if any(path.is_relative_to(root) for root in roots):
+                return str(value)
+    return None
+
+
+def _crash(smk: Any, err: Exception) -> str:
+    """The one sentence for an unexpected exception of job `smk`; its traceback goes to the log."""
+    log = smk.log[0] if len(smk.log) else tempfile.mkstemp(prefix=f"meddap-{smk.rule}-")[1]
+    wildcards = ", ".join(f"{k}={v}" for k, v in _named(smk.wildcards).items())
+    what = f"job {smk.rule}" + (f" ({wildcards})" if wildcards else "")
+    reading = _input_read(err, [str(p) for p in smk.input])
+    return crash_sentence(err, what + (f" reading {reading}" if reading else ""), log)
+
+
 def run(smk: Any, func: Callable[..., Any]) -> None:
     """Call `func(**inputs, **outputs, **params)` for job `smk`, then record its provenance.
 
     Input, output and param names of the rule are the keyword names of `func`; a param that
     `func` annotates with a settings class (`meddap.common.settings`) arrives as that class.
-    A `MeddapError` ends the job with its one-sentence message and no traceback.
+    A `MeddapError` ends the job with its one-sentence message and no traceback; any other
+    exception with one sentence naming the job (and the input it read, if known) and its log,
+    which holds the traceback.
     """
     _setup_logging(list(smk.log))
     _set_threads(smk.threads)
-    inputs, outputs, params = _named(smk.input), _named(smk.output), _named(smk.params)
-    started = provenance.now()
     try:
-        func(**inputs, **outputs, **typed_params(func, params))
+        _call(smk, func)
+        return
     except MeddapError as err:
-        logging.getLogger("meddap").error("%s", err)
-        sys.exit(f"meddap: {err}")
+        sentence = str(err)
+    except Exception as err:  # the last resort: no job ends in a raw traceback
+        sentence = _crash(smk, err)
+    logging.getLogger("meddap").error("%s", sentence)
+    sys.exit(f"meddap: {sentence}")
+
+
+def _accounting(startup: dict[str, Any], end: dict[str, Any]) -> dict[str, Any]:
+    """A job process's start-up (interpreter, imports, Snakemake's script preamble) and totals."""
+    return {
+        "startup_seconds": startup["age_seconds"],
+        "startup_cpu_seconds": startup["cpu_seconds"],
+        "cpu_seconds": end["cpu_seconds"],
+        "max_rss_mb": end["max_rss_mb"],
+    }
+
+
+def _call(smk: Any, func: Callable[..., Any]) -> None:
+    """Run `func` for job `smk` and record its provenance (an earlier run's records go first)."""
+    inputs, outputs, params = _named(smk.input), _named(smk.output), _named(smk.params)
+    written = [p for value in outputs.values() for p in _as_paths(value)]
+    provenance.remove_records(written)
+    started, startup = provenance.now(), provenance.process_usage()
+    func(**inputs, **outputs, **typed_params(func, params))
+    missing = [p for p in written if not os.path.exists(p)]
+    if missing:
+        raise MeddapError(f"job {smk.rule} ended without writing its output {missing[0]}")
     record = provenance.build_record(
         rule=smk.rule,
         inputs=_input_paths(smk.input, inputs),
-        outputs=[p for value in outputs.values() for p in _as_paths(value)],
+        outputs=written,
         params=params,
         wildcards=_named(smk.wildcards),
         started=started,
         ended=provenance.now(),
+        process=_accounting(startup, provenance.process_usage()),
     )
     provenance.write_records(record)

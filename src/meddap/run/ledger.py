@@ -23,10 +23,11 @@ RECORD_KEYS = (
     "device", "host", "slurm_job_id", "started", "ended",
 )  # fmt: skip
 CODE_KEYS = ("meddap", "source_sha256", "git_commit", "git_dirty")
+PROCESS_KEYS = ("startup_seconds", "startup_cpu_seconds", "cpu_seconds", "max_rss_mb")
 COLUMNS = (
     "rule", "wildcards", "params", "outputs", "output_sha256", "n_inputs", "input_sha256",
     "meddap_version", "source_sha256", "git_commit", "git_dirty", "packages", "device", "host",
-    "slurm_job_id", "cuda_visible_devices", "started", "ended", "seconds",
+    "slurm_job_id", "cuda_visible_devices", "started", "ended", "seconds", *PROCESS_KEYS,
 )  # fmt: skip
 
 
@@ -82,6 +83,7 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
         "started": record["started"],
         "ended": record["ended"],
         "seconds": elapsed.total_seconds(),
+        **{key: (record.get("process") or {}).get(key) for key in PROCESS_KEYS},
     }
 
 

@@ -6,6 +6,7 @@ import hashlib
 import importlib.metadata
 import os
 import platform
+import resource
 import socket
 import subprocess
 import sys
@@ -74,6 +75,27 @@ def device_name() -> str:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
 
 
+def process_usage() -> dict[str, float | None]:
+    """This process so far: CPU seconds, peak resident memory in MB, seconds since it started
+    (None where /proc cannot tell)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
+        "max_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "age_seconds": _age_seconds(),
+    }
+
+
+def _age_seconds() -> float | None:
+    """Seconds since this process started, from Linux's /proc (None elsewhere)."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, IndexError, ValueError):
+        return None
+    return round(uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"), 2)
+
+
 def hashed(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A file's path and sha256; a folder's also lists each file's hash, for audit to name one."""
     if not Path(path).is_dir():
@@ -95,8 +117,13 @@ def build_record(
     wildcards: Mapping[str, str],
     started: datetime,
     ended: datetime,
+    process: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Everything needed to audit one job: hashed inputs and outputs, params and environment."""
+    """Everything needed to audit one job: hashed inputs and outputs, params and environment.
+
+    `process` is the job process's accounting (`process_usage` when its work started and ended),
+    for the run's ledger and the default-run benchmark.
+    """
     return {
         "rule": rule,
         "wildcards": dict(wildcards),
@@ -111,6 +138,7 @@ def build_record(
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # GPUs SLURM allotted
         "started": started.isoformat(),
         "ended": ended.isoformat(),
+        "process": dict(process or {}),
     }
 
 
@@ -118,6 +146,13 @@ def write_records(record: Mapping[str, Any]) -> None:
     """Store `record` beside each of its outputs."""
     for out in record["outputs"]:
         write_json(record, sidecar(out["path"]))
+
+
+def remove_records(outputs: Iterable[str]) -> None:
+    """Remove the records of `outputs` left by an earlier run: a job that fails now must leave
+    none beside the outputs Snakemake then removes."""
+    for path in outputs:
+        sidecar(path).unlink(missing_ok=True)
 
 
 def now() -> datetime:

@@ -7,6 +7,7 @@ Snakemake's user config folder (`~/.config/snakemake/slurm` on Linux, honouring 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import yaml
 from platformdirs import user_config_dir
 
-from meddap.common.atomic import atomic_path
+from meddap.common.atomic import atomic_path, check_writable
 from meddap.common.errors import MeddapError
 
 HEADER = (
@@ -33,6 +34,19 @@ class Cluster:
     retries: int = 2
     status_command: str | None = None
     init_seconds: int | None = None
+
+    def __post_init__(self) -> None:
+        """Stop on a setting Snakemake would accept but SLURM or the profile cannot honour."""
+        counts = (("--jobs", self.jobs, 1), ("--retries", self.retries, 0))
+        for option, value, least in (*counts, ("--init-seconds", self.init_seconds, 1)):
+            if value is not None and value < least:
+                raise MeddapError(f"slurm-profile {option} must be at least {least}, got {value}")
+        for option, name in (("--partition", self.partition), ("--account", self.account)):
+            if name is not None and not re.fullmatch(r"[A-Za-z0-9_.,-]+", name):
+                raise MeddapError(
+                    f"slurm-profile {option} {name!r} is not a SLURM name (expected letters, "
+                    "digits, '_', '-', '.', and ',' between several partitions)"
+                )
 
 
 def default_dir() -> Path:
@@ -64,7 +78,9 @@ def profile(cluster: Cluster) -> dict[str, Any]:
 
 def write_profile(cluster: Cluster, folder: Path | None = None, *, force: bool = False) -> Path:
     """Write `config.yaml` of the profile in `folder` (default: the user's `slurm` profile)."""
-    target = (folder or default_dir()) / "config.yaml"
+    check_writable(folder or default_dir(), "--dest" if folder else "the profile folder")
+    folder = folder or default_dir()
+    target = folder / "config.yaml"
     if target.exists() and not force:
         raise MeddapError(f"{target} exists; pass --force to replace it")
     with atomic_path(target) as tmp:
