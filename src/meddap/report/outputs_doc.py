@@ -11,6 +11,7 @@ import argparse
 import ast
 import inspect
 from pathlib import Path
+from types import ModuleType
 
 from meddap.common import paths
 from meddap.common.atomic import atomic_path
@@ -29,9 +30,9 @@ training set and so on; the name column is the constant in `meddap.common.paths`
 """
 
 
-def documented_patterns() -> list[tuple[str, str, str]]:
-    """(name, pattern, docstring) of every pattern of `paths`, in the module's order."""
-    body = ast.parse(inspect.getsource(paths)).body
+def documented_patterns(module: ModuleType = paths) -> list[tuple[str, str, str]]:
+    """(name, pattern, docstring) of every constant of `module`, in its order."""
+    body = ast.parse(inspect.getsource(module)).body
     found = []
     for node, after in zip(body, [*body[1:], None], strict=True):
         if not (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)):
@@ -39,8 +40,8 @@ def documented_patterns() -> list[tuple[str, str, str]]:
         name = node.targets[0].id
         doc = after.value.value if isinstance(after, ast.Expr) else None
         if not isinstance(doc, str):
-            raise MeddapError(f"{paths.__file__}: {name} lacks its docstring on the next line")
-        found.append((name, getattr(paths, name), " ".join(doc.split())))
+            raise MeddapError(f"{module.__file__}: {name} lacks its docstring on the next line")
+        found.append((name, getattr(module, name), " ".join(doc.split())))
     return found
 
 
