@@ -29,7 +29,8 @@ from meddap.report.tables import (
     summarise,
     summarise_defined,
 )
-from meddap.seg.names import DSUNET, SyntheticSet, supervision_of, synthetic_of
+from meddap.seg.names import SyntheticSet, synthetic_of
+from meddap.seg.registry import DSUNET, supervision_of
 
 METRICS = ("dice", "iou", "hd95", "assd")
 UPDATES = ("updates", "best_update")
