@@ -20,6 +20,7 @@ from snakemake.iocontainers import Namedlist
 
 from meddap.cls import evaluate as synthetic_eval
 from meddap.cls.models import build_model
+from meddap.cls.registry import CLASSIFIERS
 from meddap.common.errors import MeddapError
 from meddap.common.images import load_images
 from meddap.common.labels import CLASSES
@@ -76,7 +77,7 @@ def test_first_test_images_are_the_folds_first_test_ids(dataset: dict[str, str])
         gradcam.first_test_images(dataset["manifest"], dataset["splits"], 7, 2)
 
 
-@pytest.mark.parametrize("model", sorted(gradcam.TARGET_LAYERS))
+@pytest.mark.parametrize("model", CLASSIFIERS.names())
 def test_cam_overlays_at_each_models_target_layer(tmp_path: Path, model: str) -> None:
     _, net = _weights(tmp_path / "w.safetensors", 0, model)
     pixels = torch.randint(0, 256, (2, 1, 32, 32), dtype=torch.uint8)

@@ -281,7 +281,8 @@ def test_unknown_label_and_layout(tmp_path: Path) -> None:
     (raw / "labels.csv").write_text("image,label\n000001,cyst\n")
     with pytest.raises(MeddapError, match=r"labels\.csv has unknown label 'cyst'"):
         build_manifest(raw, "udiat", "udiat", tmp_path / "masks")
-    with pytest.raises(MeddapError, match=r"layout 'kvasir' is unknown"):
+    unknown = r"layout 'kvasir' is not one of the layouts of config key 'datasets\.<name>\.layout'"
+    with pytest.raises(MeddapError, match=unknown + r" \(busi, "):
         build_manifest(raw, "x", "kvasir", tmp_path / "masks")
 
 

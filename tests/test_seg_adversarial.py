@@ -18,7 +18,6 @@ from meddap.report.seg_tables import seg_ablation
 from meddap.run.config import check_segmenter, validate_config
 from meddap.seg.data import Pairs
 from meddap.seg.models import build_discriminator, build_segmenter, heads, predict_logits
-from meddap.seg.names import MODELS
 from meddap.seg.tasks import AdversarialTask, build_task
 from tests import test_seg_train
 from tests.conftest import killed_after
@@ -139,14 +138,6 @@ def test_an_unknown_name_stops_naming_the_key_and_the_grammar(name: str) -> None
     config["segmentation"]["models"] = ["unet", name]
     with pytest.raises(MeddapError, match="'segmentation.models.1'"):
         validate_config(config, SCHEMA)
-
-
-def test_the_schema_pattern_admits_exactly_the_model_names() -> None:
-    schema = yaml.safe_load(SCHEMA.read_text())
-    pattern = schema["properties"]["segmentation"]["properties"]["models"]["items"]["pattern"]
-    grammar = [f"dsunet-s{n}{adv}" for n in (1, 2, 3, 4) for adv in ("", "-adv")]
-    assert set(MODELS) == {"unet", "attention_unet", "unetpp", "unetpp_ds", *grammar}
-    assert all(pd.Series(list(MODELS)).str.fullmatch(pattern))
 
 
 def _section(value: float) -> dict:

@@ -20,7 +20,7 @@ from meddap.report.seg_figures import contour_figure
 from meddap.seg.data import fold_rows
 from meddap.seg.evaluate import score_segmenter
 from meddap.seg.models import build_segmenter, heads
-from meddap.seg.names import MODELS
+from meddap.seg.registry import SEGMENTERS
 from meddap.seg.summary import segmenter_metrics
 from meddap.seg.train import train_segmenter
 from tests.conftest import PHANTOM, PhantomFold, killed_after
@@ -152,7 +152,7 @@ def test_augmentation_changes_the_run(
     assert real["history"] != mirror_run["metrics"]["history"]
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", SEGMENTERS.names())
 def test_every_model_segments_and_trains(name: str) -> None:
     torch.manual_seed(0)
     net = build_segmenter(name, SETTINGS["channels"])

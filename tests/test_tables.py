@@ -16,6 +16,7 @@ from meddap.cls.metrics import classification_metrics
 from meddap.common import paths
 from meddap.common.errors import MeddapError
 from meddap.common.labels import CLASSES
+from meddap.common.tables import markdown_table
 from meddap.report import tables
 
 MODELS = ("densenet121", "squeezenet1_1")
@@ -329,7 +330,7 @@ def test_incomplete_inputs_are_refused_naming_the_file(tmp_path: Path, tree: Tre
 
 def test_markdown_table_escapes_and_formats() -> None:
     frame = pd.DataFrame({"a": ["x|y", None], "b": [0.123456, float("nan")]})
-    assert tables.markdown_table(frame).splitlines() == [
+    assert markdown_table(frame).splitlines() == [
         "| a | b |",
         "| --- | --- |",
         "| x\\|y | 0.1235 |",

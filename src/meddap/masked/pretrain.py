@@ -99,7 +99,8 @@ def lesion_set(
     from meddap.lora.cache import load_image
     from meddap.masked.controlnet import conditioning_image
 
-    items = {item.image.resolve(): item for f in folders for item in LAYOUTS["busi"](f)}
+    busi = LAYOUTS.get("busi", "layout")
+    items = {item.image.resolve(): item for f in folders for item in busi.items(f)}
     found = [(path, label) for path, label in corpus_images(folders) if label in LESION_CLASSES]
     if not found:
         raise MeddapError("the phantom corpus has no lesion images: raise --patients")

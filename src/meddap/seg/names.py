@@ -1,9 +1,6 @@
 """What a segmenter's wildcards may name (light: the rules and config checks import it).
 
-Models: `unet`, `attention_unet`, `unetpp`, `unetpp_ds`, or seed 003's deep-supervised UNet
-`dsunet-s<n>[-adv]`: Dice on the last n decoder stages (1-4, counting from the output), `-adv`
-adding a discriminator per supervised stage. The dsunet names share one network (`dsunet`), so
-seed 003's Table 2 ablation is a list of names.
+Models: `meddap.seg.registry` (`network_of` is re-exported here).
 
 Training sets: `real`, `aug-<name>` for one conventional augmentation (`deepstack`: all of
 them), or `{condition}-{source}-{r}to{s}`: the real train split plus a prefix of a fold's
@@ -26,18 +23,8 @@ import re
 from dataclasses import dataclass
 
 from meddap.common.errors import MeddapError
+from meddap.seg.registry import network_of as network_of
 
-DSUNET = "dsunet"
-STAGES = (1, 2, 3, 4)
-MODELS = (
-    "unet",
-    "attention_unet",
-    "unetpp",
-    "unetpp_ds",
-    *(f"{DSUNET}-s{n}{adv}" for n in STAGES for adv in ("", "-adv")),
-)
-GRAMMAR = "unet, attention_unet, unetpp, unetpp_ds or dsunet-s<stages 1-4>[-adv]"
-_DSUNET = re.compile(rf"{DSUNET}-s(?P<stages>\d+)(?P<adversarial>-adv)?")
 AUGMENTATIONS = (
     "rotate",
     "scale",
@@ -60,37 +47,6 @@ _SYNTHETIC = re.compile(
 )
 MIXING_SOURCE = "real"  # the one mask source whose synthetic images have a real parent
 RATIO = re.compile(r"(?P<real>1):(?P<synthetic>[1-9]\d*)|(?P<only>0:1)")
-
-
-@dataclass(frozen=True)
-class Supervision:
-    """How a dsunet trains: Dice on its last `stages` decoder stages, discriminators or not."""
-
-    stages: int
-    adversarial: bool
-
-
-def check_model(model: str, what: str = "segmentation model") -> None:
-    """Stop, naming `model` and the grammar, unless it is a segmenter name."""
-    if model not in MODELS:
-        raise MeddapError(
-            f"{what} {model!r} is not one of the models of config key "
-            f"'segmentation.models' ({GRAMMAR})"
-        )
-
-
-def supervision_of(model: str) -> Supervision | None:
-    """`"dsunet-s4-adv"` -> Supervision(4, True); the other models -> None; unknown ones stop."""
-    check_model(model)
-    match = _DSUNET.fullmatch(model)
-    if match is None:
-        return None
-    return Supervision(int(match["stages"]), match["adversarial"] is not None)
-
-
-def network_of(model: str) -> str:
-    """The network a model name builds: `dsunet` for every dsunet-*, else the name itself."""
-    return DSUNET if supervision_of(model) else model
 
 
 @dataclass(frozen=True)
