@@ -21,7 +21,7 @@ from meddap.common.settings import Encoding
 from meddap.common.splits import split_rows
 from meddap.common.weights import read_weights, write_weights
 from meddap.diffusion.pipeline import load_pipeline
-from meddap.diffusion.prompts import prompt
+from meddap.diffusion.prompts import check_prompt_lengths, prompt
 
 log = logging.getLogger(__name__)
 CHUNK = 8
@@ -82,6 +82,7 @@ def encode_fold(
     unique = sorted(set(texts))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     pipe = load_pipeline(base_model, device=device)
+    check_prompt_lengths(pipe.tokenizer, unique, "config key 'lora.train_adjective'")
     if resolution % pipe.vae_scale_factor:
         raise MeddapError(
             f"config key 'lora.resolution': {resolution} is not a multiple of the VAE's "
