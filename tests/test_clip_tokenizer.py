@@ -2,6 +2,7 @@
 
 The vocabulary comes from the BPE merges that open_clip_torch ships (`tests/sd_shaped.py`);
 its ids are checked against open_clip's own tokenizer before anything else relies on them.
+Synthesis runs on the SD-shaped model saved with it.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     ids, labels = ["a", "b", "c"], ["benign", "malignant", "normal"]
     pd.DataFrame({"id": ids, "label": labels}).to_parquet(root / "manifest.parquet")
     pd.DataFrame({"id": ids, "fold": 0, "split": "train"}).to_parquet(root / "splits.parquet")
-    return {"root": root, "model": build_sd_shaped(root / "sd")}
+    return {"root": root, "model": build_sd_shaped(root / "sd", clip_vocabulary=True)}
 
 
 def _synthesize(inputs: dict[str, Path], out: Path, adjective: str = "none", negative: str = ""):
