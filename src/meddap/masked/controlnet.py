@@ -111,7 +111,8 @@ def load_edge_detector(path: str) -> EdgeDetector | None:
 
 
 def _resized(array: np.ndarray, size: int, resample: Image.Resampling) -> np.ndarray:
-    """`array` centre-cropped to a square and resized, as `lora.cache.load_image` fits images."""
+    """`array` centre-cropped to a square and resized, as `diffusion.latents.load_image` fits
+    images."""
     return np.asarray(ImageOps.fit(Image.fromarray(array), (size, size), resample))
 
 

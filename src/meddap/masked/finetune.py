@@ -91,7 +91,7 @@ def _training_tensors(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Latents, text embeddings and conditioning images of the rows (and their mirror images)
     at the pools' sampling resolution."""
-    from meddap.lora.cache import load_image
+    from meddap.diffusion.latents import load_image
     from meddap.masked.controlnet import conditioning_image, load_edge_detector
     from meddap.masked.pretrain import encode
 
