@@ -98,7 +98,7 @@ def test_a_killed_run_resumed_ends_as_an_uninterrupted_one(
     checkpoint = Checkpoint(tmp_path / "checkpoint.pt", "run")
     with counted(monkeypatch, die_at=EVERY + 1), pytest.raises(Killed):
         train(checkpoint)
-    assert checkpoint.load()["losses"] == plain[0][:EVERY]
+    assert [row["loss"] for row in checkpoint.load()["rows"]] == plain[0][:EVERY]
     with counted(monkeypatch) as calls:
         resumed = train(checkpoint)
     assert len(calls) == SETTINGS["steps"] - EVERY  # the done steps are skipped

@@ -11,7 +11,7 @@ from PIL import Image
 from meddap.common.errors import MeddapError
 from meddap.common.images import load_gray, open_gray
 from meddap.data.ingest import build_manifest
-from meddap.lora.cache import load_image
+from meddap.diffusion.latents import load_image
 
 NAME = "benign (195).png"
 
