@@ -96,7 +96,7 @@ def lesion_set(
     from meddap.data.ingest import merged_mask
     from meddap.data.layouts import LAYOUTS
     from meddap.diffusion.corpus import corpus_images
-    from meddap.lora.cache import load_image
+    from meddap.diffusion.latents import load_image
     from meddap.masked.controlnet import conditioning_image
 
     busi = LAYOUTS.get("busi", "layout")
@@ -120,7 +120,7 @@ def encode(
     """Scaled VAE posterior means of `images` and the text embeddings of `prompts` (row-wise)."""
     import torch
 
-    from meddap.lora.cache import posterior
+    from meddap.diffusion.latents import posterior
 
     texts = sorted(set(prompts))
     with torch.no_grad():
