@@ -187,6 +187,15 @@ def test_cache_is_deterministic(fold0: dict[str, str], tmp_path: Path) -> None:
     assert again.read_bytes() == Path(fold0["cache"]).read_bytes()
 
 
+def test_a_training_prompt_over_77_tokens_stops_the_cache(fold0: dict, tmp_path: Path) -> None:
+    encoding = Encoding.from_config({"lora": LORA | {"train_adjective": "-".join(["x"] * 40)}})
+    cache = tmp_path / "cache.safetensors"
+    with pytest.raises(MeddapError, match=r"^config key 'lora.train_adjective': 'x-x-.* over"):
+        encode_fold(**{k: fold0[k] for k in ("manifest", "splits", "base_model")}, cache=str(cache),
+                    fold=0, encoding=encoding)  # fmt: skip
+    assert not cache.exists()
+
+
 def test_adapter_is_attn2_only_and_reloads_exactly(fold0: dict[str, str], trained: dict) -> None:
     keys = load_file(trained["weights"]).keys()
     pattern = re.compile(r"unet\..*\.attn2\.(to_q|to_k|to_v|to_out\.0)\.lora\.(down|up)\.weight")

@@ -239,3 +239,25 @@ def test_a_killed_pool_job_resumes_at_its_first_missing_batch(
     (tmp_path / "manifest.parquet").unlink()
     assert run() == first and rendered[batches:] == [len(last)]
     assert not list(tmp_path.glob(".*.partial"))
+
+
+def test_a_negative_prompt_over_the_text_encoders_positions_stops_the_job(
+    phantom_fold: PhantomFold, tmp_path: Path
+) -> None:
+    from meddap.common.settings import MaskedSynthesis
+
+    sampling = {"scheduler": "dpm_multistep", "steps": 2, "guidance_scale": 7.5}
+    sampling |= {"negative_prompt": "blurry, low quality, " * 20, "batch_size": 4}
+    how = {"pool": 1, "prompts": "class", "clinical": {"sigma": 4.0, "alpha": 6.0}}
+    key = "segmentation.synthesis.sampling.negative_prompt"
+    with pytest.raises(MeddapError, match=rf"^config key '{key}': .* over the text encoder's 77"):
+        synthesize_masked(
+            base_model=str(REPO / "resources" / "tiny-sd-phantom"), controlnet="",
+            manifest=str(phantom_fold.manifest), splits=str(phantom_fold.splits), attributes="",
+            images=str(tmp_path / "images"), masks=str(tmp_path / "masks"),
+            conditions=str(tmp_path / "conditions"), synth_manifest=str(tmp_path / "m.parquet"),
+            fold=0, setting="text-real", seed=0, masked_synthesis=MaskedSynthesis.from_params(
+                how | {"sampling": sampling | {"resolution": 64, "image_size": 64}}
+            ),
+        )  # fmt: skip
+    assert list(tmp_path.iterdir()) == []

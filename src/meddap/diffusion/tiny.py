@@ -53,8 +53,9 @@ def bpe_merges(words: list[str]) -> list[tuple[str, str]]:
         segments = [_merge(seg, pair) for seg in segments]
 
 
-def write_tokenizer(folder: str | Path) -> None:
-    """Write a CLIP tokenizer (vocab.json, merges.txt, config) covering the prompt words.
+def write_tokenizer(folder: str | Path, merges: list[tuple[str, str]] | None = None) -> None:
+    """Write a CLIP tokenizer (vocab.json, merges.txt, config) of `merges`, by default ones
+    covering the prompt words (CLIP's own merges give CLIP's 49,408-token vocabulary).
 
     The vocabulary is CLIP's layout: the 256 byte-level characters, the same with the
     end-of-word marker, one token per merge, then the two special tokens.
@@ -62,7 +63,7 @@ def write_tokenizer(folder: str | Path) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     chars = list(bytes_to_unicode().values())
-    merges = bpe_merges(prompt_words())
+    merges = bpe_merges(prompt_words()) if merges is None else merges
     tokens = [*chars, *(c + END for c in chars), *(a + b for a, b in merges), BOS, EOS]
     (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}) + "\n")
     lines = ["#version: 0.2", *(f"{a} {b}" for a, b in merges)]

@@ -19,7 +19,7 @@ from meddap.common.splits import split_rows
 from meddap.common.weights import read_weights, write_weights
 from meddap.diffusion.latents import CHUNK, load_image, posterior
 from meddap.diffusion.pipeline import load_pipeline
-from meddap.diffusion.prompts import prompt
+from meddap.diffusion.prompts import check_prompt_lengths, prompt
 
 log = logging.getLogger(__name__)
 # One metadata entry: safetensors writes several entries in a random order (non-reproducible bytes).
@@ -59,6 +59,7 @@ def encode_fold(
     unique = sorted(set(texts))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     pipe = load_pipeline(base_model, device=device)
+    check_prompt_lengths(pipe.tokenizer, unique, "config key 'lora.train_adjective'")
     if resolution % pipe.vae_scale_factor:
         raise MeddapError(
             f"config key 'lora.resolution': {resolution} is not a multiple of the VAE's "

@@ -42,6 +42,7 @@ from meddap.masked.controlnet import EdgeDetector, conditioning_image, load_edge
 from meddap.masked.finetune import prompts_of, read_pair, train_lesions
 from meddap.seg.names import TEXT, check_setting
 from meddap.synth.generate import (
+    check_negative_prompt,
     class_sequence,
     image_name,
     pending_batches,
@@ -218,6 +219,8 @@ def synthesize_masked(
     rows = train_lesions(manifest, splits, fold)
     prompts = prompts_of(rows, attributes, how.prompts)
     table = plan(rows, prompts, setting, how.pool, fold, seed)
+    pipe = _pipeline(base_model, controlnet, sampling.scheduler)
+    check_negative_prompt(pipe.tokenizer, sampling, "segmentation.synthesis")
     out = {
         name: Path(path) for name, path in zip(FOLDERS, (images, masks, conditions), strict=True)
     }
@@ -229,7 +232,6 @@ def synthesize_masked(
     drawn, conds = _conditions(table, rows, recorded, sampling.resolution, how, detector)
     _write_pairs(drawn, conds, table["index"], sampling.image_size, partial)
     pending = pending_batches(table, partial["images"], sampling.batch_size)
-    pipe = _pipeline(base_model, controlnet, sampling.scheduler)
     started = time.perf_counter()
     for batch in tqdm(pending, desc=f"fold{fold} {setting}", unit="batch"):
         rendered = _render(pipe, batch, conds, sampling)

@@ -18,7 +18,7 @@ from meddap.common.seeds import derive_seed
 from meddap.common.settings import Sampling, Synthesis
 from meddap.common.splits import split_rows
 from meddap.common.trainsets import prefix_size
-from meddap.diffusion.prompts import prompt
+from meddap.diffusion.prompts import check_prompt_lengths, prompt
 
 log = logging.getLogger(__name__)
 SCHEDULERS = {
@@ -85,6 +85,13 @@ def load_generator(base_model: str, lora: str | None, scheduler: str, device: st
         pipe.load_lora_weights(str(Path(lora).parent), weight_name=Path(lora).name)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def check_negative_prompt(tokenizer, sampling: Sampling, section: str) -> None:  # noqa: ANN001
+    """Stop if `{section}.sampling.negative_prompt` is longer than the text encoder takes."""
+    if sampling.negative_prompt:
+        key = f"config key '{section}.sampling.negative_prompt'"
+        check_prompt_lengths(tokenizer, [sampling.negative_prompt], key)
 
 
 def render(pipe, rows: pd.DataFrame, sampling: Sampling) -> np.ndarray:  # noqa: ANN001
@@ -160,11 +167,13 @@ def synthesize(
     """
     how = synthesis.sampling
     rows = plan(train_labels(manifest, splits, fold), synthesis.pool, seed, fold, rank, adjective)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    pipe = load_generator(base_model, lora, how.scheduler, device)
+    check_prompt_lengths(pipe.tokenizer, rows.prompt.unique(), "config key 'synthesis.adjectives'")
+    check_negative_prompt(pipe.tokenizer, how, "synthesis")
     partial = Path(images).with_name(".images.partial")
     partial.mkdir(parents=True, exist_ok=True)
     pending = pending_batches(rows, partial, how.batch_size)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    pipe = load_generator(base_model, lora, how.scheduler, device)
     started = time.perf_counter()
     for batch in tqdm(pending, desc=f"fold{fold} r{rank} {adjective}", unit="batch"):
         for index, image in zip(batch["index"], render(pipe, batch, how), strict=True):
