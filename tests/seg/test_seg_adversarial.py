@@ -19,8 +19,8 @@ from meddap.run.config import check_segmenter, validate_config
 from meddap.seg.data import Pairs
 from meddap.seg.models import build_discriminator, build_segmenter, heads, predict_logits
 from meddap.seg.tasks import AdversarialTask, build_task
-from tests.seg import test_seg_train
 from tests.conftest import killed_after
+from tests.seg import test_seg_train
 from tests.seg.test_seg_train import OUTPUTS, SETTINGS, _train
 
 data = test_seg_train.data  # its fixture: the shared phantom fold and an external set
