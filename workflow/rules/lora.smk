@@ -1,5 +1,16 @@
 # USLoRA stage: (tiny) base model -> per-fold latent/text cache -> per-fold, per-rank LoRA.
 
+def lora_settings(wildcards):
+    """The `lora` section; on a cross-domain target dataset, `cross_domain.epochs` epochs."""
+    if wildcards.dataset not in CROSS["targets"]:
+        return SETTINGS["lora"]
+    return {**SETTINGS["lora"], "epochs": CROSS["epochs"]}
+
+
+def full_finetune_settings(wildcards):
+    """Full fine-tuning trains as the target's LoRAs do, at `cross_domain.full_learning_rate`."""
+    return {**lora_settings(wildcards), "learning_rate": CROSS["full_learning_rate"]}
+
 
 rule build_tiny_sd:
     output:

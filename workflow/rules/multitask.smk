@@ -3,6 +3,51 @@
 # without deterministic oversampling), its test predictions, their prediction refining (PR),
 # metrics.json, and the tables.
 
+from meddap.multitask.modes import COMBINED_PATTERN, REFINABLE_PATTERN, TRAINED_PATTERN, parse_mode
+
+
+def combined_part(task):
+    """The predictions a `combined` mode joins: task 0 seg's masks, task 1 cls's classes."""
+
+    def part(wildcards):
+        mode = parse_mode(wildcards.mode).parts()[task]
+        keys = {"dataset": wildcards.dataset, "fold": wildcards.fold, "backbone": wildcards.backbone}
+        return paths.MULTITASK_PREDICTIONS.format(mode=mode, **keys)
+
+    return part
+
+
+def multitask_fits(wildcards):
+    """The fit.json of every network a mode's predictions come from (both parts of `combined`)."""
+    parsed = parse_mode(wildcards.mode)
+    modes = parsed.parts() if not parsed.trained else (wildcards.mode,)
+    keys = {"dataset": wildcards.dataset, "fold": wildcards.fold, "backbone": wildcards.backbone}
+    return [paths.MULTITASK_FIT.format(mode=mode, **keys) for mode in modes]
+
+
+def refined_predictions(wildcards):
+    """The PR predictions of a mode that predicts both class and mask, else none."""
+    if not parse_mode(wildcards.mode).refinable:
+        return []
+    return [paths.MULTITASK_REFINED.format(**dict(wildcards.items()))]
+
+
+def all_multitask_metrics(wildcards):
+    return expand(paths.MULTITASK_METRICS, dataset=DATASET, fold=FOLDS, backbone=MT["backbones"], mode=MT["modes"])
+
+
+def multitask_cell_metrics(wildcards):
+    """Only what one multi-task row needs: its backbone and mode in every fold."""
+    grid = {"multitask.backbones": (wildcards.backbone, MT["backbones"]), "multitask.modes": (wildcards.mode, MT["modes"])}
+    check_cell(paths.MULTITASK_CELL.format(**dict(wildcards.items())), grid)
+    if wildcards.pr not in ("yes", "no"):
+        target = paths.MULTITASK_CELL.format(**dict(wildcards.items()))
+        raise MeddapError(f"target {target}: pr-{wildcards.pr} is neither pr-yes (with prediction refining) nor pr-no")
+    if wildcards.pr == "yes" and not parse_mode(wildcards.mode).refinable:
+        target = paths.MULTITASK_CELL.format(**dict(wildcards.items()))
+        raise MeddapError(f"target {target}: mode {wildcards.mode} does not predict both a class and a mask, so it has no PR row")
+    return expand(paths.MULTITASK_METRICS, dataset=DATASET, fold=FOLDS, backbone=wildcards.backbone, mode=wildcards.mode)
+
 
 localrules:
     combine_single_task,
@@ -50,7 +95,7 @@ rule combine_single_task:
     output:
         predictions=paths.MULTITASK_PREDICTIONS,
     wildcard_constraints:
-        mode=r"combined(-do)?",
+        mode=COMBINED_PATTERN,
     resources:
         **CPU_RESOURCES,
     log:

@@ -3,6 +3,106 @@
 # summary (results/default_run.md).
 # Outputs marked report() go into `snakemake --report`.
 
+def all_metrics(wildcards):
+    return plan.cls_metrics(config, ranks_of(DATASET))
+
+
+def external_metrics(wildcards):
+    """Table 3's runs: every classifier, once there are external sets to score them on."""
+    if not CLS["external"]:
+        raise MeddapError("Table 3 reports external accuracy, but config key 'classifier.external' is [] (the default target leaves Table 3 out then)")
+    return all_metrics(wildcards)
+
+
+def all_quality(wildcards):
+    keys = plan.quality_sets(config, SYNTH["adjectives"], ranks_of(DATASET))
+    return [paths.QUALITY.format(dataset=DATASET, **k) for k in keys]
+
+
+def cell_metrics(wildcards):
+    """Only what one Table-1 cell needs: its setting's classifier in every fold."""
+    grid = {
+        "classifier.models": (wildcards.model, CLS["models"]),
+        "synthesis.adjectives": (wildcards.adjective, SYNTH["adjectives"]),
+        "synthesis.ratios": (wildcards.ratio, SYNTH["ratios"]),
+    }
+    check_cell(paths.CELL.format(**dict(wildcards.items())), grid)
+    name = lambda f: trainsets.TextSet(fold_rank(DATASET, f), wildcards.adjective, int(wildcards.ratio)).name
+    return [paths.CLS_METRICS.format(dataset=DATASET, fold=f, model=wildcards.model, trainset=name(f)) for f in FOLDS]
+
+
+def cell_quality(wildcards):
+    keys = plan.quality_sets(config, [wildcards.adjective], ranks_of(DATASET, chosen_only=True))
+    return [paths.QUALITY.format(dataset=DATASET, **k) for k in keys]
+
+
+def synthetic_evaluations(wildcards):
+    """Fig. 1a: each fold's real-only classifiers on each synthetic set of the fold's ranks."""
+    return plan.synthetic_evaluations(config, wildcards.dataset, ranks_of(wildcards.dataset))
+
+
+def augmented_trainsets(wildcards):
+    """The fold's augmented training sets of its chosen rank (Table 2 has no base-model rows);
+    Fig. 2 shows Table 2's best one."""
+    return trainsets.TextSet.grid(config, [fold_rank(wildcards.dataset, wildcards.fold)])
+
+
+def augmented_models(wildcards):
+    """The weights of each augmented training set of the fold and model (aligned with the above)."""
+    return [
+        paths.CLS_WEIGHTS.format(dataset=wildcards.dataset, fold=wildcards.fold, model=wildcards.model, trainset=t)
+        for t in augmented_trainsets(wildcards)
+    ]
+
+
+def fold_synthetic_sets(wildcards):
+    """The fold's synthetic sets of its ranks (chosen, and 0 with BASE_ROW), one per adjective."""
+    ranks = ranks_of(wildcards.dataset)(wildcards.fold)
+    return expand(paths.SYNTH_MANIFEST, dataset=wildcards.dataset, fold=wildcards.fold, rank=ranks, adjective=SYNTH["adjectives"])
+
+
+def seg_cell_metrics(wildcards):
+    """Only what one segmentation-table (or ablation-table) cell needs: its row's folds and the
+    model's real ones."""
+    ablation = SEG["ablation"] if wildcards.trainset == "real" else []  # ablation rows train on real
+    grid = {
+        "segmentation.models": (wildcards.model, SEG["models"] + ablation),
+        "segmentation.trainsets": (wildcards.trainset, plan.seg_trainsets(config)),
+        "segmentation.external": (wildcards.evaluated_on, ["test", *SEG["external"]]),
+    }
+    check_cell(paths.SEG_CELL.format(**dict(wildcards.items())), grid)
+    wanted = sorted({wildcards.trainset} | {"real"} & set(SEG["trainsets"]))
+    return expand(paths.SEG_METRICS, dataset=DATASET, fold=FOLDS, model=wildcards.model, trainset=wanted)
+
+
+def figure_segmenters(wildcards):
+    """The contour figure's segmenters: each model's on the figure's training set, of the fold."""
+    keys = {"dataset": wildcards.dataset, "fold": wildcards.fold, "trainset": SEG_FIGURE_TRAINSET}
+    return expand(paths.SEG_WEIGHTS, model=SEG["models"], **keys)
+
+
+def adapted_quality(keys):
+    """The quality JSON of one adapted generator's class-prompt set on its target's fold."""
+    where = {"dataset": keys["target"], "fold": keys["fold"], "adjective": "none"}
+    if keys["adaptation"] == "full":
+        return paths.QUALITY_FULL.format(**where)
+    return paths.QUALITY.format(rank=adaptation_rank(keys["adaptation"]), **where)
+
+
+def cross_domain_quality(wildcards):
+    return [adapted_quality(keys) for keys in plan.cross_domain_sets(config)]
+
+
+def cross_domain_params(wildcards):
+    """params.json of each trained adaptation (the table's parameter counts), in set order."""
+    return [
+        paths.FULL_PARAMS.format(dataset=k["target"], fold=k["fold"])
+        if k["adaptation"] == "full"
+        else paths.LORA_PARAMS.format(dataset=k["target"], fold=k["fold"], rank=adaptation_rank(k["adaptation"]))
+        for k in plan.cross_domain_sets(config)
+        if k["adaptation"] != "none"
+    ]
+
 
 rule table1:
     input:
@@ -12,7 +112,7 @@ rule table1:
         **table_outputs("table1"),
     params:
         dataset=DATASET,
-        quality_sets=lambda wc: quality_sets(SYNTH["adjectives"]),
+        quality_sets=lambda wc: plan.quality_sets(config, SYNTH["adjectives"], ranks_of(DATASET)),
     resources:
         **CPU_RESOURCES,
     log:
@@ -69,7 +169,7 @@ rule table1_cell:
         adjective="{adjective}",
         ratio=lambda wc: int(wc.ratio),
         dataset=DATASET,
-        quality_sets=lambda wc: quality_sets([wc.adjective], chosen_rank),
+        quality_sets=lambda wc: plan.quality_sets(config, [wc.adjective], ranks_of(DATASET, chosen_only=True)),
     wildcard_constraints:
         model=CELL_NAME,
         adjective=CELL_NAME,
@@ -217,7 +317,7 @@ rule seg_figure:
 
 rule ledger:
     input:
-        stage_targets(),
+        plan.stage_targets(config),
     output:
         parquet=paths.LEDGER.format(ext="parquet"),
         csv=report(paths.LEDGER.format(ext="csv"), caption="../report/ledger.rst", category="Provenance"),
@@ -233,8 +333,8 @@ rule ledger:
 
 rule run_summary:
     input:
-        tables=summary_tables(),
-        fidelity=lambda wc: dataset_synthetic_evaluations(DATASET),
+        tables=plan.summary_tables(config),
+        fidelity=lambda wc: plan.synthetic_evaluations(config, DATASET, ranks_of(DATASET)),
         ledger=paths.LEDGER.format(ext="parquet"),
     output:
         summary=report(paths.RUN_SUMMARY, caption="../report/run_summary.rst", category="Summary"),
@@ -278,7 +378,7 @@ rule cross_domain_table:
     output:
         **table_outputs("cross_domain_table"),
     params:
-        sets=cross_domain_sets(),
+        sets=plan.cross_domain_sets(config),
         lora_targets=LORA["targets"],
     resources:
         **CPU_RESOURCES,

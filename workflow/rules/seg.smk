@@ -4,6 +4,28 @@
 # segmentation, ablation and ratio tables. A mixed set reads its pool and the real train images
 # (its pairs' parents), the latter already inputs of every segmenter (dataset_files, manifest).
 
+def external_dataset_files(wildcards):
+    """The source fingerprint and masks of the external dataset a segmenter is scored on."""
+    return [paths.SOURCE.format(dataset=wildcards.external), paths.MASKS.format(dataset=wildcards.external)]
+
+
+def all_seg_metrics(wildcards):
+    return plan.seg_metrics(config, SEG["models"], plan.seg_trainsets(config))
+
+
+def ratio_seg_metrics(wildcards):
+    """The ratio table's runs: each model's real and synthetic training sets in every fold."""
+    return plan.seg_metrics(config, SEG["models"], ["real", *plan.pair_trainsets(config)])
+
+
+def ratio_cls_metrics(wildcards):
+    return plan.ratio_cls_metrics(config)
+
+
+def ablation_seg_metrics(wildcards):
+    """Every fold of each `segmentation.ablation` model, trained on real (seed 003's Table 2)."""
+    return plan.seg_metrics(config, SEG["ablation"], ["real"])
+
 
 localrules:
     segmenter_metrics,
@@ -16,7 +38,7 @@ rule train_segmenter:
     input:
         dataset_files,
         paths.MASKS,
-        seg_synthetic_files,
+        synthetic_files,
         manifest=seg_manifest,
         splits=fold_splits,
         synthetic=seg_synthetic,

@@ -1,5 +1,16 @@
 # Synthesis stage: per (fold, rank, adjective) one nested synthetic set, its quality, rank choice.
 
+def lora_weights(wildcards):
+    """The fold's LoRA of the set's rank; rank 0 samples the base model without one."""
+    return [] if int(wildcards.rank) == 0 else paths.LORA_WEIGHTS.format(**dict(wildcards.items()))
+
+
+def rank_selection_inputs(wildcards):
+    """Quality of each rank's adjective-free set, when the rank is chosen by FID."""
+    if SYNTH["rank"] != "best":
+        return []
+    return expand(paths.QUALITY, dataset=wildcards.dataset, fold=wildcards.fold, rank=LORA_RANKS, adjective="none")
+
 
 rule synthesize:
     input:

@@ -40,7 +40,6 @@ from meddap.common.settings import MaskedSynthesis, Sampling
 from meddap.masked.clinical import SIZES, clinical_mask, lesion_sizes
 from meddap.masked.controlnet import EdgeDetector, conditioning_image, load_edge_detector
 from meddap.masked.finetune import prompts_of, read_pair, train_lesions
-from meddap.seg.names import TEXT, check_setting
 from meddap.synth.generate import (
     class_sequence,
     image_name,
@@ -49,6 +48,7 @@ from meddap.synth.generate import (
     render,
     to_gray,
 )
+from meddap.trainsets.pairs import TEXT, check_setting
 
 log = logging.getLogger(__name__)
 FOLDERS = ("images", "masks", "conditions")

@@ -17,6 +17,7 @@ from meddap.common.errors import MeddapError
 LAMBDA = r"0\.\d*[1-9]|[01]"  # canonical: no trailing zeros, so one λ has one name
 TRAINED_PATTERN = rf"(?:seg|cls|mt-l(?:{LAMBDA}))(?:-do)?"  # wildcard constraints of the rules
 REFINABLE_PATTERN = rf"(?:combined|mt-l(?:{LAMBDA}))(?:-do)?"
+COMBINED_PATTERN = r"combined(?:-do)?"  # the modes joined from two single-task networks
 MODE = re.compile(rf"(?P<task>seg|cls|combined|mt-l(?P<lam>{LAMBDA}))(?P<do>-do)?")
 
 

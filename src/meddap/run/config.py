@@ -10,22 +10,15 @@ import jsonschema
 import yaml
 
 from meddap.common.errors import MeddapError
-from meddap.common.trainsets import parse_trainset
 from meddap.data.fingerprint import shared_source
 from meddap.data.folds import check_release_folds
 from meddap.data.layouts import MASKED_LAYOUTS, UNLABELLED_LAYOUTS
 from meddap.data.registry import check_local_path, source_kind
 from meddap.lora.released import check_released
 from meddap.multitask.modes import parse_mode
-from meddap.seg.names import (
-    SyntheticSet,
-    augmentation_of,
-    check_model,
-    check_setting,
-    classifier_set_of,
-    mixing_token,
-    synthetic_of,
-)
+from meddap.seg.names import check_model
+from meddap.trainsets import CLASSIFIER, SEGMENTER, TrainingSet, planned
+from meddap.trainsets.pairs import check_setting, mixing_token
 
 SUPPORTED_MODELS = (
     "densenet121",
@@ -225,10 +218,10 @@ def _check_segmentation(config: dict[str, Any]) -> None:
         check_local_path(name, entry)
 
 
-def check_segmenter(model: str, trainset: str) -> None:
-    """Stop before planning a segmenter whose model or training set does not exist."""
+def check_segmenter(config: dict[str, Any], model: str, trainset: str) -> TrainingSet:
+    """The training set of a segmenter to plan; stops on a model or set it cannot train."""
     check_model(model, "target segmenter")
-    augmentation_of(trainset)
+    return planned(trainset, config, SEGMENTER)
 
 
 def check_cell(target: str, grid: dict[str, tuple[Any, list]]) -> None:
@@ -254,29 +247,9 @@ def check_fold(fold: str | int, k: int, dataset: str) -> None:
         )
 
 
-def check_pool(trainset: str, pool: int) -> SyntheticSet | None:
-    """The mask-conditioned set a trainset names (None for the others); stops before planning
-    one whose ratio needs more pairs per real image than each pool holds."""
-    wanted = synthetic_of(trainset)
-    if wanted is not None and wanted.synthetic > pool:
-        raise MeddapError(
-            f"trainset {trainset} needs {wanted.synthetic} synthetic pairs per real image, but "
-            f"config key 'segmentation.synthesis.pool' generates {pool}"
-        )
-    return wanted
-
-
-def check_trainset(config: dict[str, Any], model: str, trainset: str) -> None:
-    """Stop before planning a classifier whose model or synthetic ratio cannot be trained."""
+def check_trainset(config: dict[str, Any], model: str, trainset: str) -> TrainingSet:
+    """The training set of a classifier to plan; stops on a model or set it cannot train."""
     known = SUPPORTED_MODELS
     if model not in known:
         raise MeddapError(f"target classifier {model!r} is not one of the supported models {known}")
-    if classifier_set_of(trainset) is not None:
-        return
-    parsed = parse_trainset(trainset)
-    pool = config["synthesis"]["pool"]
-    if parsed is not None and parsed[2] > pool:
-        raise MeddapError(
-            f"target trainset {trainset}: ratio {parsed[2]}% exceeds config key "
-            f"'synthesis.pool' ({pool}%), the size of each generated set"
-        )
+    return planned(trainset, config, CLASSIFIER)
