@@ -5,15 +5,15 @@ from pathlib import Path
 
 from meddap import trainsets
 from meddap.common import paths
-from meddap.common.errors import MeddapError
 from meddap.common.settings import job_params
 from meddap.data.fingerprint import content_digest, model_digest
 from meddap.data.registry import is_archive, local_dataset_dir, user_path
-from meddap.lora.names import adaptation_rank
+from meddap.diffusion.compat import check_models
+from meddap.multitask.modes import COMBINED_PATTERN, REFINABLE_PATTERN, TRAINED_PATTERN
 from meddap.run import plan
 from meddap.run.config import base_model_location, check_cell, check_fold, check_segmenter, check_trainset
 from meddap.seg.names import MODEL_WILDCARD
-from meddap.trainsets.pairs import CONDITION_WILDCARD
+from meddap.trainsets.pairs import CONDITION_WILDCARD, SETTING_WILDCARD
 
 
 wildcard_constraints:
@@ -56,6 +56,45 @@ def fold_splits(wildcards):
 def dataset_files(wildcards):
     """The source fingerprint of the dataset whose images a job reads (its recorded input)."""
     return paths.SOURCE.format(dataset=wildcards.dataset)
+
+
+def dataset_entry(wildcards):
+    return config["datasets"][wildcards.dataset]
+
+
+def raw_dir(wildcards):
+    """The user's own folder when `path:` names one (`ancient`: its content digest, a param,
+    reruns jobs, not its mtime), else the folder the fetch rule makes."""
+    local = local_dataset_dir(dataset_entry(wildcards))
+    return ancient(str(local)) if local else paths.RAW.format(dataset=wildcards.dataset)
+
+
+def path_archive(wildcards):
+    """The `path:` archive of the dataset (by content, as above), or nothing."""
+    entry = dataset_entry(wildcards)
+    return [ancient(str(user_path(entry["path"])))] if "path" in entry and is_archive(entry["path"]) else []
+
+
+def content_of(kind):
+    """A param function: the content digest of the dataset's source if it is of `kind`, else ''."""
+    return lambda wildcards: content_digest(wildcards.dataset, dataset_entry(wildcards), kind)
+
+
+def release_folder(wildcards):
+    """The dataset's folder and source fingerprint where folds.source is `release` (its official
+    fold files are read there, and audited by the fingerprint), else nothing."""
+    return [raw_dir(wildcards), dataset_files(wildcards)] if config["folds"]["source"] == "release" else []
+
+
+def model_folder(wildcards):
+    """The folder a model fingerprint lists: the base model or a condition's pretrained ControlNet."""
+    part = wildcards.part
+    return BASE_MODEL if part == "base" else controlnet_location(part.removeprefix("controlnet-"))
+
+
+def model_content(wildcards):
+    """The content digest of that folder when the DAG is built: its rerun trigger (not mtimes)."""
+    return model_digest(model_folder(wildcards), wildcards.part)
 
 
 def base_model_files(wildcards):
@@ -121,3 +160,17 @@ def table_outputs(name, caption=None):
 def log_file(rule, pattern=""):
     """The log of one job of `rule`: results/logs/{rule}/{pattern}.log (the rule's own wildcards)."""
     return f"{paths.LOGS.format(rule=rule)}/{pattern}.log" if pattern else f"{paths.LOGS.format(rule=rule)}.log"
+
+
+def controlnet_location(condition):
+    """The configured pretrained ControlNet of `condition` (a local folder, a hub id or '')."""
+    return base_model_location(MASKED["controlnet"][condition] or "", Path(workflow.basedir))
+
+
+def pretrained_controlnet_files(wildcards):
+    """The fingerprint of a local pretrained ControlNet folder (its recorded input)."""
+    return model_fingerprint(controlnet_location(wildcards.condition), f"controlnet-{wildcards.condition}")
+
+
+# every resolution and each pretrained ControlNet the plan samples with, against the base model
+check_models(config, BASE_MODEL, {c: controlnet_location(c) for c in MASKED_CONDITIONS})

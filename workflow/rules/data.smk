@@ -1,47 +1,5 @@
 # Data stage: fetch -> ingest -> curate -> split.
 
-def dataset_entry(wildcards):
-    return config["datasets"][wildcards.dataset]
-
-
-def raw_dir(wildcards):
-    """The user's own folder when `path:` names one, else the folder the fetch rule makes.
-
-    The user's folder is `ancient`: its content digest (a param), not its mtime, reruns jobs.
-    """
-    local = local_dataset_dir(dataset_entry(wildcards))
-    return ancient(str(local)) if local else paths.RAW.format(dataset=wildcards.dataset)
-
-
-def path_archive(wildcards):
-    """The `path:` archive of the dataset (by content, as above), or nothing."""
-    entry = dataset_entry(wildcards)
-    return [ancient(str(user_path(entry["path"])))] if "path" in entry and is_archive(entry["path"]) else []
-
-
-def content_of(kind):
-    """A param function: the content digest of the dataset's source if it is of `kind`, else ''."""
-    return lambda wildcards: content_digest(wildcards.dataset, dataset_entry(wildcards), kind)
-
-
-def release_folder(wildcards):
-    """The dataset's folder and source fingerprint where folds.source is `release` (its official
-    fold files are read there, and audited by the fingerprint), else nothing."""
-    if config["folds"]["source"] != "release":
-        return []
-    return [raw_dir(wildcards), dataset_files(wildcards)]
-
-
-def model_folder(wildcards):
-    """The folder a model fingerprint lists: the base model or a condition's pretrained ControlNet."""
-    part = wildcards.part
-    return BASE_MODEL if part == "base" else controlnet_location(part.removeprefix("controlnet-"))
-
-
-def model_content(wildcards):
-    """The content digest of that folder when the DAG is built: its rerun trigger (not mtimes)."""
-    return model_digest(model_folder(wildcards), wildcards.part)
-
 
 rule fetch_dataset:
     input:

@@ -1,16 +1,5 @@
 # USLoRA stage: (tiny) base model -> per-fold latent/text cache -> per-fold, per-rank LoRA.
 
-def lora_settings(wildcards):
-    """The `lora` section; on a cross-domain target dataset, `cross_domain.epochs` epochs."""
-    if wildcards.dataset not in CROSS["targets"]:
-        return SETTINGS["lora"]
-    return {**SETTINGS["lora"], "epochs": CROSS["epochs"]}
-
-
-def full_finetune_settings(wildcards):
-    """Full fine-tuning trains as the target's LoRAs do, at `cross_domain.full_learning_rate`."""
-    return {**lora_settings(wildcards), "learning_rate": CROSS["full_learning_rate"]}
-
 
 rule build_tiny_sd:
     output:
@@ -66,7 +55,7 @@ rule train_lora:
         base_model=BASE_MODEL,
         fold=lambda wc: int(wc.fold),
         rank=lambda wc: int(wc.rank),
-        lora=lora_settings,
+        lora=lambda wc: plan.lora_settings(config, SETTINGS["lora"], wc.dataset),
         seed=config["seed"],
     threads: 2
     resources:
@@ -120,6 +109,6 @@ use rule train_lora as finetune_unet with:
         params_json=paths.FULL_PARAMS,
     params:
         rank="full",
-        lora=full_finetune_settings,
+        lora=lambda wc: {**plan.lora_settings(config, SETTINGS["lora"], wc.dataset), "learning_rate": CROSS["full_learning_rate"]},
     log:
         log_file("finetune_unet", "{dataset}/fold{fold}"),

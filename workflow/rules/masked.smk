@@ -2,44 +2,6 @@
 # a fine-tuned ControlNet per condition; per (fold, setting) one nested pool of image-mask pairs
 # and its quality with mask fidelity. Segmenters train on its prefixes (seg.smk).
 
-from meddap.diffusion.compat import check_models
-from meddap.trainsets.pairs import CONDITION_WILDCARD, SETTING_WILDCARD, TEXT, check_setting
-
-
-def setting_controlnet(wildcards):
-    """The fold's fine-tuned ControlNet a `{condition}-{source}` pool samples with; none for text."""
-    condition, _ = check_setting(wildcards.setting)
-    if condition == TEXT:
-        return []
-    return paths.CONTROLNET_MODEL.format(dataset=wildcards.dataset, fold=wildcards.fold, condition=condition)
-
-
-def edge_model(wildcards):
-    """The configured edge detector (segmentation.synthesis.edge_model) where the job's condition
-    is `edge`; none for mask and text conditions or when Canny detects the edges (null)."""
-    condition = wildcards.condition if "condition" in wildcards.keys() else check_setting(wildcards.setting)[0]
-    if condition != "edge" or not MASKED["edge_model"]:
-        return []
-    return str(user_path(MASKED["edge_model"]).absolute())
-
-
-def controlnet_location(condition):
-    """The configured pretrained ControlNet of `condition` (a local folder, a hub id or '')."""
-    return base_model_location(MASKED["controlnet"][condition] or "", Path(workflow.basedir))
-
-
-def pretrained_controlnet(wildcards):
-    return controlnet_location(wildcards.condition)
-
-
-def pretrained_controlnet_files(wildcards):
-    """The fingerprint of a local pretrained ControlNet folder (its recorded input)."""
-    return model_fingerprint(pretrained_controlnet(wildcards), f"controlnet-{wildcards.condition}")
-
-
-# every resolution and each pretrained ControlNet the plan samples with, against the base model
-check_models(config, BASE_MODEL, {c: controlnet_location(c) for c in MASKED_CONDITIONS})
-
 
 rule lesion_attributes:
     input:
@@ -70,7 +32,7 @@ rule train_controlnet:
         manifest=paths.CURATED,
         splits=fold_splits,
         attributes=paths.ATTRIBUTES,
-        edge_model=edge_model,  # [] unless an edge model detects the edge condition's edges
+        edge_model=lambda wc: plan.edge_model(config, wc),  # [] unless an edge model detects the edge condition's edges
     output:
         model=directory(paths.CONTROLNET_MODEL),
         train_log=paths.CONTROLNET_LOG,
@@ -78,7 +40,7 @@ rule train_controlnet:
         base_model=BASE_MODEL,
         fold=lambda wc: int(wc.fold),
         condition="{condition}",
-        pretrained=pretrained_controlnet,
+        pretrained=lambda wc: controlnet_location(wc.condition),
         controlnet=SETTINGS["controlnet"],
         seed=config["seed"],
     wildcard_constraints:
@@ -104,8 +66,8 @@ rule synthesize_masked:
         manifest=paths.CURATED,
         splits=fold_splits,
         attributes=paths.ATTRIBUTES,
-        controlnet=setting_controlnet,  # [] for text: it arrives as an empty list
-        edge_model=edge_model,
+        controlnet=lambda wc: plan.setting_controlnet(wc),  # [] for text: it arrives as an empty list
+        edge_model=lambda wc: plan.edge_model(config, wc),
     output:
         images=directory(paths.MASKED_IMAGES),
         masks=directory(paths.MASKED_MASKS),

@@ -3,51 +3,6 @@
 # without deterministic oversampling), its test predictions, their prediction refining (PR),
 # metrics.json, and the tables.
 
-from meddap.multitask.modes import COMBINED_PATTERN, REFINABLE_PATTERN, TRAINED_PATTERN, parse_mode
-
-
-def combined_part(task):
-    """The predictions a `combined` mode joins: task 0 seg's masks, task 1 cls's classes."""
-
-    def part(wildcards):
-        mode = parse_mode(wildcards.mode).parts()[task]
-        keys = {"dataset": wildcards.dataset, "fold": wildcards.fold, "backbone": wildcards.backbone}
-        return paths.MULTITASK_PREDICTIONS.format(mode=mode, **keys)
-
-    return part
-
-
-def multitask_fits(wildcards):
-    """The fit.json of every network a mode's predictions come from (both parts of `combined`)."""
-    parsed = parse_mode(wildcards.mode)
-    modes = parsed.parts() if not parsed.trained else (wildcards.mode,)
-    keys = {"dataset": wildcards.dataset, "fold": wildcards.fold, "backbone": wildcards.backbone}
-    return [paths.MULTITASK_FIT.format(mode=mode, **keys) for mode in modes]
-
-
-def refined_predictions(wildcards):
-    """The PR predictions of a mode that predicts both class and mask, else none."""
-    if not parse_mode(wildcards.mode).refinable:
-        return []
-    return [paths.MULTITASK_REFINED.format(**dict(wildcards.items()))]
-
-
-def all_multitask_metrics(wildcards):
-    return expand(paths.MULTITASK_METRICS, dataset=DATASET, fold=FOLDS, backbone=MT["backbones"], mode=MT["modes"])
-
-
-def multitask_cell_metrics(wildcards):
-    """Only what one multi-task row needs: its backbone and mode in every fold."""
-    grid = {"multitask.backbones": (wildcards.backbone, MT["backbones"]), "multitask.modes": (wildcards.mode, MT["modes"])}
-    check_cell(paths.MULTITASK_CELL.format(**dict(wildcards.items())), grid)
-    if wildcards.pr not in ("yes", "no"):
-        target = paths.MULTITASK_CELL.format(**dict(wildcards.items()))
-        raise MeddapError(f"target {target}: pr-{wildcards.pr} is neither pr-yes (with prediction refining) nor pr-no")
-    if wildcards.pr == "yes" and not parse_mode(wildcards.mode).refinable:
-        target = paths.MULTITASK_CELL.format(**dict(wildcards.items()))
-        raise MeddapError(f"target {target}: mode {wildcards.mode} does not predict both a class and a mask, so it has no PR row")
-    return expand(paths.MULTITASK_METRICS, dataset=DATASET, fold=FOLDS, backbone=wildcards.backbone, mode=wildcards.mode)
-
 
 localrules:
     combine_single_task,
@@ -90,8 +45,8 @@ rule train_multitask:
 
 rule combine_single_task:
     input:
-        segmentation=combined_part(0),
-        classification=combined_part(1),
+        segmentation=lambda wc: plan.combined_part(wc, 0),
+        classification=lambda wc: plan.combined_part(wc, 1),
     output:
         predictions=paths.MULTITASK_PREDICTIONS,
     wildcard_constraints:
@@ -132,8 +87,8 @@ rule multitask_metrics:
         manifest=paths.CURATED,
         splits=fold_splits,
         predictions=paths.MULTITASK_PREDICTIONS,
-        refined=refined_predictions,
-        fits=multitask_fits,
+        refined=lambda wc: plan.refined_predictions(wc),
+        fits=lambda wc: plan.multitask_fits(wc),
     output:
         metrics=paths.MULTITASK_METRICS,
     params:
@@ -153,7 +108,7 @@ rule multitask_metrics:
 
 rule multitask_table:
     input:
-        metrics=all_multitask_metrics,
+        metrics=lambda wc: plan.multitask_metrics(config),
     output:
         **table_outputs("multitask_{table}", caption="multitask"),
     params:
@@ -174,7 +129,7 @@ rule multitask_table:
 
 rule multitask_cell:
     input:
-        metrics=multitask_cell_metrics,
+        metrics=lambda wc: plan.multitask_cell_metrics(config, wc),
     output:
         cell=paths.MULTITASK_CELL,
     params:

@@ -3,111 +3,11 @@
 # summary (results/default_run.md).
 # Outputs marked report() go into `snakemake --report`.
 
-def all_metrics(wildcards):
-    return plan.cls_metrics(config, ranks_of(DATASET))
-
-
-def external_metrics(wildcards):
-    """Table 3's runs: every classifier, once there are external sets to score them on."""
-    if not CLS["external"]:
-        raise MeddapError("Table 3 reports external accuracy, but config key 'classifier.external' is [] (the default target leaves Table 3 out then)")
-    return all_metrics(wildcards)
-
-
-def all_quality(wildcards):
-    keys = plan.quality_sets(config, SYNTH["adjectives"], ranks_of(DATASET))
-    return [paths.QUALITY.format(dataset=DATASET, **k) for k in keys]
-
-
-def cell_metrics(wildcards):
-    """Only what one Table-1 cell needs: its setting's classifier in every fold."""
-    grid = {
-        "classifier.models": (wildcards.model, CLS["models"]),
-        "synthesis.adjectives": (wildcards.adjective, SYNTH["adjectives"]),
-        "synthesis.ratios": (wildcards.ratio, SYNTH["ratios"]),
-    }
-    check_cell(paths.CELL.format(**dict(wildcards.items())), grid)
-    name = lambda f: trainsets.TextSet(fold_rank(DATASET, f), wildcards.adjective, int(wildcards.ratio)).name
-    return [paths.CLS_METRICS.format(dataset=DATASET, fold=f, model=wildcards.model, trainset=name(f)) for f in FOLDS]
-
-
-def cell_quality(wildcards):
-    keys = plan.quality_sets(config, [wildcards.adjective], ranks_of(DATASET, chosen_only=True))
-    return [paths.QUALITY.format(dataset=DATASET, **k) for k in keys]
-
-
-def synthetic_evaluations(wildcards):
-    """Fig. 1a: each fold's real-only classifiers on each synthetic set of the fold's ranks."""
-    return plan.synthetic_evaluations(config, wildcards.dataset, ranks_of(wildcards.dataset))
-
-
-def augmented_trainsets(wildcards):
-    """The fold's augmented training sets of its chosen rank (Table 2 has no base-model rows);
-    Fig. 2 shows Table 2's best one."""
-    return trainsets.TextSet.grid(config, [fold_rank(wildcards.dataset, wildcards.fold)])
-
-
-def augmented_models(wildcards):
-    """The weights of each augmented training set of the fold and model (aligned with the above)."""
-    return [
-        paths.CLS_WEIGHTS.format(dataset=wildcards.dataset, fold=wildcards.fold, model=wildcards.model, trainset=t)
-        for t in augmented_trainsets(wildcards)
-    ]
-
-
-def fold_synthetic_sets(wildcards):
-    """The fold's synthetic sets of its ranks (chosen, and 0 with BASE_ROW), one per adjective."""
-    ranks = ranks_of(wildcards.dataset)(wildcards.fold)
-    return expand(paths.SYNTH_MANIFEST, dataset=wildcards.dataset, fold=wildcards.fold, rank=ranks, adjective=SYNTH["adjectives"])
-
-
-def seg_cell_metrics(wildcards):
-    """Only what one segmentation-table (or ablation-table) cell needs: its row's folds and the
-    model's real ones."""
-    ablation = SEG["ablation"] if wildcards.trainset == "real" else []  # ablation rows train on real
-    grid = {
-        "segmentation.models": (wildcards.model, SEG["models"] + ablation),
-        "segmentation.trainsets": (wildcards.trainset, plan.seg_trainsets(config)),
-        "segmentation.external": (wildcards.evaluated_on, ["test", *SEG["external"]]),
-    }
-    check_cell(paths.SEG_CELL.format(**dict(wildcards.items())), grid)
-    wanted = sorted({wildcards.trainset} | {"real"} & set(SEG["trainsets"]))
-    return expand(paths.SEG_METRICS, dataset=DATASET, fold=FOLDS, model=wildcards.model, trainset=wanted)
-
-
-def figure_segmenters(wildcards):
-    """The contour figure's segmenters: each model's on the figure's training set, of the fold."""
-    keys = {"dataset": wildcards.dataset, "fold": wildcards.fold, "trainset": SEG_FIGURE_TRAINSET}
-    return expand(paths.SEG_WEIGHTS, model=SEG["models"], **keys)
-
-
-def adapted_quality(keys):
-    """The quality JSON of one adapted generator's class-prompt set on its target's fold."""
-    where = {"dataset": keys["target"], "fold": keys["fold"], "adjective": "none"}
-    if keys["adaptation"] == "full":
-        return paths.QUALITY_FULL.format(**where)
-    return paths.QUALITY.format(rank=adaptation_rank(keys["adaptation"]), **where)
-
-
-def cross_domain_quality(wildcards):
-    return [adapted_quality(keys) for keys in plan.cross_domain_sets(config)]
-
-
-def cross_domain_params(wildcards):
-    """params.json of each trained adaptation (the table's parameter counts), in set order."""
-    return [
-        paths.FULL_PARAMS.format(dataset=k["target"], fold=k["fold"])
-        if k["adaptation"] == "full"
-        else paths.LORA_PARAMS.format(dataset=k["target"], fold=k["fold"], rank=adaptation_rank(k["adaptation"]))
-        for k in plan.cross_domain_sets(config)
-        if k["adaptation"] != "none"
-    ]
-
 
 rule table1:
     input:
-        metrics=all_metrics,
-        quality=all_quality,
+        metrics=lambda wc: plan.cls_metrics(config, ranks_of(DATASET)),
+        quality=lambda wc: plan.quality_files(config, SYNTH["adjectives"], ranks_of(DATASET)),
     output:
         **table_outputs("table1"),
     params:
@@ -125,7 +25,7 @@ rule table1:
 
 rule table2:
     input:
-        metrics=all_metrics,
+        metrics=lambda wc: plan.cls_metrics(config, ranks_of(DATASET)),
     output:
         **table_outputs("table2"),
     params:
@@ -142,7 +42,7 @@ rule table2:
 
 rule table3:
     input:
-        metrics=external_metrics,
+        metrics=lambda wc: plan.external_metrics(config, ranks_of(DATASET)),
     output:
         **table_outputs("table3"),
     params:
@@ -159,8 +59,8 @@ rule table3:
 
 rule table1_cell:
     input:
-        metrics=cell_metrics,
-        quality=cell_quality,
+        metrics=lambda wc: plan.cls_cell_metrics(config, wc, lambda fold: fold_rank(DATASET, fold)),
+        quality=lambda wc: plan.quality_files(config, [wc.adjective], ranks_of(DATASET, chosen_only=True)),
     output:
         cell=paths.CELL,
     params:
@@ -186,7 +86,7 @@ rule table1_cell:
 
 rule seg_cell:
     input:
-        metrics=seg_cell_metrics,
+        metrics=lambda wc: plan.seg_cell_metrics(config, wc),
     output:
         cell=paths.SEG_CELL,
     params:
@@ -230,7 +130,7 @@ rule evaluate_on_synthetic:
 
 rule figure_1a:
     input:
-        results=synthetic_evaluations,
+        results=lambda wc: plan.synthetic_evaluations(config, wc.dataset, ranks_of(wc.dataset)),
     output:
         figure=report(paths.FIG1A, caption="../report/fig1a.rst", category="Figures"),
     resources:
@@ -249,14 +149,14 @@ rule figure_2:
         manifest=paths.CURATED,
         splits=fold_splits,
         real_model=paths.fill(paths.CLS_WEIGHTS, trainset="real"),
-        augmented_models=augmented_models,
+        augmented_models=lambda wc: plan.augmented_models(config, wc, fold_rank(wc.dataset, wc.fold)),
         table2=paths.TABLE.format(name="table2", ext="parquet"),
     output:
         figure=report(paths.FIG2, caption="../report/fig2.rst", category="Figures"),
     params:
         model="{model}",
         fold=lambda wc: int(wc.fold),
-        augmented_trainsets=augmented_trainsets,
+        augmented_trainsets=lambda wc: plan.augmented_trainsets(config, fold_rank(wc.dataset, wc.fold)),
         classifier=SETTINGS["classifier"],
         n_images=4,
     resources:
@@ -274,7 +174,7 @@ rule sample_figure:
         dataset_files,
         manifest=paths.CURATED,
         splits=fold_splits,
-        synthetic=fold_synthetic_sets,
+        synthetic=lambda wc: plan.fold_synthetic_sets(config, wc, ranks_of(wc.dataset)(wc.fold)),
     output:
         figure=report(paths.SAMPLES, caption="../report/samples.rst", category="Synthetic samples"),
     params:
@@ -296,7 +196,7 @@ rule seg_figure:
         paths.MASKS,
         manifest=paths.CURATED,
         splits=fold_splits,
-        weights=figure_segmenters,
+        weights=lambda wc: plan.figure_segmenters(config, wc),
     output:
         figure=report(paths.SEG_FIGURE, caption="../report/seg_figure.rst", category="Segmentation"),
     params:
@@ -373,8 +273,8 @@ rule curation_report:
 
 rule cross_domain_table:
     input:
-        quality=cross_domain_quality,
-        params_json=cross_domain_params,
+        quality=lambda wc: plan.cross_domain_quality(config),
+        params_json=lambda wc: plan.cross_domain_params(config),
     output:
         **table_outputs("cross_domain_table"),
     params:

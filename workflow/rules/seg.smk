@@ -4,28 +4,6 @@
 # segmentation, ablation and ratio tables. A mixed set reads its pool and the real train images
 # (its pairs' parents), the latter already inputs of every segmenter (dataset_files, manifest).
 
-def external_dataset_files(wildcards):
-    """The source fingerprint and masks of the external dataset a segmenter is scored on."""
-    return [paths.SOURCE.format(dataset=wildcards.external), paths.MASKS.format(dataset=wildcards.external)]
-
-
-def all_seg_metrics(wildcards):
-    return plan.seg_metrics(config, SEG["models"], plan.seg_trainsets(config))
-
-
-def ratio_seg_metrics(wildcards):
-    """The ratio table's runs: each model's real and synthetic training sets in every fold."""
-    return plan.seg_metrics(config, SEG["models"], ["real", *plan.pair_trainsets(config)])
-
-
-def ratio_cls_metrics(wildcards):
-    return plan.ratio_cls_metrics(config)
-
-
-def ablation_seg_metrics(wildcards):
-    """Every fold of each `segmentation.ablation` model, trained on real (seed 003's Table 2)."""
-    return plan.seg_metrics(config, SEG["ablation"], ["real"])
-
 
 localrules:
     segmenter_metrics,
@@ -69,7 +47,7 @@ rule train_segmenter:
 
 rule score_segmenter:
     input:
-        external_dataset_files,
+        lambda wc: [paths.SOURCE.format(dataset=wc.external), paths.MASKS.format(dataset=wc.external)],
         weights=paths.SEG_WEIGHTS,
         manifest=lambda wc: paths.MANIFEST.format(dataset=wc.external),
     output:
@@ -113,7 +91,7 @@ rule segmenter_metrics:
 
 rule seg_table:
     input:
-        metrics=all_seg_metrics,
+        metrics=lambda wc: plan.seg_metrics(config, SEG["models"], plan.seg_trainsets(config)),
     output:
         **table_outputs("seg_table"),
     params:
@@ -131,7 +109,7 @@ rule seg_table:
 
 rule seg_ablation:
     input:
-        metrics=ablation_seg_metrics,
+        metrics=lambda wc: plan.seg_metrics(config, SEG["ablation"], ["real"]),
     output:
         **table_outputs("seg_ablation"),
     params:
@@ -149,8 +127,8 @@ rule seg_ablation:
 
 rule seg_ratio_table:
     input:
-        metrics=ratio_seg_metrics,
-        classifiers=ratio_cls_metrics,
+        metrics=lambda wc: plan.seg_metrics(config, SEG["models"], ["real", *plan.pair_trainsets(config)]),
+        classifiers=lambda wc: plan.ratio_cls_metrics(config),
     output:
         **table_outputs("seg_ratio_table"),
     params:

@@ -1,23 +1,12 @@
 # Synthesis stage: per (fold, rank, adjective) one nested synthetic set, its quality, rank choice.
 
-def lora_weights(wildcards):
-    """The fold's LoRA of the set's rank; rank 0 samples the base model without one."""
-    return [] if int(wildcards.rank) == 0 else paths.LORA_WEIGHTS.format(**dict(wildcards.items()))
-
-
-def rank_selection_inputs(wildcards):
-    """Quality of each rank's adjective-free set, when the rank is chosen by FID."""
-    if SYNTH["rank"] != "best":
-        return []
-    return expand(paths.QUALITY, dataset=wildcards.dataset, fold=wildcards.fold, rank=LORA_RANKS, adjective="none")
-
 
 rule synthesize:
     input:
         base_model_files,
         manifest=paths.CURATED,
         splits=fold_splits,
-        lora=lora_weights,
+        lora=lambda wc: plan.lora_weights(wc),
     output:
         images=directory(paths.SYNTH_IMAGES),
         synth_manifest=paths.SYNTH_MANIFEST,
@@ -67,7 +56,7 @@ rule quality:
 
 checkpoint select_rank:
     input:
-        quality=rank_selection_inputs,
+        quality=lambda wc: plan.rank_selection_inputs(config, wc),
     output:
         selection=paths.RANK_SELECTION,
     params:
