@@ -9,11 +9,12 @@ from meddap.common.settings import job_params
 from meddap.data.fingerprint import content_digest, model_digest
 from meddap.data.registry import is_archive, local_dataset_dir, user_path
 from meddap.diffusion.compat import check_models
-from meddap.multitask.modes import COMBINED_PATTERN, REFINABLE_PATTERN, TRAINED_PATTERN
+from meddap.multitask.modes import BACKBONE_PATTERN, COMBINED_PATTERN, REFINABLE_PATTERN, TRAINED_PATTERN
 from meddap.run import plan
 from meddap.run.config import base_model_location, check_cell, check_fold, check_segmenter, check_trainset
 from meddap.seg.names import MODEL_WILDCARD
 from meddap.trainsets.pairs import CONDITION_WILDCARD, SETTING_WILDCARD
+from meddap.trainsets.text import ADJECTIVE
 
 
 wildcard_constraints:
@@ -21,10 +22,10 @@ wildcard_constraints:
     external=r"[a-z][a-z0-9_]*",
     fold=r"[^/]+",  # fold_splits checks it against folds.k
     rank=r"\d+",
-    adjective=r"[a-z]+(-[a-z]+)*",
+    adjective=ADJECTIVE,
     model=MODEL_WILDCARD,
     trainset=trainsets.WILDCARDS["classifier"],
-    backbone=r"unetpp_ds|dsunet-s4",  # meddap.multitask.models.BACKBONES
+    backbone=BACKBONE_PATTERN,
 
 
 CELL_NAME = r"[^/]+"  # each part of a cell target: its input function checks it against its key

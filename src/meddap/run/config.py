@@ -17,7 +17,7 @@ from meddap.data.registry import check_local_path, source_kind
 from meddap.lora.released import check_released
 from meddap.multitask.modes import parse_mode
 from meddap.seg.names import check_model
-from meddap.trainsets import CLASSIFIER, SEGMENTER, TrainingSet, planned
+from meddap.trainsets import CLASSIFIER, SEGMENTER, TrainingSet, check_listed, planned
 from meddap.trainsets.pairs import check_setting, mixing_token
 
 SUPPORTED_MODELS = (
@@ -77,6 +77,7 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
     for name in config["classifier"]["external"]:
         _check_dataset(config, name, "classifier.external")
     _check_segmentation(config)
+    check_listed(config["segmentation"]["trainsets"], "segmentation.trainsets")
     _check_external(config, "classifier.external", config["classifier"]["external"])
     if config["segmentation"]["models"]:
         _check_external(config, "segmentation.external", config["segmentation"]["external"])

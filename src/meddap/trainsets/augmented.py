@@ -33,6 +33,7 @@ class Augmented(TrainingSet):
     PATTERN = re.compile(r"aug-(?P<augmentation>[a-z]+)")
     GRAMMAR = "aug-{" + ",".join((*AUGMENTATIONS, DEEPSTACK)) + "}"
     TASKS = (SEGMENTER,)
+    LISTED = True
 
     @classmethod
     def from_match(cls, match: re.Match[str]) -> Augmented:

@@ -15,6 +15,7 @@ import pandas as pd
 from meddap.common.errors import MeddapError
 
 CLASSIFIER, SEGMENTER = "classifier", "segmenter"  # the jobs that train on training sets
+REGISTRY: list[type[TrainingSet]] = []  # every kind, in the order their modules are imported
 
 
 def wildcard(pattern: re.Pattern[str]) -> str:
@@ -30,6 +31,11 @@ class TrainingSet:
     GRAMMAR: ClassVar[str]  # the name's form, for the error naming every kind
     TASKS: ClassVar[tuple[str, ...]]  # the jobs that train on it
     SYNTHETIC: ClassVar[bool] = False  # whether a job reads a synthetic manifest
+    LISTED: ClassVar[bool] = False  # named in `segmentation.trainsets` (else planned from a grid)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        REGISTRY.append(cls)
 
     @classmethod
     def parse(cls, name: str) -> TrainingSet | None:
@@ -62,13 +68,18 @@ class TrainingSet:
         """A segmenter's conventional augmentations (`meddap.seg.augment`); none here."""
         return ()
 
-    def check(self, config: dict[str, Any], task: str) -> None:
-        """Stop before planning a `task` job on this set that could not be trained."""
+    def trainable_by(self, task: str) -> TrainingSet:
+        """This set, once `task` jobs train on it (else stop: a job checks what planning did)."""
         if task not in self.TASKS:
             raise MeddapError(
                 f"{task} trainset {self.name!r} is a {self.GRAMMAR} set, which only "
                 f"{' and '.join(self.TASKS)} jobs train on"
             )
+        return self
+
+    def check(self, config: dict[str, Any], task: str) -> None:
+        """Stop before planning a `task` job on this set that could not be trained."""
+        self.trainable_by(task)
 
     def manifests(self, keys: dict[str, Any]) -> list[str]:
         """The synthetic manifest a job of fold `keys` reads (none here)."""
@@ -85,7 +96,9 @@ class TrainingSet:
     def added_rows(
         self, manifests: list[str], fold: int, train: pd.DataFrame, task: str
     ) -> pd.DataFrame | None:
-        """`rows` of the job's one synthetic manifest; None for a set that adds none."""
+        """`rows` of the job's one synthetic manifest (None for a set that adds none), once a
+        `task` job trains on this set."""
+        self.trainable_by(task)
         wanted = 1 if self.SYNTHETIC else 0
         if len(manifests) != wanted:
             raise MeddapError(

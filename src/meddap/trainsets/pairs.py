@@ -192,9 +192,9 @@ class PairSet(TrainingSet):
         wanted = [cls.parse(n) for n in names] if synthesis["classifiers"] else []
         return [p.name for p in wanted if p.real and not p.mixed]
 
-    def check(self, config: dict[str, Any], task: str) -> None:
-        """Classifiers take no synthetic-only (no normal image) or mixed set; the ratio must fit
-        in each pool."""
+    def trainable_by(self, task: str) -> PairSet:
+        """Classifiers take no synthetic-only (no normal image) or mixed set."""
+        super().trainable_by(task)
         if task == CLASSIFIER and self.real == 0:
             raise MeddapError(
                 f"classifier trainset {self.name}: 0:1 (synthetic only) has no normal image "
@@ -205,6 +205,11 @@ class PairSet(TrainingSet):
                 f"classifier trainset {self.name}: patch mixing is for segmenters only; the "
                 f"classifier set is {self.setting}-{ratio_token(self.ratio)}"
             )
+        return self
+
+    def check(self, config: dict[str, Any], task: str) -> None:
+        """`trainable_by`, and the ratio must fit in each pool."""
+        super().check(config, task)
         pool = config["segmentation"]["synthesis"]["pool"]
         if self.synthetic > pool:
             raise MeddapError(

@@ -15,6 +15,7 @@ class Real(TrainingSet):
     PATTERN = re.compile("real")
     GRAMMAR = "real"
     TASKS = (CLASSIFIER, SEGMENTER)
+    LISTED = True
 
     @classmethod
     def from_match(cls, match: re.Match[str]) -> Real:

@@ -20,6 +20,7 @@ from meddap.common.errors import MeddapError
 from meddap.trainsets.base import CLASSIFIER, TrainingSet
 
 SYNTH_COLUMNS = ("id", "index", "label", "image_path")
+ADJECTIVE = r"[a-z]+(?:-[a-z]+)*"  # the prompt adjective: also the rules' `{adjective}` wildcard
 
 
 def prefix_size(n_train: int, ratio: int) -> int:
@@ -51,7 +52,7 @@ class TextSet(TrainingSet):
     ratio: int
 
     PATTERN = re.compile(
-        r"r(?P<rank>0|[1-9]\d*)-(?P<adjective>[a-z]+(?:-[a-z]+)*)-(?P<ratio>[1-9]\d*)"
+        rf"r(?P<rank>0|[1-9]\d*)-(?P<adjective>{ADJECTIVE})-(?P<ratio>[1-9]\d*)"
     )
     GRAMMAR = "r{rank}-{adjective}-{ratio}"
     TASKS = (CLASSIFIER,)
