@@ -51,9 +51,7 @@ class TextSet(TrainingSet):
     adjective: str
     ratio: int
 
-    PATTERN = re.compile(
-        rf"r(?P<rank>0|[1-9]\d*)-(?P<adjective>{ADJECTIVE})-(?P<ratio>[1-9]\d*)"
-    )
+    PATTERN = re.compile(rf"r(?P<rank>0|[1-9]\d*)-(?P<adjective>{ADJECTIVE})-(?P<ratio>[1-9]\d*)")
     GRAMMAR = "r{rank}-{adjective}-{ratio}"
     TASKS = (CLASSIFIER,)
     SYNTHETIC = True
