@@ -11,7 +11,7 @@ from meddap.data.registry import is_archive, local_dataset_dir, user_path
 from meddap.diffusion.compat import check_models
 from meddap.multitask.modes import BACKBONE_PATTERN, COMBINED_PATTERN, REFINABLE_PATTERN, TRAINED_PATTERN
 from meddap.run import plan
-from meddap.run.config import base_model_location, check_cell, check_fold, check_segmenter, check_trainset
+from meddap.run.config import base_model_location, check_fold, check_segmenter, check_trainset
 from meddap.seg.names import MODEL_WILDCARD
 from meddap.trainsets.pairs import CONDITION_WILDCARD, SETTING_WILDCARD
 from meddap.trainsets.text import ADJECTIVE
@@ -37,7 +37,6 @@ SEG, MT, CROSS = config["segmentation"], config["multitask"], config["cross_doma
 MASKED = SEG["synthesis"]
 CPU_RESOURCES = config["resources"]  # every rule without its own section
 SETTINGS = job_params(config)  # each section as the plain dict its jobs get (meddap.common.settings)
-FOLDS = plan.folds(config)
 BASE_MODEL = (
     paths.TINY_SD
     if config["diffusion"]["base_model"] == "tiny"

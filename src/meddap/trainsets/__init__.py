@@ -28,11 +28,11 @@ __all__ = [
     "SEGMENTER",
     "WILDCARDS",
     "Augmented",
-    "check_listed",
     "PairSet",
     "Real",
     "TextSet",
     "TrainingSet",
+    "check_listed",
     "parse",
     "planned",
 ]
