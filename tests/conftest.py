@@ -17,6 +17,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BUSI_SAMPLE = REPO.parent / "shared" / "data" / "busi-sample" / "Dataset_BUSI_with_GT"
+WORKFLOW_TESTS = Path(__file__).resolve().parent / "workflow"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test of tests/workflow/ runs real Snakemake: it is `slow` without marking each."""
+    for item in items:
+        if item.path.is_relative_to(WORKFLOW_TESTS):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

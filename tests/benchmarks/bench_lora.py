@@ -26,10 +26,11 @@ from diffusers import UNet2DConditionModel
 from PIL import Image
 
 from meddap.common.settings import Encoding, Lora
+from meddap.diffusion.latents import load_image
 from meddap.diffusion.pipeline import load_pipeline
 from meddap.diffusion.prompts import prompt
 from meddap.diffusion.tiny import build_tiny_sd, training_scheduler
-from meddap.lora.cache import encode_fold, load_cache, load_image
+from meddap.lora.cache import encode_fold, load_cache
 from meddap.lora.params import SD14_UNET_CONFIG
 from meddap.lora.train import adapt_unet, optimizer_step
 

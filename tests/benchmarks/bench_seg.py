@@ -25,10 +25,11 @@ from meddap.common.settings import Segmentation
 from meddap.common.training import constant_loop, train_steps
 from meddap.seg.data import Pairs
 from meddap.seg.models import build_segmenter
-from meddap.seg.names import MODELS
+from meddap.seg.registry import SEGMENTERS
 from meddap.seg.tasks import build_task
 
 REPO = Path(__file__).resolve().parents[2]
+MODELS = SEGMENTERS.names()
 DEFAULT_MODELS = [*(m for m in MODELS if not m.startswith("dsunet")), "dsunet-s4-adv"]
 
 

@@ -1,10 +1,11 @@
 """In-domain image features: the penultimate layer of a classifier the pipeline trained.
 
 The fold's real-only classifier (`results/cls/.../real/model.safetensors`) is reloaded and its
-classification head (`models.HEADS`) replaced by the identity, so the network returns the
-globally pooled features its head reads: 512 for resnet18, resnet34 and squeezenet1_1 (the
-pooled output of `features`), 1024 for densenet121. Images are prepared exactly as for
-training: uint8 grayscale replicated to 3 channels and normalised with the ImageNet mean and std.
+classification head (its `head` in `meddap.cls.registry`) replaced by the identity, so the
+network returns the globally pooled features its head reads: 512 for resnet18, resnet34 and
+squeezenet1_1 (the pooled output of `features`), 1024 for densenet121. Images are prepared
+exactly as for training: uint8 grayscale replicated to 3 channels and normalised with the
+ImageNet mean and std.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import copy
 import numpy as np
 import torch
 
-from meddap.cls.models import HEADS, normalise
-from meddap.common.errors import MeddapError
+from meddap.cls.models import normalise
+from meddap.cls.registry import CLASSIFIERS
 
 
 def penultimate_features(
@@ -26,12 +27,11 @@ def penultimate_features(
     `images` are uint8 grayscale (N, 1, H, W) as `common.images.load_images` returns them. `model`
     itself is left unchanged; the features are computed in eval mode on its device.
     """
-    if name not in HEADS:
-        raise MeddapError(f"config key quality.feature_model: {name!r} is not one of {list(HEADS)}")
+    head = CLASSIFIERS.check(name, "quality.feature_model").head
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 1:
         raise ValueError(f"expected uint8 (N, 1, H, W) images, got {images.dtype} {images.shape}")
     trunk = copy.deepcopy(model).eval()
-    trunk.set_submodule(HEADS[name], torch.nn.Identity())
+    trunk.set_submodule(head, torch.nn.Identity())
     device = next(trunk.parameters()).device
     with torch.no_grad():
         batches = [

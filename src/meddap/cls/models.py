@@ -1,4 +1,5 @@
-"""The classifier zoo: torchvision CNNs with a 3-class head, their input preparation and I/O.
+"""The classifier zoo (`meddap.cls.registry`): torchvision CNNs with a 3-class head, their
+input preparation and I/O.
 
 Images enter as uint8 grayscale (N, 1, S, S), are replicated to 3 channels and normalised with
 the ImageNet mean and std (`normalise`), in training, prediction, features and Grad-CAM alike.
@@ -16,15 +17,10 @@ from safetensors.torch import load_file
 from torchvision.models import get_model, get_model_weights
 from torchvision.transforms import v2
 
+from meddap.cls.registry import CLASSIFIERS
 from meddap.common.errors import MeddapError
 from meddap.common.labels import CLASSES
 
-HEADS = {
-    "densenet121": "classifier",
-    "resnet18": "fc",
-    "resnet34": "fc",
-    "squeezenet1_1": "classifier.1",
-}
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -36,8 +32,7 @@ def imagenet_checkpoint(name: str) -> Path:
 
 def build_model(name: str, num_classes: int, pretrained: str) -> torch.nn.Module:
     """A torchvision model with a `num_classes` head, random or from cached ImageNet weights."""
-    if name not in HEADS:
-        raise MeddapError(f"config key classifier.models: {name!r} is not one of {list(HEADS)}")
+    head_name = CLASSIFIERS.get(name, "classifier").head
     if pretrained == "none":
         return get_model(name, weights=None, num_classes=num_classes)
     if pretrained != "imagenet":
@@ -51,8 +46,8 @@ def build_model(name: str, num_classes: int, pretrained: str) -> torch.nn.Module
             "torchvision weights there; nothing is downloaded) or set it to none"
         )
     model = get_model(name, weights=get_model_weights(name).IMAGENET1K_V1)
-    head = get_model(name, weights=None, num_classes=num_classes).get_submodule(HEADS[name])
-    model.set_submodule(HEADS[name], head)
+    head = get_model(name, weights=None, num_classes=num_classes).get_submodule(head_name)
+    model.set_submodule(head_name, head)
     return model
 
 

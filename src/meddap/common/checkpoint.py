@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import pickle
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,9 @@ class Checkpoint:
         with atomic_path(self.path) as tmp:
             torch.save({**state, RUN_KEY: self.run}, tmp)
 
-    def load(self) -> dict[str, Any] | None:
-        """The saved state of this run; None (and the file removed) when absent or another's."""
+    def load(self, required: Iterable[str] = ()) -> dict[str, Any] | None:
+        """The saved state of this run; None (and the file removed) when absent, another's, or
+        without a value for a `required` key (saved in another layout by other code)."""
         if not self.path.is_file():
             return None
         try:
@@ -52,6 +54,10 @@ class Checkpoint:
             return self.remove()
         if not isinstance(state, dict) or state.get(RUN_KEY) != self.run:
             log.warning("discarding %s: it was saved by another run", self.path)
+            return self.remove()
+        missing = [key for key in required if state.get(key) is None]
+        if missing:
+            log.warning("discarding %s: it holds no %r (another layout)", self.path, missing[0])
             return self.remove()
         del state[RUN_KEY]
         return state

@@ -4,15 +4,15 @@ Images are grouped so that no patient and no duplicate group straddles splits: t
 the connected components of "same patient_id" and "same duplicate_group" links; an image with
 neither is its own group. Fold f's test split is fold f of scikit-learn's
 `StratifiedGroupKFold(k, shuffle=True, random_state=seed)`, or with `folds.source: release`
-the release's official test fold f (`meddap.data.layouts.RELEASE_FOLDS`); its val split is the
-first fold of a `StratifiedGroupKFold` over the rest (random_state=seed + f) sized to about
+the release's official test fold f (its layout's `folds`, `meddap.data.layouts`); its val split
+is the first fold of a `StratifiedGroupKFold` over the rest (random_state=seed + f) sized to about
 `val_fraction` of all images; the remaining images are train.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ from meddap.common.atomic import write_parquet
 from meddap.common.errors import MeddapError
 from meddap.common.settings import Folds
 from meddap.data.curation import member_groups
-from meddap.data.layouts import RELEASE_FOLD_COUNTS, RELEASE_FOLDS
+from meddap.data.layouts import LAYOUTS
 
 GROUP_KEYS = ("patient_id", "duplicate_group")
 SOURCES = ("own", "release")
@@ -137,27 +137,30 @@ def split_folds(
     groups = table["id"].map(member_groups(pd.read_parquet(duplicates))).astype("Int64")
     table = table.assign(duplicate_group=groups)
     if folds.source == "release":
-        check_release_folds(layout, folds.k, "folds.source")
-        test_fold = RELEASE_FOLDS[layout](Path(release[0]), folds.k)
+        read_folds = check_release_folds(layout, folds.k, "folds.source")
+        test_fold = read_folds(Path(release[0]), folds.k)
         made = release_splits(table, test_fold, folds.k, folds.val_fraction, folds.seed)
     else:
         made = make_splits(table, folds.k, folds.val_fraction, folds.seed)
     write_parquet(made, splits)
 
 
-def check_release_folds(layout: str, k: int, key: str) -> None:
-    """Stop unless `layout` ships official folds, and `k` of them (BUS-BRA: 5 or 10); `key`
-    names what chose the layout."""
-    if layout not in RELEASE_FOLDS:
+def check_release_folds(layout: str, k: int, key: str) -> Callable[[Path, int], pd.Series]:
+    """The official folds reader of `layout`; stops unless it ships folds, and `k` of them
+    (BUS-BRA: 5 or 10); `key` names what chose the layout."""
+    release = LAYOUTS.get(layout, "layout")
+    if release.folds is None:
+        shipping = [n for n in LAYOUTS.names() if LAYOUTS.get(n, "layout").folds]
         raise MeddapError(
             f"config key '{key}': folds.source release needs a layout that ships folds "
-            f"({', '.join(RELEASE_FOLDS)}), not {layout}"
+            f"({', '.join(shipping)}), not {layout}"
         )
-    if k not in RELEASE_FOLD_COUNTS[layout]:
-        counts = " and ".join(map(str, RELEASE_FOLD_COUNTS[layout]))
+    if k not in release.fold_counts:
+        counts = " and ".join(map(str, release.fold_counts))
         raise MeddapError(
             f"config key 'folds.k': the {layout} release ships {counts} folds, not {k}"
         )
+    return release.folds
 
 
 def _check_k(labels: np.ndarray, groups: np.ndarray, k: int) -> None:

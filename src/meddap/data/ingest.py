@@ -20,7 +20,6 @@ from meddap.common.labels import LESION_CLASSES, UNKNOWN
 from meddap.common.settings import MaskCheck
 from meddap.data.layouts import (
     LAYOUTS,
-    MASKED_LAYOUTS,
     Item,
     open_image,
     two_extensions,
@@ -184,16 +183,15 @@ def _check_classes(items: list[Item], dataset: str, raw: Path) -> None:
 
 
 def _items(raw: Path, layout: str) -> list[Item]:
-    if layout not in LAYOUTS:
-        raise MeddapError(f"layout {layout!r} is unknown (expected one of {', '.join(LAYOUTS)})")
+    reader = LAYOUTS.get(layout, "layout")
     if not raw.is_dir():
         what = "is not a folder" if raw.exists() else "does not exist"
         raise MeddapError(f"dataset folder {raw} {what}")
-    items = sorted(unique_ids(LAYOUTS[layout](raw)), key=lambda item: item.id)
+    items = sorted(unique_ids(reader.items(raw)), key=lambda item: item.id)
     if not items:
         raise MeddapError(f"no images found below {raw} ({layout} layout)")
     _check_ids(items)
-    if layout in MASKED_LAYOUTS:
+    if reader.masked:
         for item in items:
             if not item.masks:
                 raise MeddapError(f"image {item.image} has no mask (missing mask)")

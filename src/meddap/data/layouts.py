@@ -1,7 +1,9 @@
 """Dataset release layouts: where each finds its images, masks, labels and patients.
 
 Each reader takes the dataset folder and returns one `Item` per image; `meddap.data.ingest`
-reads the items into the manifest. `config/README.md` describes every layout.
+reads the items into the manifest. `LAYOUTS` registers each layout (the names config key
+`datasets.<name>.layout` may hold) with its reader and what its release ships. A new layout is
+its reader and one `register` call here. `config/README.md` describes every layout.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from PIL import Image
 from meddap.common.errors import MeddapError
 from meddap.common.images import HIGH_BIT_MODES
 from meddap.common.labels import CLASSES, UNKNOWN
+from meddap.common.registry import Registry
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _BUSI_NAME = re.compile(r"^(?P<base>(?P<cls>\w+) \(\d+\))(?:_mask(?:_\d+)?)?$")
@@ -429,15 +432,22 @@ def _bus_bra_folds(raw: Path, k: int) -> pd.Series:
     return pd.Series(fold.astype(int).to_numpy() - 1, index=table["ID"].map(slug).to_numpy())
 
 
-RELEASE_FOLDS: dict[str, Callable[[Path, int], pd.Series]] = {"bus_bra": _bus_bra_folds}
-RELEASE_FOLD_COUNTS = {"bus_bra": (5, 10)}  # the k of the folds each release ships
-LAYOUTS: dict[str, Callable[[Path], list[Item]]] = {
-    "busi": _busi_items,
-    "class_folders": _class_folder_items,
-    "bus_bra": _bus_bra_items,
-    "udiat": _udiat_items,
-    "bus_uclm": _bus_uclm_items,
-    "stu": _stu_items,
-}
-MASKED_LAYOUTS = ("busi", "bus_bra", "udiat", "bus_uclm", "stu")
-UNLABELLED_LAYOUTS = ("stu",)  # every image labelled UNKNOWN: segmentation tests only
+@dataclass(frozen=True)
+class Layout:
+    """A release layout: its reader, whether it ships lesion masks and class labels (stu: every
+    image UNKNOWN, segmentation tests only), its official folds reader and their counts k."""
+
+    items: Callable[[Path], list[Item]]
+    masked: bool = True
+    labelled: bool = True
+    folds: Callable[[Path, int], pd.Series] | None = None
+    fold_counts: tuple[int, ...] = ()
+
+
+LAYOUTS: Registry[Layout] = Registry("layouts", "datasets.<name>.layout")
+LAYOUTS.register("busi", Layout(_busi_items))
+LAYOUTS.register("class_folders", Layout(_class_folder_items, masked=False))
+LAYOUTS.register("bus_bra", Layout(_bus_bra_items, folds=_bus_bra_folds, fold_counts=(5, 10)))
+LAYOUTS.register("udiat", Layout(_udiat_items))
+LAYOUTS.register("bus_uclm", Layout(_bus_uclm_items))
+LAYOUTS.register("stu", Layout(_stu_items, labelled=False))

@@ -18,8 +18,8 @@ import torch
 
 from meddap.common.labels import CLASSES
 from meddap.data.phantom import generate_phantom
+from meddap.diffusion.latents import load_image
 from meddap.diffusion.prompts import prompt
-from meddap.lora.cache import load_image
 
 
 @dataclass(frozen=True)

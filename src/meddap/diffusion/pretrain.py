@@ -3,12 +3,13 @@
 The analogue of SD's pretraining on LAION, offline. Phase 1 trains the VAE (reconstruction MSE
 plus a small KL term) and sets its latent scaling factor to 1 / std of the corpus latents, as
 SD v1 did; phase 2 trains the UNet and the CLIP text encoder jointly on DDPM noise prediction
-with the SD v1 schedule (`tiny.training_scheduler`, `lora.train.training_loss`) and offset noise,
-so that prompts can set an image's brightness. Both phases use
-AdamW with warmup and cosine decay, random horizontal flips and seeded batch orders. The state is
-checkpointed every `checkpoint_every` steps; on CPU a resumed run ends with the bytes of an
-uninterrupted one. The folder (fp16 safetensors) is written atomically with `BUILD_RECORD`: the
-command, the config, the code version, the final losses and the sha256 of every other file.
+with the SD v1 schedule (`tiny.training_scheduler`, `training.unet_loss`) and offset noise, so
+that prompts can set an image's brightness. Both phases use AdamW with warmup and cosine decay,
+random horizontal flips and seeded batch orders (`training.EpochOrder`, full batches). The state
+is checkpointed every `checkpoint_every` steps (`training.StepLoop`); on CPU a resumed run ends
+with the bytes of an uninterrupted one. The folder (fp16 safetensors) is written atomically with
+`BUILD_RECORD`: the command, the config, the code version, the final losses and the sha256 of
+every other file.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from meddap.common.atomic import atomic_dir, atomic_path, write_json
 from meddap.common.checkpoint import Checkpoint, fingerprint
 from meddap.common.errors import MeddapError
 from meddap.common.hashing import tree_hashes
-from meddap.common.runtime import StepMeter, deterministic, restore_rng, rng_state
+from meddap.common.runtime import deterministic
 from meddap.common.seeds import derive_seed
 from meddap.diffusion.corpus import (
     ADJECTIVE_RULES,
@@ -46,7 +47,7 @@ from meddap.diffusion.corpus import (
 from meddap.diffusion.pipeline import BUILD_RECORD
 from meddap.diffusion.pretrain_config import DEFAULT_CHECKPOINTS, DEFAULT_OUTPUT, PretrainConfig
 from meddap.diffusion.tiny import save_sd, text_encoder, training_scheduler, write_tokenizer
-from meddap.lora.train import training_loss
+from meddap.diffusion.training import EpochOrder, Stateful, StepLoop, optimizer_update, unet_loss
 
 log = logging.getLogger(__name__)
 LOSS_WINDOW = 50  # the record's final losses: means over the last steps of each phase
@@ -93,16 +94,6 @@ class Models:
     schedules: dict[str, torch.optim.lr_scheduler.LRScheduler]
 
 
-@dataclass
-class Progress:
-    """Completed steps, log rows, the noise generator and (in phase 2) the corpus latents."""
-
-    generator: torch.Generator
-    step: int = 0
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    latents: dict[str, torch.Tensor] | None = None
-
-
 def _models(config: PretrainConfig, tokenizer: CLIPTokenizer) -> Models:
     """Seeded fresh models with AdamW and warmup-cosine schedules for both phases."""
     torch.manual_seed(config.seed)
@@ -127,15 +118,6 @@ def _models(config: PretrainConfig, tokenizer: CLIPTokenizer) -> Models:
     for model in (vae, text, unet):
         model.train()
     return Models(vae, text, unet, tokenizer, training_scheduler(), optimizers, schedules)
-
-
-def _batch(config: PretrainConfig, phase: str, step: int, n: int) -> torch.Tensor:
-    """Image indices of a phase's `step`: a seeded permutation per epoch, full batches only."""
-    epoch, within = divmod(step, n // config.batch_size)
-    order = torch.randperm(
-        n, generator=torch.Generator().manual_seed(derive_seed(config.seed, phase, epoch))
-    )
-    return order[within * config.batch_size : (within + 1) * config.batch_size]
 
 
 def _mirror(x: torch.Tensor, mirrored: torch.Tensor, flipped: torch.Tensor) -> torch.Tensor:
@@ -202,70 +184,39 @@ def _unet_step(
         return_tensors="pt",
     ).input_ids
     hidden = models.text(ids)[0]
-    return training_loss(models.unet, models.scheduler, z, hidden, g, config.noise_offset)
+    return unet_loss(models.unet, models.scheduler, z, hidden, g, config.noise_offset)
 
 
-def _save(checkpoint: Checkpoint, models: Models, progress: Progress) -> None:
-    """Weights, optimizers, schedules, RNG states and log rows of the steps done."""
-    checkpoint.save(
-        {
-            "step": progress.step,
-            "vae": models.vae.state_dict(),
-            "text": models.text.state_dict(),
-            "unet": models.unet.state_dict(),
-            "optimizers": {k: v.state_dict() for k, v in models.optimizers.items()},
-            "schedules": {k: v.state_dict() for k, v in models.schedules.items()},
-            "rng": rng_state({"noise": progress.generator}),
-            "rows": progress.rows,
-        }
-    )
+def _parts(models: Models) -> dict[str, Stateful]:
+    """What the checkpoint saves besides RNGs and rows: weights, optimizers, schedules."""
+    optimizers = {f"optimizer/{k}": v for k, v in models.optimizers.items()}
+    schedules = {f"schedule/{k}": v for k, v in models.schedules.items()}
+    return {"vae": models.vae, "text": models.text, "unet": models.unet, **optimizers, **schedules}
 
 
-def _resume(checkpoint: Checkpoint, models: Models, progress: Progress) -> None:
-    """Restore this run's checkpoint, if any."""
-    state = checkpoint.load()
-    if state is None:
-        return
-    for name in ("vae", "text", "unet"):
-        getattr(models, name).load_state_dict(state[name])
-    for kind in ("optimizers", "schedules"):
-        for name, obj in getattr(models, kind).items():
-            obj.load_state_dict(state[kind][name])
-    restore_rng(state["rng"], {"noise": progress.generator})
-    progress.step, progress.rows = state["step"], state["rows"]
-    log.info("resumed from %s at step %d", checkpoint.path, progress.step)
+@dataclass
+class _Steps:
+    """One optimizer step of either phase: VAE steps first, then UNet (and text encoder) steps."""
 
+    config: PretrainConfig
+    models: Models
+    corpus: Corpus
+    generator: torch.Generator
+    latents: dict[str, torch.Tensor] = field(default_factory=dict)  # the corpus', in phase 2
 
-def _train(
-    config: PretrainConfig, models: Models, corpus: Corpus, progress: Progress, ckpt: Checkpoint
-) -> None:
-    """Run both phases from `progress.step` to the end, checkpointing on the way."""
-    total = config.vae_steps + config.unet_steps
-    meter = StepMeter(total, "pretrain-base", start=progress.step)
-    while progress.step < total:
-        started = time.perf_counter()
-        phase = "vae" if progress.step < config.vae_steps else "unet"
-        step = progress.step - (0 if phase == "vae" else config.vae_steps)
-        index = _batch(config, phase, step, len(corpus))
+    def __call__(self, step: int) -> dict[str, Any]:
+        config, models, corpus = self.config, self.models, self.corpus
+        phase = "vae" if step < config.vae_steps else "unet"
+        order = EpochOrder(len(corpus), config.batch_size, config.seed, (phase,), full=True)
+        index = order.batch(step - (0 if phase == "vae" else config.vae_steps))
         if phase == "vae":
-            loss = _vae_step(config, models, corpus, index, progress.generator)
+            loss = _vae_step(config, models, corpus, index, self.generator)
         else:
-            if progress.latents is None:
-                progress.latents = _encode_corpus(models.vae, corpus)
-            loss = _unet_step(config, models, corpus, progress.latents, index, progress.generator)
-        loss.backward()
-        models.optimizers[phase].step()
-        models.optimizers[phase].zero_grad(set_to_none=True)
+            self.latents = self.latents or _encode_corpus(models.vae, corpus)
+            loss = _unet_step(config, models, corpus, self.latents, index, self.generator)
+        value = optimizer_update(loss, models.optimizers[phase])
         models.schedules[phase].step()
-        progress.step += 1
-        seconds = time.perf_counter() - started
-        progress.rows.append(
-            {"step": progress.step, "phase": phase, "loss": loss.item(), "seconds": seconds}
-        )
-        meter.update(loss.item(), phase=phase)
-        if progress.step % config.checkpoint_every == 0 and progress.step < total:
-            _save(ckpt, models, progress)
-    meter.close()
+        return {"phase": phase, "loss": value}
 
 
 def final_losses(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -298,7 +249,9 @@ def _write_log(rows: list[dict[str, Any]], path: Path) -> None:
         writer.writerows(rows)
 
 
-def _pretrain(config: PretrainConfig, checkpoint: Checkpoint) -> tuple[Models, Progress, Corpus]:
+def _pretrain(
+    config: PretrainConfig, checkpoint: Checkpoint
+) -> tuple[Models, list[dict[str, Any]], Corpus]:
     """Generate the corpus, set up (or resume) the models and train both phases."""
     with tempfile.TemporaryDirectory() as tmp, deterministic(torch.device("cpu")):
         folders = generate_corpus(tmp, patients=config.patients, render_size=config.render_size)
@@ -309,11 +262,12 @@ def _pretrain(config: PretrainConfig, checkpoint: Checkpoint) -> tuple[Models, P
             )
         write_tokenizer(Path(tmp) / "tokenizer")
         models = _models(config, CLIPTokenizer.from_pretrained(Path(tmp) / "tokenizer"))
-        progress = Progress(torch.Generator().manual_seed(derive_seed(config.seed, "noise")))
-        _resume(checkpoint, models, progress)
+        noise = torch.Generator().manual_seed(derive_seed(config.seed, "noise"))
+        total = config.vae_steps + config.unet_steps
+        loop = StepLoop(total, noise, _parts(models), checkpoint, config.checkpoint_every)
         log.info("pretraining on %d corpus images", len(corpus))
-        _train(config, models, corpus, progress, checkpoint)
-    return models, progress, corpus
+        rows = loop.run(_Steps(config, models, corpus, noise), "pretrain-base", shown=("phase",))
+    return models, rows, corpus
 
 
 def pretrain_base(
@@ -340,10 +294,10 @@ def pretrain_base(
         checkpoint.remove()
     torch.set_num_threads(config.threads)
     try:
-        models, progress, corpus = _pretrain(config, checkpoint)
+        models, rows, corpus = _pretrain(config, checkpoint)
     finally:
         torch.set_num_threads(threads)
-    losses = final_losses(progress.rows)
+    losses = final_losses(rows)
     record = {
         "command": command,
         "config": asdict(config),
@@ -360,7 +314,7 @@ def pretrain_base(
     }
     _write_model(output, models, record)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    _write_log(progress.rows, checkpoint_dir / "train_log.csv")
+    _write_log(rows, checkpoint_dir / "train_log.csv")
     checkpoint.remove()
     seconds = time.perf_counter() - started
     return {"losses": losses, "images": len(corpus), "seconds": seconds}

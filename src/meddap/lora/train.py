@@ -2,23 +2,21 @@
 
 Rank `FULL` ("full") fine-tunes every UNet weight instead (seed 001's full fine-tuning
 baseline of the cross-domain table) and saves the UNet folder. Frozen VAE latents and text
-embeddings come from the fold's cache (`lora_cache`). Training saves its state in checkpoint.pt
-beside the adapter every `lora.checkpoint_every` steps (`meddap.common.checkpoint`) and resumes
-from it; on CPU a resumed run ends with exactly the adapter of an uninterrupted one.
+embeddings come from the fold's cache (`lora_cache`). The loss, the epoch order and the step loop
+are `meddap.diffusion.training`'s: training saves its state in checkpoint.pt beside the adapter
+every `lora.checkpoint_every` steps and resumes from it; on CPU a resumed run ends with exactly
+the adapter of an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from diffusers import DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from diffusers.training_utils import cast_training_params
@@ -29,17 +27,19 @@ from meddap.common.atomic import atomic_dir, atomic_path, write_json
 from meddap.common.checkpoint import Checkpoint, fingerprint
 from meddap.common.errors import MeddapError
 from meddap.common.hashing import file_sha256
-from meddap.common.runtime import (
-    WEIGHT_DTYPES,
-    StepMeter,
-    resolve_precision,
-    restore_rng,
-    rng_state,
-)
+from meddap.common.runtime import WEIGHT_DTYPES, resolve_precision
 from meddap.common.seeds import derive_seed
 from meddap.common.settings import Lora
 from meddap.common.splits import split_ids
 from meddap.diffusion.pipeline import load_pipeline
+from meddap.diffusion.training import (
+    EpochOrder,
+    Row,
+    Stateful,
+    StepLoop,
+    optimizer_update,
+    unet_loss,
+)
 from meddap.lora.cache import LatentCache, load_cache
 from meddap.lora.names import FULL
 from meddap.lora.params import add_lora, param_counts
@@ -75,45 +75,6 @@ def adapt_unet(
     unet.train()
 
 
-def noised_batch(
-    scheduler: DDPMScheduler,
-    latents: torch.Tensor,
-    generator: torch.Generator,
-    noise_offset: float = 0.0,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(noisy latents, timesteps, target): random timesteps, the noise (or v) to predict.
-
-    `noise_offset` adds that much per-image, per-channel constant noise (diffusers'
-    `--noise_offset`): without it the noised latent's mean survives even the last timestep, so a
-    model cannot learn to set an image's mean brightness from the prompt.
-    """
-    noise = torch.randn(latents.shape, generator=generator).to(latents)
-    if noise_offset:
-        shape = (*latents.shape[:2], 1, 1)
-        noise = noise + noise_offset * torch.randn(shape, generator=generator).to(latents)
-    steps = torch.randint(
-        0, scheduler.config.num_train_timesteps, (len(latents),), generator=generator
-    ).to(latents.device)
-    noisy = scheduler.add_noise(latents, noise, steps)
-    if scheduler.config.prediction_type == "v_prediction":
-        return noisy, steps, scheduler.get_velocity(latents, noise, steps)
-    return noisy, steps, noise
-
-
-def training_loss(
-    unet: UNet2DConditionModel,
-    scheduler: DDPMScheduler,
-    latents: torch.Tensor,
-    text: torch.Tensor,
-    generator: torch.Generator,
-    noise_offset: float = 0.0,
-) -> torch.Tensor:
-    """Noise-prediction MSE at random timesteps (eq. 1 of the paper; `noised_batch`)."""
-    noisy, steps, target = noised_batch(scheduler, latents, generator, noise_offset)
-    prediction = unet(noisy, steps, encoder_hidden_states=text, return_dict=False)[0]
-    return F.mse_loss(prediction.float(), target.float())
-
-
 def optimizer_step(
     accelerator: Accelerator,
     unet: UNet2DConditionModel,
@@ -124,11 +85,8 @@ def optimizer_step(
     generator: torch.Generator,
 ) -> float:
     """One AdamW step on the LoRA weights; returns the loss."""
-    loss = training_loss(unet, scheduler, latents, text, generator)
-    accelerator.backward(loss)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return loss.item()
+    loss = unet_loss(unet, scheduler, latents, text, generator)
+    return optimizer_update(loss, optimizer, accelerator.backward)
 
 
 @dataclass
@@ -145,63 +103,36 @@ class Job:
 
 
 @dataclass
-class Progress:
-    """Where training stands: completed steps, log rows and the noise generator."""
+class TrainedWeights:
+    """The weights being trained, as a checkpoint part: the LoRA layers, or the whole UNet for
+    rank FULL."""
 
-    generator: torch.Generator
-    step: int = 0
-    rows: list[dict[str, float]] = field(default_factory=list)
+    unet: UNet2DConditionModel
+    rank: int | str
+    source: Path  # the checkpoint, named when its keys do not fit
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.unet.state_dict() if self.rank == FULL else get_peft_model_state_dict(self.unet)
 
-def trained_state(job: Job) -> dict[str, torch.Tensor]:
-    """The weights being trained: the LoRA layers, or the whole UNet for rank FULL."""
-    unet = job.accelerator.unwrap_model(job.unet)
-    return unet.state_dict() if job.run["rank"] == FULL else get_peft_model_state_dict(unet)
-
-
-def load_trained_state(job: Job, state: dict[str, torch.Tensor], path: Path) -> None:
-    """Put checkpointed trained weights back into the job's UNet."""
-    if job.run["rank"] == FULL:
-        job.unet.load_state_dict(state)
-        return
-    result = set_peft_model_state_dict(job.unet, state)
-    if result.unexpected_keys:
-        raise MeddapError(f"{path}: LoRA keys do not match the model ({result.unexpected_keys[0]})")
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if self.rank == FULL:
+            self.unet.load_state_dict(state)
+            return
+        result = set_peft_model_state_dict(self.unet, state)
+        if result.unexpected_keys:
+            raise MeddapError(
+                f"{self.source}: LoRA keys do not match the model ({result.unexpected_keys[0]})"
+            )
 
 
-def save_checkpoint(checkpoint: Checkpoint, job: Job, progress: Progress) -> None:
-    """Save the trained weights, optimizer, scaler, RNG states and the log rows so far."""
+def _parts(job: Job, checkpoint: Path) -> dict[str, Stateful]:
+    """What the checkpoint saves besides RNGs and rows: trained weights, AdamW, the grad scaler."""
+    parts: dict[str, Stateful] = {
+        "weights": TrainedWeights(job.unet, job.run["rank"], checkpoint),
+        "optimizer": job.optimizer,
+    }
     scaler = job.accelerator.scaler
-    checkpoint.save(
-        {
-            "step": progress.step,
-            "weights": trained_state(job),
-            "optimizer": job.optimizer.state_dict(),
-            "scaler": scaler.state_dict() if scaler else None,
-            "rng": rng_state({"noise": progress.generator}),
-            "rows": progress.rows,
-        }
-    )
-    log.info("checkpoint at step %d in %s", progress.step, checkpoint.path)
-
-
-def resume(checkpoint: Checkpoint, job: Job, progress: Progress) -> None:
-    """Restore the checkpoint of this same run, if any (one of other settings is discarded)."""
-    state = checkpoint.load()
-    if state is None:
-        return
-    load_trained_state(job, state["weights"], checkpoint.path)
-    job.optimizer.load_state_dict(state["optimizer"])
-    if job.accelerator.scaler and state["scaler"]:
-        job.accelerator.scaler.load_state_dict(state["scaler"])
-    restore_rng(state["rng"], {"noise": progress.generator})
-    progress.step, progress.rows = state["step"], state["rows"]
-    log.info("resumed from %s (step %d)", checkpoint.path, progress.step)
-
-
-def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
-    """The image order of `epoch`, independent of any other random state."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, epoch)))
+    return parts | ({"scaler": scaler} if scaler else {})
 
 
 def save_adapter(unet: UNet2DConditionModel, weights: str, adapter_name: str = "default") -> None:
@@ -262,34 +193,18 @@ def _batch(job: Job, index: torch.Tensor, generator: torch.Generator) -> tuple[t
     return latents.to(device, dtype), job.data.text(index).to(device, dtype)
 
 
-def _fit(job: Job, progress: Progress, *, every: int, checkpoint: Checkpoint) -> None:
-    """Train until the configured number of epochs is done, checkpointing every `every` steps."""
-    run, n = job.run, len(job.data)
-    per_epoch = math.ceil(n / run["batch_size"])
-    total = run["epochs"] * per_epoch
-    order_seed = derive_seed(run["seed"], run["fold"], run["rank"], "order")
+def _fit(job: Job, order: EpochOrder, loop: StepLoop) -> list[Row]:
+    """Train the steps of `loop` on the batches of `order`; the log rows."""
     unet, optimizer = job.accelerator.prepare(job.unet, job.optimizer)
-    desc = f"LoRA fold{run['fold']} r{run['rank']}"
-    meter = StepMeter(total, desc, start=progress.step)
-    while progress.step < total:
-        epoch, within = divmod(progress.step, per_epoch)
-        start = within * run["batch_size"]
-        index = epoch_order(order_seed, epoch, n)[start : start + run["batch_size"]]
-        started = time.perf_counter()
-        latents, text = _batch(job, index, progress.generator)
+
+    def train_step(step: int) -> Row:
+        latents, text = _batch(job, order.batch(step), loop.generator)
         loss = optimizer_step(
-            job.accelerator, unet, optimizer, job.scheduler, latents, text, progress.generator
+            job.accelerator, unet, optimizer, job.scheduler, latents, text, loop.generator
         )
-        progress.step += 1
-        lr = optimizer.param_groups[0]["lr"]
-        seconds = time.perf_counter() - started
-        progress.rows.append(
-            {"step": progress.step, "epoch": epoch + 1, "loss": loss, "lr": lr, "seconds": seconds}
-        )
-        meter.update(loss)
-        if progress.step % every == 0 and progress.step < total:
-            save_checkpoint(checkpoint, job, progress)
-    meter.close()
+        return {"epoch": order.epoch(step) + 1, "loss": loss, "lr": optimizer.param_groups[0]["lr"]}
+
+    return loop.run(train_step, f"LoRA fold{job.run['fold']} r{job.run['rank']}")
 
 
 def save_unet(unet: UNet2DConditionModel, folder: str) -> None:
@@ -298,14 +213,14 @@ def save_unet(unet: UNet2DConditionModel, folder: str) -> None:
         unet.save_pretrained(tmp, safe_serialization=True)
 
 
-def _write_outputs(job: Job, progress: Progress, weights: str, train_log: str, params: str) -> None:
+def _write_outputs(job: Job, rows: list[Row], weights: str, train_log: str, params: str) -> None:
     """Write the adapter (or UNet folder), the training log and the parameter counts, atomically."""
     unet = job.accelerator.unwrap_model(job.unet)
     (save_unet if job.run["rank"] == FULL else save_adapter)(unet, weights)
     with atomic_path(train_log) as tmp:
-        pd.DataFrame(progress.rows).to_csv(tmp, index=False)
+        pd.DataFrame(rows).to_csv(tmp, index=False)
     counts = param_counts(unet)
-    extra = {"rank": job.run["rank"], "targets": job.run["targets"], "steps": progress.step}
+    extra = {"rank": job.run["rank"], "targets": job.run["targets"], "steps": len(rows)}
     write_json({**counts, **extra, "images": len(job.data)}, params)
 
 
@@ -343,17 +258,17 @@ def train_lora(
         "seed": seed,
     }
     job = _setup(cache, splits, run)
-    noise_seed = derive_seed(seed, fold, rank, "noise")
-    progress = Progress(torch.Generator().manual_seed(noise_seed))
+    order = EpochOrder(len(job.data), lora.batch_size, derive_seed(seed, fold, rank, "order"))
     checkpoint = Checkpoint(Path(weights).parent / "checkpoint.pt", fingerprint(**run))
-    resume(checkpoint, job, progress)
-    log.info("fold %d rank %s (%s): %d train images", fold, rank, lora.targets, len(job.data))
-    _fit(job, progress, every=lora.checkpoint_every, checkpoint=checkpoint)
-    _write_outputs(job, progress, weights, train_log, params_json)
-    log.info(
-        "done: %d steps, final loss %.4f, adapter %s",
-        progress.step,
-        progress.rows[-1]["loss"],
-        weights,
+    loop = StepLoop(
+        lora.epochs * order.per_epoch,
+        torch.Generator().manual_seed(derive_seed(seed, fold, rank, "noise")),
+        _parts(job, checkpoint.path),
+        checkpoint,
+        lora.checkpoint_every,
     )
+    log.info("fold %d rank %s (%s): %d train images", fold, rank, lora.targets, len(job.data))
+    rows = _fit(job, order, loop)
+    _write_outputs(job, rows, weights, train_log, params_json)
+    log.info("done: %d steps, final loss %.4f, adapter %s", len(rows), rows[-1]["loss"], weights)
     checkpoint.remove()

@@ -1,11 +1,11 @@
 """ControlNet on the frozen Stable Diffusion: mask (seed 001) or edge (seed 002) conditioning.
 
 diffusers' own `ControlNetModel` (a trainable copy of the UNet encoder whose zero convolutions
-add residuals to the frozen UNet) and `StableDiffusionControlNetPipeline`. The training loss is
-`meddap.lora.train.training_loss` (DDPM noise or v target at random timesteps) with the UNet
-replaced by the ControlNet-guided UNet. Given a `Checkpoint`, training saves its state every
-`every` steps and resumes from it; on CPU a resumed run ends with the weights of an
-uninterrupted one.
+add residuals to the frozen UNet) and `StableDiffusionControlNetPipeline`. Training is
+`meddap.diffusion.training`'s: its loss (DDPM noise or v target at random timesteps) with the
+ControlNet-guided UNet as the model, its epoch order and step loop. Given a `Checkpoint`,
+training saves its state every `every` steps and resumes from it; on CPU a resumed run ends with
+the weights of an uninterrupted one.
 
 Conditioning images are (3, S, S) in [0, 1]:
 
@@ -17,13 +17,11 @@ Conditioning images are (3, S, S) in [0, 1]:
 
 from __future__ import annotations
 
-import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from diffusers import (
     ControlNetModel,
     DDPMScheduler,
@@ -38,12 +36,17 @@ from skimage.util import img_as_float32
 
 from meddap.common.checkpoint import Checkpoint
 from meddap.common.errors import MeddapError
-from meddap.common.runtime import StepMeter, deterministic, restore_rng, rng_state
+from meddap.common.runtime import deterministic
 from meddap.common.seeds import derive_seed
-from meddap.lora.train import epoch_order, noised_batch
+from meddap.diffusion.training import (
+    EpochOrder,
+    Row,
+    StepLoop,
+    diffusion_loss,
+    optimizer_update,
+)
 from meddap.synth.generate import to_gray
 
-log = logging.getLogger(__name__)
 CONDITIONS = ("mask", "edge")
 # Canny's Gaussian sigma in px at the conditioning size (64 px): it smooths away speckle, keeps
 # lesion outlines; hysteresis thresholds are skimage's defaults (10% / 20% of the [0, 1] range).
@@ -108,7 +111,8 @@ def load_edge_detector(path: str) -> EdgeDetector | None:
 
 
 def _resized(array: np.ndarray, size: int, resample: Image.Resampling) -> np.ndarray:
-    """`array` centre-cropped to a square and resized, as `lora.cache.load_image` fits images."""
+    """`array` centre-cropped to a square and resized, as `diffusion.latents.load_image` fits
+    images."""
     return np.asarray(ImageOps.fit(Image.fromarray(array), (size, size), resample))
 
 
@@ -160,23 +164,25 @@ def controlnet_loss(
     generator: torch.Generator,
 ) -> torch.Tensor:
     """Noise (or v) prediction MSE of the ControlNet-guided UNet at random timesteps."""
-    noisy, steps, target = noised_batch(scheduler, latents, generator)
-    down, mid = controlnet(
-        noisy,
-        steps,
-        encoder_hidden_states=text_embeddings,
-        controlnet_cond=cond,
-        return_dict=False,
-    )
-    prediction = unet(
-        noisy,
-        steps,
-        encoder_hidden_states=text_embeddings,
-        down_block_additional_residuals=down,
-        mid_block_additional_residual=mid,
-        return_dict=False,
-    )[0]
-    return F.mse_loss(prediction.float(), target.float())
+
+    def predict(noisy: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        down, mid = controlnet(
+            noisy,
+            steps,
+            encoder_hidden_states=text_embeddings,
+            controlnet_cond=cond,
+            return_dict=False,
+        )
+        return unet(
+            noisy,
+            steps,
+            encoder_hidden_states=text_embeddings,
+            down_block_additional_residuals=down,
+            mid_block_additional_residual=mid,
+            return_dict=False,
+        )[0]
+
+    return diffusion_loss(predict, scheduler, latents, generator)
 
 
 def _check_training(
@@ -200,51 +206,6 @@ def _check_training(
             f"conditioning images of {tuple(conds.shape[-2:])} px do not match latents of "
             f"{tuple(latents.shape[-2:])} at the VAE's downscale factor {factor}"
         )
-
-
-def _batches(
-    n: int, batch_size: int, steps: int, seed: int, start: int = 0
-) -> Iterator[torch.Tensor]:
-    """Row indices of batches `start` to `steps`: `epoch_order` per epoch, the last partial."""
-    per_epoch = math.ceil(n / batch_size)
-    for step in range(start, steps):
-        epoch, within = divmod(step, per_epoch)
-        yield epoch_order(seed, epoch, n)[within * batch_size : (within + 1) * batch_size]
-
-
-def _save(
-    checkpoint: Checkpoint,
-    controlnet: ControlNetModel,
-    optimizer: torch.optim.Optimizer,
-    generator: torch.Generator,
-    losses: list[float],
-) -> None:
-    """Save the weights, the AdamW state, the RNG states and the losses so far."""
-    checkpoint.save(
-        {
-            "weights": controlnet.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "rng": rng_state({"noise": generator}),
-            "losses": losses,
-        }
-    )
-    log.info("checkpoint at step %d in %s", len(losses), checkpoint.path)
-
-
-def _resume(
-    checkpoint: Checkpoint | None,
-    controlnet: ControlNetModel,
-    optimizer: torch.optim.Optimizer,
-    generator: torch.Generator,
-) -> list[float]:
-    """The losses of the steps done: restored from this run's checkpoint, or none."""
-    if checkpoint is None or (state := checkpoint.load()) is None:
-        return []
-    controlnet.load_state_dict(state["weights"])
-    optimizer.load_state_dict(state["optimizer"])
-    restore_rng(state["rng"], {"noise": generator})
-    log.info("resumed from %s (step %d)", checkpoint.path, len(state["losses"]))
-    return list(state["losses"])
 
 
 def train_controlnet(
@@ -282,26 +243,23 @@ def train_controlnet(
         frozen.requires_grad_(False).eval()
     controlnet.requires_grad_(True).train()
     optimizer = torch.optim.AdamW(controlnet.parameters(), lr=learning_rate)
-    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     noise = torch.Generator().manual_seed(derive_seed(seed, "noise"))
-    losses = _resume(checkpoint, controlnet, optimizer, noise)
-    order = _batches(len(latents), batch_size, steps, derive_seed(seed, "order"), len(losses))
+    parts = {"weights": controlnet, "optimizer": optimizer}
+    loop = StepLoop(steps, noise, parts, checkpoint, every)
+    order = EpochOrder(len(latents), batch_size, derive_seed(seed, "order"))
+    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     device, dtype = controlnet.device, controlnet.dtype
-    meter = StepMeter(steps, "ControlNet", start=len(losses))
+
+    def train_step(step: int) -> Row:
+        index = order.batch(step)
+        batch = [t[index].detach().to(device, dtype) for t in (latents, text_embeddings, conds)]
+        loss = controlnet_loss(pipe.unet, scheduler, controlnet, *batch, noise)
+        return {"loss": optimizer_update(loss, optimizer)}
+
     with deterministic(device):
-        for index in order:
-            batch = [t[index].detach().to(device, dtype) for t in (latents, text_embeddings, conds)]
-            loss = controlnet_loss(pipe.unet, scheduler, controlnet, *batch, noise)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
-            meter.update(losses[-1])
-            if checkpoint is not None and len(losses) % every == 0 and len(losses) < steps:
-                _save(checkpoint, controlnet, optimizer, noise, losses)
-    meter.close()
+        rows = loop.run(train_step, "ControlNet")
     controlnet.eval()
-    return losses
+    return [row["loss"] for row in rows]
 
 
 def controlnet_pipeline(

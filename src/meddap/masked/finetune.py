@@ -8,7 +8,8 @@ pretrained one, or a fresh copy of the base UNet's encoder) at the pools' sampli
 their conditioning images and prompts (attribute or class prompts). Both read the train split
 only and stop when a table lists an id outside it, as the LoRA cache does. The fine-tuning saves
 its state in checkpoint.pt beside the ControlNet folder every `checkpoint_every` steps and
-resumes from it (`meddap.common.checkpoint`); the file is removed once the outputs are written.
+resumes from it (`meddap.diffusion.training.StepLoop`); the file is removed once the outputs are
+written.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def _training_tensors(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Latents, text embeddings and conditioning images of the rows (and their mirror images)
     at the pools' sampling resolution."""
-    from meddap.lora.cache import load_image
+    from meddap.diffusion.latents import load_image
     from meddap.masked.controlnet import conditioning_image, load_edge_detector
     from meddap.masked.pretrain import encode
 

@@ -96,10 +96,11 @@ def lesion_set(
     from meddap.data.ingest import merged_mask
     from meddap.data.layouts import LAYOUTS
     from meddap.diffusion.corpus import corpus_images
-    from meddap.lora.cache import load_image
+    from meddap.diffusion.latents import load_image
     from meddap.masked.controlnet import conditioning_image
 
-    items = {item.image.resolve(): item for f in folders for item in LAYOUTS["busi"](f)}
+    busi = LAYOUTS.get("busi", "layout")
+    items = {item.image.resolve(): item for f in folders for item in busi.items(f)}
     found = [(path, label) for path, label in corpus_images(folders) if label in LESION_CLASSES]
     if not found:
         raise MeddapError("the phantom corpus has no lesion images: raise --patients")
@@ -119,7 +120,7 @@ def encode(
     """Scaled VAE posterior means of `images` and the text embeddings of `prompts` (row-wise)."""
     import torch
 
-    from meddap.lora.cache import posterior
+    from meddap.diffusion.latents import posterior
 
     texts = sorted(set(prompts))
     with torch.no_grad():

@@ -1,6 +1,6 @@
 """Mask-conditioned synthesis per (fold, setting): one nested pool of image-mask pairs.
 
-A setting is `{condition}-{source}` (`meddap.seg.names`). The pool holds `pool` x n images for
+A setting is `{condition}-{source}` (`meddap.trainsets.pairs`). The pool holds `pool` x n images for
 the fold's n train lesions, in an order whose prefixes are the ratios (1:k = the first k x n):
 
 - `real` masks: image i conditions on train lesion i mod n (sorted by id), its parent, with the

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from meddap.common.atomic import atomic_path, read_json, write_parquet
+from meddap.common.atomic import read_json
 from meddap.common.errors import MeddapError
+from meddap.common.tables import write_table
 from meddap.lora.names import NONE, adaptation_rank
 from meddap.lora.params import count_lora_params
-from meddap.report.tables import markdown_table, summarise
+from meddap.report.tables import summarise
 from meddap.synth.quality import INCEPTION_KEYS
 from meddap.synth.rank import metric_scale
 
@@ -52,16 +53,12 @@ def cross_domain_table(
     )
     groups = runs.groupby(["target", "adaptation"], sort=False)  # in the order of `sets`
     frame = pd.DataFrame([_row(group, lora_targets) for _, group in groups])
-    write_parquet(frame, parquet)
-    with atomic_path(csv) as tmp:
-        frame.to_csv(tmp, index=False)
     shown = {"target": "target", "adaptation": "adaptation", "params": "trained params"}
     shown |= {"params_sd15": "params on SD v1.x"}
     size = _image_size(runs)
     metrics = [m for m in sorted(runs.columns, key=_order) if _is_metric(m)]
     shown |= {f"{m} text": metric_scale(m, size) for m in metrics}
-    with atomic_path(markdown) as tmp:
-        tmp.write_text(f"{CAPTION}\n\n{markdown_table(frame[list(shown)].rename(columns=shown))}\n")
+    write_table(frame, parquet, csv, markdown, CAPTION, frame[list(shown)].rename(columns=shown))
 
 
 def _image_size(runs: pd.DataFrame) -> int:

@@ -1,7 +1,8 @@
 """Fig. 2: Grad-CAM heat maps of a real-only and an augmented classifier on the same test images.
 
 The heat maps explain the score of each image's true class at the last convolutional block of
-the torchvision model (`TARGET_LAYERS`). Images are prepared exactly as for training.
+the torchvision model (its `cam_layer` in `meddap.cls.registry`). Images are prepared exactly
+as for training.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from meddap.cls.models import load_classifier, normalise, predict
+from meddap.cls.registry import CLASSIFIERS
 from meddap.common.errors import MeddapError
 from meddap.common.images import load_images
 from meddap.common.labels import CLASSES
@@ -22,13 +24,6 @@ from meddap.common.settings import Classifier
 from meddap.common.splits import split_rows
 from meddap.report.plotting import save_figure
 from meddap.trainsets import TextSet, parse
-
-TARGET_LAYERS = {
-    "densenet121": "features",
-    "resnet18": "layer4",
-    "resnet34": "layer4",
-    "squeezenet1_1": "features",
-}
 
 
 def first_test_images(manifest: str, splits: str, fold: int, n_images: int) -> pd.DataFrame:
@@ -40,9 +35,7 @@ def cam_overlays(
     net: torch.nn.Module, model: str, pixels: torch.Tensor, targets: list[int]
 ) -> np.ndarray:
     """Grad-CAM of class `targets[i]` over uint8 image `pixels[i]` (N, 1, S, S): (N, S, S, 3)."""
-    if model not in TARGET_LAYERS:
-        raise MeddapError(f"Grad-CAM model {model!r} is not one of {list(TARGET_LAYERS)}")
-    layer = net.get_submodule(TARGET_LAYERS[model])
+    layer = net.get_submodule(CLASSIFIERS.get(model, "Grad-CAM model").cam_layer)
     with GradCAM(model=net.eval(), target_layers=[layer]) as cam:
         maps = cam(
             input_tensor=normalise(pixels), targets=[ClassifierOutputTarget(t) for t in targets]

@@ -12,16 +12,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from meddap.common.atomic import atomic_path, read_json, write_json, write_parquet
+from meddap.common.atomic import read_json, write_json
 from meddap.common.errors import MeddapError
 from meddap.common.hashing import file_sha256
 from meddap.common.labels import CLASSES
+from meddap.common.tables import write_table
 from meddap.multitask.modes import parse_mode
 from meddap.report.tables import (
     COMPUTE,
     COMPUTE_CAPTION,
     compute_cells,
-    markdown_table,
     summarise_defined,
 )
 
@@ -62,12 +62,8 @@ def multitask_table(
     frame = frame.assign(dataset=dataset, image_size=image_size)
     shown = ["backbone", "mode", "task", "do", "lambda", "pr", "n_folds", *COMPUTE]
     shown += COLUMNS[table]
-    write_parquet(frame, parquet)
-    with atomic_path(csv) as tmp:
-        frame.to_csv(tmp, index=False)
     caption = CAPTIONS[table] + CAPTION_TAIL.format(size=image_size) + COMPUTE_TAIL
-    with atomic_path(markdown) as tmp:
-        tmp.write_text(f"{caption}\n\n{markdown_table(frame[shown])}\n")
+    write_table(frame, parquet, csv, markdown, caption, frame[shown])
 
 
 def fold_runs(metrics: list[str]) -> pd.DataFrame:

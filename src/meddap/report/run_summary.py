@@ -15,7 +15,7 @@ import pandas as pd
 
 from meddap.common.atomic import atomic_path, read_json
 from meddap.common.errors import MeddapError
-from meddap.report.tables import markdown_table
+from meddap.common.tables import markdown_table
 
 HEADER = (
     "# What this run shows\n\n"

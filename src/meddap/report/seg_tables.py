@@ -16,20 +16,20 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from meddap.common.atomic import atomic_path, read_json, write_json, write_parquet
+from meddap.common.atomic import read_json, write_json
 from meddap.common.errors import MeddapError
 from meddap.common.hashing import file_sha256
+from meddap.common.tables import write_table
 from meddap.report.ratio_auc import AUC_CAPTION, PICK, auc_columns, auc_names, marked_auc
 from meddap.report.tables import (
     COMPUTE,
     COMPUTE_CAPTION,
     compute_cells,
-    markdown_table,
     paired_p,
     summarise,
     summarise_defined,
 )
-from meddap.seg.names import DSUNET, supervision_of
+from meddap.seg.registry import DSUNET, supervision_of
 from meddap.trainsets.pairs import PairSet
 
 METRICS = ("dice", "iou", "hd95", "assd")
@@ -64,11 +64,7 @@ def seg_table(
     frame = pd.DataFrame(rows).assign(dataset=dataset, image_size=image_size)
     shown = ["model", "trainset", "evaluated_on", "n_folds", *COMPUTE]
     shown += [c for m in METRICS for c in (m, f"p_{m}")]
-    write_parquet(frame, parquet)
-    with atomic_path(csv) as tmp:
-        frame.to_csv(tmp, index=False)
-    with atomic_path(markdown) as tmp:
-        tmp.write_text(f"{CAPTION.format(size=image_size)}\n\n{markdown_table(frame[shown])}\n")
+    write_table(frame, parquet, csv, markdown, CAPTION.format(size=image_size), frame[shown])
 
 
 def _runs(metrics: list[str], names: tuple[str, ...] = METRICS) -> pd.DataFrame:
@@ -169,12 +165,8 @@ def seg_ablation(
     frame = pd.DataFrame(rows).sort_values(["stages", "adversarial"], ignore_index=True)
     frame = frame.assign(dataset=dataset, image_size=image_size)
     shown = ["model", "stages", "adversarial", "n_folds", *COMPUTE, *ABLATION_METRICS]
-    write_parquet(frame, parquet)
-    with atomic_path(csv) as tmp:
-        frame.to_csv(tmp, index=False)
-    with atomic_path(markdown) as tmp:
-        caption = ABLATION_CAPTION.format(size=image_size)
-        tmp.write_text(f"{caption}\n\n{markdown_table(frame[shown])}\n")
+    caption = ABLATION_CAPTION.format(size=image_size)
+    write_table(frame, parquet, csv, markdown, caption, frame[shown])
 
 
 def _ablation_row(group: pd.DataFrame) -> dict:
@@ -230,12 +222,8 @@ def seg_ratio_table(
     )
     shown["ratio"] = shown.ratio.where(~frame.chosen_on_val, shown.ratio + " (val pick)")
     shown = shown.assign(**marked_auc(frame))
-    write_parquet(frame, parquet)
-    with atomic_path(csv) as tmp:
-        frame.to_csv(tmp, index=False)
-    with atomic_path(markdown) as tmp:
-        caption = RATIO_CAPTION.format(size=image_size) + (AUC_CAPTION if classifiers else "")
-        tmp.write_text(f"{caption}\n\n{markdown_table(shown)}\n")
+    caption = RATIO_CAPTION.format(size=image_size) + (AUC_CAPTION if classifiers else "")
+    write_table(frame, parquet, csv, markdown, caption, shown)
 
 
 def _with_auc(frame: pd.DataFrame, classifiers: list[str]) -> pd.DataFrame:

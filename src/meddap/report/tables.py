@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import ttest_rel
 
-from meddap.common.atomic import atomic_path, read_json, write_json, write_parquet
+from meddap.common.atomic import read_json, write_json
 from meddap.common.errors import MeddapError
 from meddap.common.hashing import file_sha256
 from meddap.common.labels import CLASSES
+from meddap.common.tables import write_table
 from meddap.synth.rank import INCEPTION, metric_scale, selection_metric
 from meddap.trainsets import TextSet, parse
 
@@ -156,20 +157,6 @@ def cell(
         },
         cell,
     )
-
-
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A GitHub-style Markdown table of `frame` (no index).
-
-    Floats show 4 significant digits and NaN as n/a; other missing cells are empty.
-    """
-
-    def line(cells: list[str] | tuple[str, ...]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
-    columns = [_column_text(frame[name]) for name in frame.columns]
-    body = [line(cells) for cells in zip(*columns, strict=True)]
-    return "\n".join([line(list(map(str, frame.columns))), line(["---"] * frame.shape[1]), *body])
 
 
 def _run_row(path: str, dataset: str) -> dict:
@@ -416,19 +403,9 @@ def _table3_rows(runs: pd.DataFrame, model: str, external: str) -> pd.DataFrame:
     return pd.DataFrame(rows).assign(external=external)
 
 
-def _column_text(column: pd.Series) -> list[str]:
-    if pd.api.types.is_float_dtype(column):
-        return ["n/a" if pd.isna(v) else f"{v:.4g}" for v in column]
-    return ["" if pd.isna(v) else str(v) for v in column]
-
-
 def _write_table(
     frame: pd.DataFrame, shown: list[str], caption: str, parquet: str, csv: str, markdown: str
 ) -> None:
-    """The full frame as Parquet and CSV; a caption and the `shown` columns as Markdown."""
+    """Tables 1-3 (`write_table`), their rows renumbered and ratios as nullable integers."""
     frame = frame.reset_index(drop=True).astype({"ratio": "Int64"})
-    write_parquet(frame, parquet)
-    with atomic_path(csv) as tmp:
-        frame.to_csv(tmp, index=False)
-    with atomic_path(markdown) as tmp:
-        tmp.write_text(f"{caption}\n\n{markdown_table(frame[shown])}\n")
+    write_table(frame, parquet, csv, markdown, caption, frame[shown])

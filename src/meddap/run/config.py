@@ -9,23 +9,17 @@ from typing import Any
 import jsonschema
 import yaml
 
+from meddap.cls.registry import CLASSIFIERS
 from meddap.common.errors import MeddapError
 from meddap.data.fingerprint import shared_source
 from meddap.data.folds import check_release_folds
-from meddap.data.layouts import MASKED_LAYOUTS, UNLABELLED_LAYOUTS
+from meddap.data.layouts import LAYOUTS
 from meddap.data.registry import check_local_path, source_kind
 from meddap.lora.released import check_released
 from meddap.multitask.modes import parse_mode
-from meddap.seg.names import check_model
+from meddap.seg.registry import SEGMENTERS
 from meddap.trainsets import CLASSIFIER, SEGMENTER, TrainingSet, check_listed, planned
 from meddap.trainsets.pairs import check_setting, mixing_token
-
-SUPPORTED_MODELS = (
-    "densenet121",
-    "resnet18",
-    "resnet34",
-    "squeezenet1_1",
-)  # the schema's model enum
 
 
 def _key(error: jsonschema.ValidationError) -> str:
@@ -73,6 +67,7 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
     error = schema_error(config, _schema(str(schema_path)))
     if error:
         raise MeddapError(error)
+    _check_names(config)
     _check_dataset(config, config["dataset"], "dataset")
     for name in config["classifier"]["external"]:
         _check_dataset(config, name, "classifier.external")
@@ -97,6 +92,31 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
             f"config key 'synthesis.ratios': {max(ratios)} exceeds synthesis.pool ({pool}), "
             "the size of each generated set"
         )
+
+
+def _check_names(config: dict[str, Any]) -> None:
+    """Each classifier, segmenter and layout name is registered (the schema only types them);
+    each `segmentation.ablation` name is a deep-supervised dsunet."""
+    seg = config["segmentation"]
+    classifiers = _listed(config["classifier"]["models"], "classifier.models")
+    for name, key in [*classifiers, (config["quality"]["feature_model"], "quality.feature_model")]:
+        CLASSIFIERS.check(name, key)
+    fidelity = (seg["synthesis"]["fidelity_model"], "segmentation.synthesis.fidelity_model")
+    for name, key in [*_listed(seg["models"], "segmentation.models"), fidelity]:
+        SEGMENTERS.check(name, key)
+    for name, key in _listed(seg["ablation"], "segmentation.ablation"):
+        if SEGMENTERS.check(name, key).supervision is None:
+            raise MeddapError(
+                f"config key '{key}': {name!r} is not a deep-supervised dsunet-s<stages>[-adv] "
+                "model (seed 003's ablation varies its supervision)"
+            )
+    for name, entry in config["datasets"].items():
+        LAYOUTS.check(entry["layout"], f"datasets.{name}.layout")
+
+
+def _listed(names: list[str], key: str) -> list[tuple[str, str]]:
+    """(name, its config key) of each entry of list `key`: ("unet", "segmentation.models.0")."""
+    return [(name, f"{key}.{i}") for i, name in enumerate(names)]
 
 
 def _check_pairs(synthesis: dict[str, Any]) -> None:
@@ -173,7 +193,7 @@ def _check_dataset(config: dict[str, Any], name: str, key: str) -> None:
         known = ", ".join(sorted(config["datasets"]))
         raise MeddapError(f"config key '{key}': {name!r} is not in 'datasets' ({known})")
     entry = config["datasets"][name]
-    if entry.get("layout") in UNLABELLED_LAYOUTS:
+    if not LAYOUTS.get(entry["layout"], "layout").labelled:
         raise MeddapError(
             f"config key '{key}': dataset {name!r} (layout {entry['layout']}) has no class "
             "labels, so it cannot train or test classifiers (expected a labelled dataset)"
@@ -210,7 +230,7 @@ def _check_segmentation(config: dict[str, Any]) -> None:
             known = ", ".join(sorted(config["datasets"]))
             raise MeddapError(f"config key '{key}': {name!r} is not in 'datasets' ({known})")
         entry = config["datasets"][name]
-        if entry["layout"] not in MASKED_LAYOUTS:
+        if not LAYOUTS.get(entry["layout"], "layout").masked:
             raise MeddapError(
                 f"config key '{key}': dataset {name!r} (layout {entry['layout']}) has no lesion "
                 "masks, so it cannot train or test segmenters (segmentation.models: [] skips them)"
@@ -221,7 +241,7 @@ def _check_segmentation(config: dict[str, Any]) -> None:
 
 def check_segmenter(config: dict[str, Any], model: str, trainset: str) -> TrainingSet:
     """The training set of a segmenter to plan; stops on a model or set it cannot train."""
-    check_model(model, "target segmenter")
+    SEGMENTERS.get(model, "target segmenter")
     return planned(trainset, config, SEGMENTER)
 
 
@@ -250,7 +270,5 @@ def check_fold(fold: str | int, k: int, dataset: str) -> None:
 
 def check_trainset(config: dict[str, Any], model: str, trainset: str) -> TrainingSet:
     """The training set of a classifier to plan; stops on a model or set it cannot train."""
-    known = SUPPORTED_MODELS
-    if model not in known:
-        raise MeddapError(f"target classifier {model!r} is not one of the supported models {known}")
+    CLASSIFIERS.get(model, "target classifier")
     return planned(trainset, config, CLASSIFIER)

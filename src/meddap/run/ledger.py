@@ -12,9 +12,9 @@ from typing import Any
 import pandas as pd
 
 from meddap.common import paths
-from meddap.common.atomic import atomic_path, write_parquet
 from meddap.common.errors import MeddapError
 from meddap.common.hashing import SIDECAR_SUFFIX
+from meddap.common.tables import write_table
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +108,7 @@ def collect(root: Path, results: str = paths.RESULTS) -> pd.DataFrame:
 def write_ledger(*, parquet: str, csv: str) -> None:
     """Job function: write the ledger of every job of the working directory to `parquet`, `csv`."""
     ledger = collect(Path.cwd())
-    write_parquet(ledger, parquet)
-    with atomic_path(csv) as tmp:
-        ledger.to_csv(tmp, index=False)
+    write_table(ledger, parquet, csv)
     log.info(
         "ledger: %d jobs of %d rules, %d SLURM jobs",
         len(ledger),

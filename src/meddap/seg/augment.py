@@ -8,7 +8,7 @@ image only. Draws come from one seed per batch, taken from the training loop's g
 run is deterministic per seed and resumes with the same draws.
 
 Patch mixing (seed 002, DiffBoost-style; trainsets `{condition}-real-{r}to{s}-mix{λ}p{p}`,
-`meddap.seg.names`): `RandPatchMixd` splits each image into a p x p grid of cells (edges at
+`meddap.trainsets.pairs`): `RandPatchMixd` splits each image into a p x p grid of cells (edges at
 round(k S / p)) and shows, in each cell independently with probability λ, the pixels of the
 image's real parent instead, drawn afresh every time the pair is in a batch. A `real`-mask
 synthetic image is pixel-aligned with its parent's centre crop and shares its mask, so the mask

@@ -1,14 +1,10 @@
-"""The segmenters, all from MONAI: one grayscale channel in, one lesion logit channel out.
+"""The segmenters (`meddap.seg.registry`), all from MONAI: one grayscale channel in, one lesion
+logit channel out.
 
-`channels` (five widths) sets every network's levels: UNet and AttentionUnet downsample by 2
-between them (UNet with 2 residual units per level); BasicUNetPlusPlus takes them as its five
-encoder widths (and the first again for its decoder head); `unetpp_ds` is UNet++ with deep
-supervision (its four heads, each at full resolution). `dsunet` (every `dsunet-*` name) is
-seed 003's UNet with a head on each of its four decoder stages: MONAI `DynUNet` (kernel 3,
-strides 1, 2, 2, 2, 2, instance norm, LeakyReLU, 3 side heads upsampled to full resolution by
-nearest neighbours). In training a model returns a tensor, a list of heads (UNet++) or the heads
-stacked on dim 1 (DynUNet, main head first); in eval mode DynUNet returns its main head only.
-`heads` orders them main head first, then coarser stages, as `DeepSupervisionLoss` weighs them.
+`channels` (five widths) sets every network's levels, 2x downsampling between them. In training
+a model returns a tensor, a list of heads (UNet++) or the heads stacked on dim 1 (DynUNet, main
+head first); in eval mode DynUNet returns its main head only. `heads` orders them main head
+first, then coarser stages, as `DeepSupervisionLoss` weighs them.
 
 Seed 003's discriminator (`build_discriminator`, one per supervised stage) reads a probability
 map (the stage's sigmoid, or a ground-truth mask) alone, as in its eq. (1), not the image: five
@@ -25,12 +21,11 @@ from collections.abc import Sequence
 
 import torch
 from monai.networks.blocks import Convolution
-from monai.networks.nets import AttentionUnet, BasicUNetPlusPlus, DynUNet, UNet
 
 from meddap.common.errors import MeddapError
 from meddap.common.settings import Segmentation
 from meddap.common.weights import read_weights
-from meddap.seg.names import DSUNET, STAGES, network_of
+from meddap.seg.registry import SEGMENTERS
 
 DISCRIMINATOR_KERNELS = (7, 5, 4, 4, 4)
 DISCRIMINATOR_STRIDES = (2, 2, 2, 2, 1)
@@ -41,28 +36,8 @@ def build_segmenter(name: str, channels: Sequence[int]) -> torch.nn.Module:
     """The MONAI network of model `name` with five level widths `channels` (random weights)."""
     if len(channels) != 5:
         raise MeddapError(f"config key segmentation.channels needs 5 widths, got {channels}")
-    widths, strides = tuple(channels), (2,) * (len(channels) - 1)
-    network = network_of(name)
-    if network == "unet":
-        return UNet(2, 1, 1, widths, strides, num_res_units=2)
-    if network == "attention_unet":
-        return AttentionUnet(2, 1, 1, widths, strides)
-    if network == DSUNET:
-        side = len(STAGES) - 1
-        kernels, dyn_strides = (3,) * len(widths), (1, *strides)
-        return DynUNet(
-            2,
-            1,
-            1,
-            kernels,
-            dyn_strides,
-            strides,
-            widths,
-            deep_supervision=True,
-            deep_supr_num=side,
-        )
-    features = (*widths, widths[0])
-    return BasicUNetPlusPlus(2, 1, 1, features, deep_supervision=network == "unetpp_ds")
+    segmenter = SEGMENTERS.get(name, "segmentation model")
+    return segmenter.build(tuple(channels), (2,) * (len(channels) - 1))
 
 
 def build_discriminator(channels: Sequence[int]) -> torch.nn.Sequential:

@@ -27,7 +27,7 @@ from meddap.seg.augment import augment
 from meddap.seg.data import Pairs
 from meddap.seg.metrics import overlap_scores
 from meddap.seg.models import build_discriminator, heads, predict_logits
-from meddap.seg.names import Supervision, supervision_of
+from meddap.seg.registry import Supervision, supervision_of
 
 LOSSES = {"dice_ce": DiceCELoss, "dice_focal": DiceFocalLoss}
 Output = torch.Tensor | list[torch.Tensor]

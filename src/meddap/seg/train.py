@@ -34,7 +34,7 @@ from meddap.seg.augment import augmenter, with_parents
 from meddap.seg.data import MASK_THRESHOLD, Pairs, concat_pairs, fold_rows, load_pairs
 from meddap.seg.evaluate import scored
 from meddap.seg.models import build_segmenter, predict_logits
-from meddap.seg.names import network_of
+from meddap.seg.registry import network_of
 from meddap.seg.tasks import build_task
 from meddap.trainsets import SEGMENTER, TrainingSet, parse
 
