@@ -51,7 +51,7 @@ localrules:
 
 rule all:
     input:
-        stage_targets(),
+        plan.stage_targets(config),
         paths.LEDGER.format(ext="parquet"),
         paths.RUN_SUMMARY,
     default_target: True

@@ -20,10 +20,11 @@ from meddap.common.errors import MeddapError
 from meddap.common.images import load_images
 from meddap.common.labels import CLASSES
 from meddap.common.settings import Augment, Classifier
-from meddap.common.trainsets import load_synthetic, parse_trainset, synthetic_prefix
 from meddap.data.ingest import build_manifest
 from meddap.data.phantom import generate_phantom
 from meddap.run.jobs import typed_params
+from meddap.trainsets import CLASSIFIER, Real, TextSet, parse
+from meddap.trainsets.text import synthetic_prefix
 from tests.conftest import PHANTOM, PhantomFold, killed_after
 
 SETTINGS = {
@@ -372,14 +373,14 @@ def test_unreadable_image_is_named(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "parsed"),
     [
-        ("real", None),
-        ("r4-high-contrast-100", (4, "high-contrast", 100)),
-        ("r2-none-50", (2, "none", 50)),
-        ("r0-bright-100", (0, "bright", 100)),  # the base model without LoRA
+        ("real", Real()),
+        ("r4-high-contrast-100", TextSet(4, "high-contrast", 100)),
+        ("r2-none-50", TextSet(2, "none", 50)),
+        ("r0-bright-100", TextSet(0, "bright", 100)),  # the base model without LoRA
     ],
 )
-def test_parse_trainset(name: str, parsed: tuple | None) -> None:
-    assert parse_trainset(name) == parsed
+def test_parse_trainset(name: str, parsed: object) -> None:
+    assert parse(name) == parsed and parse(name).name == name
 
 
 @pytest.mark.parametrize(
@@ -388,7 +389,7 @@ def test_parse_trainset(name: str, parsed: tuple | None) -> None:
 )
 def test_parse_trainset_refuses_bad_names(name: str) -> None:
     with pytest.raises(MeddapError, match="r\\{rank\\}-\\{adjective\\}-\\{ratio\\}"):
-        parse_trainset(name)
+        parse(name)
 
 
 def test_prefixes_are_nested_and_sized_by_ratio() -> None:
@@ -404,10 +405,13 @@ def test_prefixes_are_nested_and_sized_by_ratio() -> None:
         synthetic_prefix(table[table["index"] != 3], 11, 50)
 
 
+TRAIN_10 = pd.DataFrame({"label": ["benign"] * 10})  # ten real train images
+
+
 def test_load_synthetic_checks_the_fold(data: dict[str, Path]) -> None:
     with pytest.raises(MeddapError, match="needs fold 1"):
-        load_synthetic(str(data["synthetic"]), 1, "r2-none-50", 10)
-    assert len(load_synthetic(str(data["synthetic"]), 0, "r2-none-50", 10)) == 5
+        parse("r2-none-50").rows(str(data["synthetic"]), 1, TRAIN_10, CLASSIFIER)
+    assert len(parse("r2-none-50").rows(str(data["synthetic"]), 0, TRAIN_10, CLASSIFIER)) == 5
 
 
 def test_crop_and_jitter_keep_the_size_and_change_the_pixels() -> None:

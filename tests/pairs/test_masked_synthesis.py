@@ -14,8 +14,9 @@ from meddap.diffusion.prompts import prompt
 from meddap.masked.controlnet import CONDITIONS
 from meddap.masked.finetune import prompts_of
 from meddap.masked.synthesis import plan, synthesize_masked
-from meddap.seg import names
-from meddap.seg.data import synthetic_rows
+from meddap.trainsets import SEGMENTER, Augmented, PairSet, parse
+from meddap.trainsets.pairs import CONDITIONS as TRAINSET_CONDITIONS
+from meddap.trainsets.pairs import check_setting, ratio_token
 from tests.conftest import REPO, PhantomFold
 
 ROWS = pd.DataFrame(
@@ -30,7 +31,7 @@ PROMPTS = [f"prompt {i}" for i in ROWS["id"]]
 
 
 def test_conditions_are_the_controlnets() -> None:
-    assert names.CONDITIONS == CONDITIONS
+    assert TRAINSET_CONDITIONS == CONDITIONS
 
 
 def test_real_pools_cycle_their_parents_so_every_prefix_holds_each_mask_k_times() -> None:
@@ -63,15 +64,13 @@ def test_settings_without_a_mask_source_stop(setting: str, message: str) -> None
 
 
 def test_trainset_names_and_ratios() -> None:
-    wanted = names.synthetic_of("edge-real-1to8")
-    assert wanted is not None and (wanted.setting, wanted.ratio) == ("edge-real", "1:8")
-    assert names.synthetic_of("mask-clinical-0to1").real == 0
-    assert (
-        names.synthetic_of("aug-mirror") is None and names.augmentation_of("mask-real-1to1") is None
-    )
-    assert names.ratio_token("0:1") == "0to1"
+    wanted = parse("edge-real-1to8")
+    assert isinstance(wanted, PairSet) and (wanted.setting, wanted.ratio) == ("edge-real", "1:8")
+    assert parse("mask-clinical-0to1").real == 0 and not parse("mask-clinical-0to1").includes_real
+    assert PairSet.parse("aug-mirror") is None and Augmented.parse("mask-real-1to1") is None
+    assert ratio_token("0:1") == "0to1"
     with pytest.raises(MeddapError, match="'2:1' is not real:synthetic"):
-        names.ratio_token("2:1")
+        ratio_token("2:1")
 
 
 def _pool(tmp_path: Path, n: int, setting: str = "mask-real") -> str:
@@ -93,14 +92,16 @@ def _pool(tmp_path: Path, n: int, setting: str = "mask-real") -> str:
 
 def test_synthetic_rows_take_the_prefix_and_check_fold_setting_and_size(tmp_path: Path) -> None:
     path = _pool(tmp_path, 8)
-    assert list(synthetic_rows(path, 0, "mask-real-1to2", 3)["id"]) == [f"s{i}" for i in range(6)]
-    assert len(synthetic_rows(path, 0, "mask-real-0to1", 3)) == 3
+    train = ROWS.head(3)
+    rows = parse("mask-real-1to2").rows(path, 0, train, SEGMENTER)
+    assert list(rows["id"]) == [f"s{i}" for i in range(6)]
+    assert len(parse("mask-real-0to1").rows(path, 0, train, SEGMENTER)) == 3
     with pytest.raises(MeddapError, match="raise segmentation.synthesis.pool"):
-        synthetic_rows(path, 0, "mask-real-1to4", 3)
+        parse("mask-real-1to4").rows(path, 0, train, SEGMENTER)
     with pytest.raises(MeddapError, match="needs 1"):
-        synthetic_rows(path, 1, "mask-real-1to1", 3)
+        parse("mask-real-1to1").rows(path, 1, train, SEGMENTER)
     with pytest.raises(MeddapError, match="needs 'mask-clinical'"):
-        synthetic_rows(path, 0, "mask-clinical-1to1", 3)
+        parse("mask-clinical-1to1").rows(path, 0, train, SEGMENTER)
 
 
 def test_attribute_prompts_must_cover_exactly_the_train_lesions(tmp_path: Path) -> None:
@@ -118,8 +119,8 @@ def test_attribute_prompts_must_cover_exactly_the_train_lesions(tmp_path: Path) 
 
 @pytest.mark.parametrize("source", ["real", "clinical"])
 def test_text_settings_make_the_mask_settings_plan(source: str) -> None:
-    assert names.check_setting(f"text-{source}") == ("text", source)
-    wanted = names.synthetic_of(f"text-{source}-1to2")
+    assert check_setting(f"text-{source}") == ("text", source)
+    wanted = parse(f"text-{source}-1to2")
     assert wanted is not None and (wanted.condition, wanted.ratio) == ("text", "1:2")
     text = plan(ROWS, PROMPTS, f"text-{source}", 2, fold=1, seed=3)
     assert text.equals(plan(ROWS, PROMPTS, f"mask-{source}", 2, fold=1, seed=3))
@@ -127,9 +128,9 @@ def test_text_settings_make_the_mask_settings_plan(source: str) -> None:
 
 
 def test_text_settings_do_not_mix_patches() -> None:
-    assert names.synthetic_of("mask-real-1to2-mix0.5p4").mixed
+    assert parse("mask-real-1to2-mix0.5p4").mixed
     with pytest.raises(MeddapError, match="'text' images follow no mask"):
-        names.synthetic_of("text-real-1to2-mix0.5p4")
+        parse("text-real-1to2-mix0.5p4")
 
 
 @pytest.mark.parametrize(

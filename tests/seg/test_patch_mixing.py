@@ -17,19 +17,19 @@ from meddap.common.atomic import write_json
 from meddap.common.errors import MeddapError
 from meddap.common.settings import Segmentation
 from meddap.run.config import validate_config
-from meddap.seg import names
 from meddap.seg.augment import (
     PARENT,
     RandPatchMixd,
     augment,
     augmenter,
     cell_edges,
-    mixer,
     with_parents,
 )
-from meddap.seg.data import Pairs, load_pairs, synthetic_rows
+from meddap.seg.data import Pairs, load_pairs
 from meddap.seg.tasks import build_task
 from meddap.seg.train import _with_synthetic, train_segmenter
+from meddap.trainsets import SEGMENTER, parse
+from meddap.trainsets.pairs import PairSet, mixing_token
 from tests.conftest import PhantomFold
 from tests.report.test_seg_ratio_table import _table
 from tests.seg.test_seg_train import SETTINGS as SEG_SETTINGS
@@ -116,7 +116,7 @@ def test_batches_mix_synthetic_rows_afresh_and_leave_real_rows_unchanged() -> No
     )
     packed = with_parents(pairs)
     assert packed.images.shape == (n_real + n_synthetic, 2, SIZE, SIZE)
-    transform = augmenter("mask-real-1to2-mix0.5p4", 0.5)
+    transform = augmenter(parse("mask-real-1to2-mix0.5p4"), 0.5)
     images, out_masks = augment(transform, packed.images, packed.masks, seed=5)
     assert images.shape == (n_real + n_synthetic, 1, SIZE, SIZE)
     assert torch.equal(images[:n_real], real) and torch.equal(out_masks, masks)
@@ -147,9 +147,9 @@ def test_mixing_without_a_parent_stops() -> None:
 
 
 def test_only_mixed_sets_get_the_mixer() -> None:
-    assert mixer("mask-real-1to2") is None and mixer("real") is None
-    assert augmenter("mask-real-1to2", 0.5) is None
-    (step,) = mixer("edge-real-0to1-mix0.25p8").transforms
+    assert augmenter(parse("mask-real-1to2"), 0.5) is None
+    assert augmenter(parse("real"), 0.5) is None
+    (step,) = augmenter(parse("edge-real-0to1-mix0.25p8"), 0.5).transforms
     assert (step.mix_lambda, step.patches) == (0.25, 8)
 
 
@@ -167,19 +167,19 @@ def test_only_mixed_sets_get_the_mixer() -> None:
     ],
 )
 def test_names_parse_and_round_trip(name: str, fields: tuple) -> None:
-    wanted = names.synthetic_of(name)
-    assert wanted is not None
+    wanted = parse(name)
+    assert isinstance(wanted, PairSet)
     found = (wanted.setting, wanted.real, wanted.synthetic, wanted.mix_lambda, wanted.mix_patches)
     assert found == fields and wanted.mixed == (fields[3] is not None)
-    assert names.synthetic_name(wanted) == name
-    assert names.augmentation_of(name) is None  # no conventional augmentation
+    assert wanted.name == name
+    assert wanted.augmentations == ()  # no conventional augmentation
     if wanted.mixed:
-        assert name.endswith(names.mixing_token(wanted.mix_lambda, wanted.mix_patches))
+        assert name.endswith(mixing_token(wanted.mix_lambda, wanted.mix_patches))
 
 
 def test_mixing_a_clinical_source_stops_in_one_sentence() -> None:
     with pytest.raises(MeddapError) as err:
-        names.synthetic_of("mask-clinical-1to2-mix0.5p4")
+        parse("mask-clinical-1to2-mix0.5p4")
     message = str(err.value)
     assert "mask source 'clinical' has none" in message and "\n" not in message
 
@@ -199,7 +199,7 @@ def test_mixing_a_clinical_source_stops_in_one_sentence() -> None:
 )
 def test_invalid_lambda_or_grid_stops_in_one_sentence(name: str, why: str) -> None:
     with pytest.raises(MeddapError) as err:
-        names.synthetic_of(name)
+        parse(name)
     assert why in str(err.value) and repr(name) in str(err.value)
     assert "\n" not in str(err.value)
 
@@ -211,14 +211,14 @@ def test_mixing_tokens_need_a_decimal_lambda_and_an_integer_grid(
     value: float, patches: int
 ) -> None:
     with pytest.raises(MeddapError, match="patch mixing"):
-        names.mixing_token(value, patches)
+        mixing_token(value, patches)
 
 
 def test_malformed_mixing_suffixes_are_no_trainset() -> None:
     for name in ("mask-real-1to2-mix", "mask-real-1to2-mix0.5", "mask-real-1to2-mixp4"):
-        assert names.synthetic_of(name) is None
-        with pytest.raises(MeddapError, match="is not real, one of"):
-            names.augmentation_of(name)
+        assert PairSet.parse(name) is None
+        with pytest.raises(MeddapError, match="is none of the kinds of training set"):
+            parse(name)
 
 
 # --- config -----------------------------------------------------------------------------------
@@ -298,22 +298,20 @@ def _fold(tmp_path: Path, n: int = 3) -> tuple[pd.DataFrame, str]:
 
 def test_mixed_rows_carry_their_parents_real_image_path(tmp_path: Path) -> None:
     train, pool = _fold(tmp_path)
-    rows = synthetic_rows(pool, 0, "mask-real-1to2-mix0.5p4", len(train), train)
+    rows = parse("mask-real-1to2-mix0.5p4").rows(pool, 0, train, SEGMENTER)
     assert list(rows["id"]) == [f"s{i}" for i in range(6)]
     assert list(rows["parent_id"]) == ["r0", "r1", "r2"] * 2
     expected = [str(tmp_path / f"r{i}.png") for i in (0, 1, 2)] * 2
     assert list(rows["parent_image_path"]) == expected
-    plain = synthetic_rows(pool, 0, "mask-real-1to2", len(train), train)
+    plain = parse("mask-real-1to2").rows(pool, 0, train, SEGMENTER)
     assert "parent_image_path" not in plain.columns  # unmixed sets are as before
-    with pytest.raises(MeddapError, match="needs the train rows"):
-        synthetic_rows(pool, 0, "mask-real-1to2-mix0.5p4", len(train))
     with pytest.raises(MeddapError, match="'s2' has no parent among the fold's train images"):
-        synthetic_rows(pool, 0, "mask-real-1to1-mix0.5p4", len(train), train.head(2))
+        parse("mask-real-1to2-mix0.5p4").rows(pool, 0, train.head(2), SEGMENTER)
 
 
 def test_parents_load_as_the_centre_crop_the_pool_was_drawn_from(tmp_path: Path) -> None:
     train, pool = _fold(tmp_path)
-    rows = synthetic_rows(pool, 0, "mask-real-0to1-mix0.5p4", len(train), train)
+    rows = parse("mask-real-0to1-mix0.5p4").rows(pool, 0, train, SEGMENTER)
     pairs = load_pairs(rows, 8)
     assert pairs.parents is not None and pairs.parents.shape == (3, 1, 8, 8)
     with Image.open(tmp_path / "r1.png") as im:
@@ -322,11 +320,11 @@ def test_parents_load_as_the_centre_crop_the_pool_was_drawn_from(tmp_path: Path)
     squashed = load_pairs(train, 8).images[1, 0]  # the real rows' own loading squashes
     assert not torch.equal(pairs.parents[1, 0], squashed)
     real = load_pairs(train, 8)
-    mixed, n_real = _with_synthetic(real, pool, 0, "mask-real-1to2-mix0.5p4", 8, train)
+    mixed, n_real = _with_synthetic(real, pool, 0, parse("mask-real-1to2-mix0.5p4"), 8, train)
     assert n_real == 3 and len(mixed) == 9 and mixed.parents is not None
     assert torch.equal(mixed.parents[:3], real.images)  # real rows mix with themselves
     assert torch.equal(mixed.parents[3:6], pairs.parents)
-    plain, _ = _with_synthetic(real, pool, 0, "mask-real-1to2", 8, train)
+    plain, _ = _with_synthetic(real, pool, 0, parse("mask-real-1to2"), 8, train)
     assert plain.parents is None
 
 

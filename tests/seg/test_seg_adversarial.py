@@ -133,7 +133,7 @@ def test_an_unknown_name_stops_naming_the_key_and_the_grammar(name: str) -> None
     with pytest.raises(MeddapError, match=sentence + r".*dsunet-s<stages 1-4>\[-adv\]\)$"):
         build_segmenter(name, CHANNELS)
     with pytest.raises(MeddapError, match="target segmenter " + sentence):
-        check_segmenter(name, "real")
+        check_segmenter(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), name, "real")
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["segmentation"]["models"] = ["unet", name]
     with pytest.raises(MeddapError, match="'segmentation.models.1'"):

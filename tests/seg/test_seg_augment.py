@@ -11,7 +11,8 @@ import yaml
 
 from meddap.common.errors import MeddapError
 from meddap.seg.augment import STEPS, augment, augmenter
-from meddap.seg.names import AUGMENTATIONS, DEEPSTACK, augmentation_of
+from meddap.trainsets import SEGMENTER, check_listed, parse, planned
+from meddap.trainsets.augmented import AUGMENTATIONS, DEEPSTACK
 
 REPO = Path(__file__).resolve().parents[2]
 INTENSITY = ("noise", "brightness", "contrast", "resolution", "gamma")
@@ -27,25 +28,27 @@ def _pairs(n: int = 4, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     return images, masks
 
 
-def test_names_are_the_schema_s_and_each_has_a_step() -> None:
+def test_every_name_may_be_listed_and_each_has_a_step() -> None:
     assert set(STEPS) == set(AUGMENTATIONS) and set(INTENSITY + SPATIAL) == set(AUGMENTATIONS)
-    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
-    pattern = schema["properties"]["segmentation"]["properties"]["trainsets"]["items"]["pattern"]
-    names = ["real", *(f"aug-{n}" for n in (*AUGMENTATIONS, DEEPSTACK))]
-    assert all(re.fullmatch(pattern, name) for name in names)
-    assert [augmentation_of(n) for n in ("real", "aug-mirror")] == [None, "mirror"]
-    assert augmenter("real", 0.5) is None
+    check_listed(["real", *(f"aug-{n}" for n in (*AUGMENTATIONS, DEEPSTACK))], "key")
+    with pytest.raises(MeddapError, match="config key 'key.1': 'mask-real-1to2' is planned from"):
+        check_listed(["real", "mask-real-1to2"], "key")
+    assert [parse(n).augmentations for n in ("real", "aug-mirror")] == [(), ("mirror",)]
+    assert parse("aug-deepstack").augmentations == AUGMENTATIONS
+    assert augmenter(parse("real"), 0.5) is None
 
 
 @pytest.mark.parametrize("name", ["aug-blur", "mirror", "r2-none-50", "aug-"])
 def test_unknown_trainsets_are_named(name: str) -> None:
-    with pytest.raises(MeddapError, match=re.escape(repr(name))):
-        augmentation_of(name)
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    with pytest.raises(MeddapError, match=re.escape(repr(name))) as err:
+        planned(name, config, SEGMENTER)
+    assert "\n" not in str(err.value)
 
 
 def test_same_seed_same_draws_other_seed_other_draws() -> None:
     images, masks = _pairs()
-    transform = augmenter("aug-deepstack", 0.5)
+    transform = augmenter(parse("aug-deepstack"), 0.5)
     first = augment(transform, images, masks, seed=7)
     again = augment(transform, images, masks, seed=7)
     assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
@@ -56,14 +59,14 @@ def test_same_seed_same_draws_other_seed_other_draws() -> None:
 @pytest.mark.parametrize("name", INTENSITY)
 def test_intensity_steps_leave_the_mask_alone(name: str) -> None:
     images, masks = _pairs()
-    changed, same = augment(augmenter(f"aug-{name}", 1.0), images, masks, seed=1)
+    changed, same = augment(augmenter(parse(f"aug-{name}"), 1.0), images, masks, seed=1)
     assert torch.equal(same, masks) and not torch.equal(changed, images)
 
 
 @pytest.mark.parametrize("name", [*SPATIAL, DEEPSTACK])
 def test_spatial_steps_move_image_and_mask_together(name: str) -> None:
     images, masks = _pairs()
-    moved_images, moved_masks = augment(augmenter(f"aug-{name}", 1.0), images, masks, seed=3)
+    moved_images, moved_masks = augment(augmenter(parse(f"aug-{name}"), 1.0), images, masks, seed=3)
     assert set(moved_masks.unique().tolist()) <= {0.0, 1.0}  # nearest: still binary
     assert not torch.equal(moved_masks, masks)
     bright = moved_images > 0.5  # where the image's box went
@@ -73,6 +76,8 @@ def test_spatial_steps_move_image_and_mask_together(name: str) -> None:
 
 def test_mirror_flips_left_right() -> None:
     images, masks = _pairs(n=1)
-    flipped_images, flipped_masks = augment(augmenter("aug-mirror", 1.0), images, masks, seed=0)
+    flipped_images, flipped_masks = augment(
+        augmenter(parse("aug-mirror"), 1.0), images, masks, seed=0
+    )
     assert torch.equal(flipped_masks, masks.flip(-1))
     assert torch.equal(flipped_images, images.flip(-1))

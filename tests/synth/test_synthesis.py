@@ -12,7 +12,6 @@ import pytest
 from meddap.common.hashing import file_sha256
 from meddap.common.images import open_gray
 from meddap.common.settings import Synthesis
-from meddap.common.trainsets import prefix_size
 from meddap.diffusion.pipeline import load_pipeline
 from meddap.diffusion.tiny import build_tiny_sd
 from meddap.lora.train import adapt_unet, save_adapter
@@ -24,6 +23,7 @@ from meddap.synth.generate import (
     synthesize,
     to_gray,
 )
+from meddap.trainsets.text import prefix_size
 
 SAMPLING = {
     "scheduler": "dpm_multistep",

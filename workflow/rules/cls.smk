@@ -5,7 +5,7 @@
 rule train_classifier:
     input:
         dataset_files,
-        seg_synthetic_files,
+        synthetic_files,
         expand(paths.SOURCE, dataset=CLS["external"]),
         manifest=paths.CURATED,
         splits=fold_splits,
@@ -21,8 +21,6 @@ rule train_classifier:
         trainset="{trainset}",
         classifier=SETTINGS["classifier"],
         seed=config["seed"],
-    wildcard_constraints:
-        trainset=CLS_TRAINSET,
     threads: 2
     resources:
         gpu=1,

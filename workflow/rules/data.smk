@@ -48,7 +48,7 @@ rule fingerprint_model:
         part="{part}",
         content=model_content,
     wildcard_constraints:
-        part=r"base|controlnet-(mask|edge)",
+        part=f"base|controlnet-({CONDITION_WILDCARD})",
     resources:
         **CPU_RESOURCES,
     log:

@@ -55,7 +55,7 @@ rule train_lora:
         base_model=BASE_MODEL,
         fold=lambda wc: int(wc.fold),
         rank=lambda wc: int(wc.rank),
-        lora=lora_settings,
+        lora=lambda wc: plan.lora_settings(config, SETTINGS["lora"], wc.dataset),
         seed=config["seed"],
     threads: 2
     resources:
@@ -109,6 +109,6 @@ use rule train_lora as finetune_unet with:
         params_json=paths.FULL_PARAMS,
     params:
         rank="full",
-        lora=full_finetune_settings,
+        lora=lambda wc: {**plan.lora_settings(config, SETTINGS["lora"], wc.dataset), "learning_rate": CROSS["full_learning_rate"]},
     log:
         log_file("finetune_unet", "{dataset}/fold{fold}"),

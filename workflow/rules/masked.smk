@@ -32,7 +32,7 @@ rule train_controlnet:
         manifest=paths.CURATED,
         splits=fold_splits,
         attributes=paths.ATTRIBUTES,
-        edge_model=edge_model,  # [] unless an edge model detects the edge condition's edges
+        edge_model=lambda wc: plan.edge_model(config, wc),  # [] unless an edge model detects the edge condition's edges
     output:
         model=directory(paths.CONTROLNET_MODEL),
         train_log=paths.CONTROLNET_LOG,
@@ -40,11 +40,11 @@ rule train_controlnet:
         base_model=BASE_MODEL,
         fold=lambda wc: int(wc.fold),
         condition="{condition}",
-        pretrained=pretrained_controlnet,
+        pretrained=lambda wc: controlnet_location(wc.condition),
         controlnet=SETTINGS["controlnet"],
         seed=config["seed"],
     wildcard_constraints:
-        condition=r"mask|edge",
+        condition=CONDITION_WILDCARD,
     threads: 2
     resources:
         gpu=1,
@@ -66,8 +66,8 @@ rule synthesize_masked:
         manifest=paths.CURATED,
         splits=fold_splits,
         attributes=paths.ATTRIBUTES,
-        controlnet=setting_controlnet,  # [] for text: it arrives as an empty list
-        edge_model=edge_model,
+        controlnet=lambda wc: plan.setting_controlnet(wc),  # [] for text: it arrives as an empty list
+        edge_model=lambda wc: plan.edge_model(config, wc),
     output:
         images=directory(paths.MASKED_IMAGES),
         masks=directory(paths.MASKED_MASKS),
@@ -80,7 +80,7 @@ rule synthesize_masked:
         masked_synthesis=SETTINGS["masked_synthesis"],
         seed=config["seed"],
     wildcard_constraints:
-        setting=r"(mask|edge|text)-(real|clinical)",
+        setting=SETTING_WILDCARD,
     threads: 2
     resources:
         gpu=1,
@@ -113,7 +113,7 @@ rule masked_quality:
         quality=SETTINGS["quality"],
         seed=config["seed"],
     wildcard_constraints:
-        setting=r"(mask|edge|text)-(real|clinical)",
+        setting=SETTING_WILDCARD,
     threads: 1
     resources:
         **CPU_RESOURCES,

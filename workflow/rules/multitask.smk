@@ -45,12 +45,12 @@ rule train_multitask:
 
 rule combine_single_task:
     input:
-        segmentation=combined_part(0),
-        classification=combined_part(1),
+        segmentation=lambda wc: plan.combined_part(wc, 0),
+        classification=lambda wc: plan.combined_part(wc, 1),
     output:
         predictions=paths.MULTITASK_PREDICTIONS,
     wildcard_constraints:
-        mode=r"combined(-do)?",
+        mode=COMBINED_PATTERN,
     resources:
         **CPU_RESOURCES,
     log:
@@ -87,8 +87,8 @@ rule multitask_metrics:
         manifest=paths.CURATED,
         splits=fold_splits,
         predictions=paths.MULTITASK_PREDICTIONS,
-        refined=refined_predictions,
-        fits=multitask_fits,
+        refined=lambda wc: plan.refined_predictions(wc),
+        fits=lambda wc: plan.multitask_fits(wc),
     output:
         metrics=paths.MULTITASK_METRICS,
     params:
@@ -108,7 +108,7 @@ rule multitask_metrics:
 
 rule multitask_table:
     input:
-        metrics=all_multitask_metrics,
+        metrics=lambda wc: plan.multitask_metrics(config),
     output:
         **table_outputs("multitask_{table}", caption="multitask"),
     params:
@@ -129,7 +129,7 @@ rule multitask_table:
 
 rule multitask_cell:
     input:
-        metrics=multitask_cell_metrics,
+        metrics=lambda wc: plan.multitask_cell_metrics(config, wc),
     output:
         cell=paths.MULTITASK_CELL,
     params:

@@ -6,13 +6,13 @@
 
 rule table1:
     input:
-        metrics=all_metrics,
-        quality=all_quality,
+        metrics=lambda wc: plan.cls_metrics(config, ranks_of(DATASET)),
+        quality=lambda wc: plan.quality_files(config, SYNTH["adjectives"], ranks_of(DATASET)),
     output:
         **table_outputs("table1"),
     params:
         dataset=DATASET,
-        quality_sets=lambda wc: quality_sets(SYNTH["adjectives"]),
+        quality_sets=lambda wc: plan.quality_sets(config, SYNTH["adjectives"], ranks_of(DATASET)),
     resources:
         **CPU_RESOURCES,
     log:
@@ -25,7 +25,7 @@ rule table1:
 
 rule table2:
     input:
-        metrics=all_metrics,
+        metrics=lambda wc: plan.cls_metrics(config, ranks_of(DATASET)),
     output:
         **table_outputs("table2"),
     params:
@@ -42,7 +42,7 @@ rule table2:
 
 rule table3:
     input:
-        metrics=external_metrics,
+        metrics=lambda wc: plan.external_metrics(config, ranks_of(DATASET)),
     output:
         **table_outputs("table3"),
     params:
@@ -59,8 +59,8 @@ rule table3:
 
 rule table1_cell:
     input:
-        metrics=cell_metrics,
-        quality=cell_quality,
+        metrics=lambda wc: plan.cls_cell_metrics(config, wc, lambda fold: fold_rank(DATASET, fold)),
+        quality=lambda wc: plan.quality_files(config, [wc.adjective], ranks_of(DATASET, chosen_only=True)),
     output:
         cell=paths.CELL,
     params:
@@ -69,7 +69,7 @@ rule table1_cell:
         adjective="{adjective}",
         ratio=lambda wc: int(wc.ratio),
         dataset=DATASET,
-        quality_sets=lambda wc: quality_sets([wc.adjective], chosen_rank),
+        quality_sets=lambda wc: plan.quality_sets(config, [wc.adjective], ranks_of(DATASET, chosen_only=True)),
     wildcard_constraints:
         model=CELL_NAME,
         adjective=CELL_NAME,
@@ -86,7 +86,7 @@ rule table1_cell:
 
 rule seg_cell:
     input:
-        metrics=seg_cell_metrics,
+        metrics=lambda wc: plan.seg_cell_metrics(config, wc),
     output:
         cell=paths.SEG_CELL,
     params:
@@ -130,7 +130,7 @@ rule evaluate_on_synthetic:
 
 rule figure_1a:
     input:
-        results=synthetic_evaluations,
+        results=lambda wc: plan.synthetic_evaluations(config, wc.dataset, ranks_of(wc.dataset)),
     output:
         figure=report(paths.FIG1A, caption="../report/fig1a.rst", category="Figures"),
     resources:
@@ -149,14 +149,14 @@ rule figure_2:
         manifest=paths.CURATED,
         splits=fold_splits,
         real_model=paths.fill(paths.CLS_WEIGHTS, trainset="real"),
-        augmented_models=augmented_models,
+        augmented_models=lambda wc: plan.augmented_models(config, wc, fold_rank(wc.dataset, wc.fold)),
         table2=paths.TABLE.format(name="table2", ext="parquet"),
     output:
         figure=report(paths.FIG2, caption="../report/fig2.rst", category="Figures"),
     params:
         model="{model}",
         fold=lambda wc: int(wc.fold),
-        augmented_trainsets=augmented_trainsets,
+        augmented_trainsets=lambda wc: plan.augmented_trainsets(config, fold_rank(wc.dataset, wc.fold)),
         classifier=SETTINGS["classifier"],
         n_images=4,
     resources:
@@ -174,7 +174,7 @@ rule sample_figure:
         dataset_files,
         manifest=paths.CURATED,
         splits=fold_splits,
-        synthetic=fold_synthetic_sets,
+        synthetic=lambda wc: plan.fold_synthetic_sets(config, wc, ranks_of(wc.dataset)(wc.fold)),
     output:
         figure=report(paths.SAMPLES, caption="../report/samples.rst", category="Synthetic samples"),
     params:
@@ -196,7 +196,7 @@ rule seg_figure:
         paths.MASKS,
         manifest=paths.CURATED,
         splits=fold_splits,
-        weights=figure_segmenters,
+        weights=lambda wc: plan.figure_segmenters(config, wc),
     output:
         figure=report(paths.SEG_FIGURE, caption="../report/seg_figure.rst", category="Segmentation"),
     params:
@@ -217,7 +217,7 @@ rule seg_figure:
 
 rule ledger:
     input:
-        stage_targets(),
+        plan.stage_targets(config),
     output:
         parquet=paths.LEDGER.format(ext="parquet"),
         csv=report(paths.LEDGER.format(ext="csv"), caption="../report/ledger.rst", category="Provenance"),
@@ -233,8 +233,8 @@ rule ledger:
 
 rule run_summary:
     input:
-        tables=summary_tables(),
-        fidelity=lambda wc: dataset_synthetic_evaluations(DATASET),
+        tables=plan.summary_tables(config),
+        fidelity=lambda wc: plan.synthetic_evaluations(config, DATASET, ranks_of(DATASET)),
         ledger=paths.LEDGER.format(ext="parquet"),
     output:
         summary=report(paths.RUN_SUMMARY, caption="../report/run_summary.rst", category="Summary"),
@@ -273,12 +273,12 @@ rule curation_report:
 
 rule cross_domain_table:
     input:
-        quality=cross_domain_quality,
-        params_json=cross_domain_params,
+        quality=lambda wc: plan.cross_domain_quality(config),
+        params_json=lambda wc: plan.cross_domain_params(config),
     output:
         **table_outputs("cross_domain_table"),
     params:
-        sets=cross_domain_sets(),
+        sets=plan.cross_domain_sets(config),
         lora_targets=LORA["targets"],
     resources:
         **CPU_RESOURCES,

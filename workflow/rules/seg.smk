@@ -16,7 +16,7 @@ rule train_segmenter:
     input:
         dataset_files,
         paths.MASKS,
-        seg_synthetic_files,
+        synthetic_files,
         manifest=seg_manifest,
         splits=fold_splits,
         synthetic=seg_synthetic,
@@ -47,7 +47,7 @@ rule train_segmenter:
 
 rule score_segmenter:
     input:
-        external_dataset_files,
+        lambda wc: [paths.SOURCE.format(dataset=wc.external), paths.MASKS.format(dataset=wc.external)],
         weights=paths.SEG_WEIGHTS,
         manifest=lambda wc: paths.MANIFEST.format(dataset=wc.external),
     output:
@@ -91,7 +91,7 @@ rule segmenter_metrics:
 
 rule seg_table:
     input:
-        metrics=all_seg_metrics,
+        metrics=lambda wc: plan.seg_metrics(config, SEG["models"], plan.seg_trainsets(config)),
     output:
         **table_outputs("seg_table"),
     params:
@@ -109,7 +109,7 @@ rule seg_table:
 
 rule seg_ablation:
     input:
-        metrics=ablation_seg_metrics,
+        metrics=lambda wc: plan.seg_metrics(config, SEG["ablation"], ["real"]),
     output:
         **table_outputs("seg_ablation"),
     params:
@@ -127,8 +127,8 @@ rule seg_ablation:
 
 rule seg_ratio_table:
     input:
-        metrics=ratio_seg_metrics,
-        classifiers=ratio_cls_metrics,
+        metrics=lambda wc: plan.seg_metrics(config, SEG["models"], ["real", *plan.pair_trainsets(config)]),
+        classifiers=lambda wc: plan.ratio_cls_metrics(config),
     output:
         **table_outputs("seg_ratio_table"),
     params:

@@ -6,7 +6,7 @@ rule synthesize:
         base_model_files,
         manifest=paths.CURATED,
         splits=fold_splits,
-        lora=lora_weights,
+        lora=lambda wc: plan.lora_weights(wc),
     output:
         images=directory(paths.SYNTH_IMAGES),
         synth_manifest=paths.SYNTH_MANIFEST,
@@ -56,7 +56,7 @@ rule quality:
 
 checkpoint select_rank:
     input:
-        quality=rank_selection_inputs,
+        quality=lambda wc: plan.rank_selection_inputs(config, wc),
     output:
         selection=paths.RANK_SELECTION,
     params:

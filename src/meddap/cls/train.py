@@ -42,10 +42,8 @@ from meddap.common.seeds import derive_seed
 from meddap.common.settings import Augment, Classifier
 from meddap.common.splits import SPLITS, check_labels, read_table, split_rows
 from meddap.common.training import Batch, Fit, Validation, check_budget, fit
-from meddap.common.trainsets import load_synthetic, parse_trainset
 from meddap.common.weights import write_weights
-from meddap.seg.data import synthetic_rows
-from meddap.seg.names import classifier_set_of
+from meddap.trainsets import CLASSIFIER, parse
 
 log = logging.getLogger(__name__)
 SELECTION = "highest val accuracy; ties: lower val cross-entropy, then the earlier update"
@@ -211,19 +209,9 @@ def _synthetic_rows(
     A mask-conditioned `{setting}-1to{k}` adds the pairs its segmenter adds: the pool's first
     k x the train split's lesion images.
     """
-    masked = classifier_set_of(trainset)
-    wanted = 0 if masked is None and parse_trainset(trainset) is None else 1
-    if len(synthetic) != wanted:
-        raise MeddapError(
-            f"trainset {trainset} needs {wanted} synthetic manifest(s), got {len(synthetic)}"
-        )
-    if not synthetic:
+    rows = parse(trainset).added_rows(synthetic, fold, train, CLASSIFIER)
+    if rows is None:
         return pd.DataFrame(columns=COLUMNS)
-    if masked is None:
-        rows = load_synthetic(synthetic[0], fold, trainset, len(train))
-    else:
-        lesions = int((train["label"] != "normal").sum())
-        rows = synthetic_rows(synthetic[0], fold, trainset, lesions)
     return check_labels(rows, synthetic[0])[COLUMNS]
 
 

@@ -1,6 +1,6 @@
 """Mask-conditioned synthesis per (fold, setting): one nested pool of image-mask pairs.
 
-A setting is `{condition}-{source}` (`meddap.seg.names`). The pool holds `pool` x n images for
+A setting is `{condition}-{source}` (`meddap.trainsets.pairs`). The pool holds `pool` x n images for
 the fold's n train lesions, in an order whose prefixes are the ratios (1:k = the first k x n):
 
 - `real` masks: image i conditions on train lesion i mod n (sorted by id), its parent, with the
@@ -40,7 +40,6 @@ from meddap.common.settings import MaskedSynthesis, Sampling
 from meddap.masked.clinical import SIZES, clinical_mask, lesion_sizes
 from meddap.masked.controlnet import EdgeDetector, conditioning_image, load_edge_detector
 from meddap.masked.finetune import prompts_of, read_pair, train_lesions
-from meddap.seg.names import TEXT, check_setting
 from meddap.synth.generate import (
     check_negative_prompt,
     class_sequence,
@@ -50,6 +49,7 @@ from meddap.synth.generate import (
     render,
     to_gray,
 )
+from meddap.trainsets.pairs import TEXT, check_setting
 
 log = logging.getLogger(__name__)
 FOLDERS = ("images", "masks", "conditions")

@@ -18,9 +18,9 @@ from monai.networks.nets import BasicUNetPlusPlus, DynUNet
 
 from meddap.common.errors import MeddapError
 from meddap.common.labels import CLASSES
+from meddap.multitask.modes import BACKBONES
 from meddap.seg.models import build_segmenter
 
-BACKBONES = ("unetpp_ds", "dsunet-s4")
 N_HEADS = 4  # deep-supervision outputs of both: UNet++ x_0_1..x_0_4, dsunet-s4 main + 3 sides
 
 

@@ -14,9 +14,12 @@ from dataclasses import dataclass
 
 from meddap.common.errors import MeddapError
 
+BACKBONES = ("unetpp_ds", "dsunet-s4")  # the segmenters a class head joins (`models`)
+BACKBONE_PATTERN = "|".join(BACKBONES)  # the rules' `{backbone}` wildcard constraint
 LAMBDA = r"0\.\d*[1-9]|[01]"  # canonical: no trailing zeros, so one λ has one name
 TRAINED_PATTERN = rf"(?:seg|cls|mt-l(?:{LAMBDA}))(?:-do)?"  # wildcard constraints of the rules
 REFINABLE_PATTERN = rf"(?:combined|mt-l(?:{LAMBDA}))(?:-do)?"
+COMBINED_PATTERN = r"combined(?:-do)?"  # the modes joined from two single-task networks
 MODE = re.compile(rf"(?P<task>seg|cls|combined|mt-l(?P<lam>{LAMBDA}))(?P<do>-do)?")
 
 

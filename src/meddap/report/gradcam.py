@@ -22,8 +22,8 @@ from meddap.common.images import load_images
 from meddap.common.labels import CLASSES
 from meddap.common.settings import Classifier
 from meddap.common.splits import split_rows
-from meddap.common.trainsets import parse_trainset
 from meddap.report.plotting import save_figure
+from meddap.trainsets import TextSet, parse
 
 
 def first_test_images(manifest: str, splits: str, fold: int, n_images: int) -> pd.DataFrame:
@@ -62,7 +62,8 @@ def best_augmented(
     found = [
         path
         for path, trainset in zip(augmented_models, augmented_trainsets, strict=True)
-        if (parsed := parse_trainset(trainset)) and parsed[1:] == wanted
+        if isinstance(parsed := parse(trainset), TextSet)
+        and (parsed.adjective, parsed.ratio) == wanted
     ]
     if len(found) != 1:
         raise MeddapError(

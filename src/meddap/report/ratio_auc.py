@@ -14,7 +14,7 @@ import pandas as pd
 from meddap.common.atomic import read_json
 from meddap.common.errors import MeddapError
 from meddap.report.tables import summarise
-from meddap.seg.names import synthetic_of
+from meddap.trainsets.pairs import PairSet
 
 KEYS = ["setting", "ratio"]
 PICK = "_val_pick"
@@ -70,7 +70,7 @@ def _auc_runs(classifiers: list[str]) -> pd.DataFrame:
         except (KeyError, TypeError) as err:
             raise MeddapError(f"{path} lacks the key {err} of a classifier metrics.json") from None
     runs = pd.DataFrame(rows).astype({"auc": float})
-    parsed = runs.trainset.map(synthetic_of)
+    parsed = runs.trainset.map(PairSet.parse)
     return runs.assign(
         setting=parsed.map(lambda m: m.setting if m else "-"),
         ratio=parsed.map(lambda m: m.ratio if m else "1:0"),

@@ -29,8 +29,8 @@ from meddap.report.tables import (
     summarise,
     summarise_defined,
 )
-from meddap.seg.names import SyntheticSet, synthetic_of
 from meddap.seg.registry import DSUNET, supervision_of
+from meddap.trainsets.pairs import PairSet
 
 METRICS = ("dice", "iou", "hd95", "assd")
 UPDATES = ("updates", "best_update")
@@ -263,22 +263,22 @@ def _ratio_runs(metrics: list[str]) -> pd.DataFrame:
     )
 
 
-def _mixing_text(wanted: SyntheticSet | None) -> str:
+def _mixing_text(wanted: PairSet | None) -> str:
     """ "λ=0.5 p=4" for a patch-mixed set, NO_MIXING for the others."""
     if wanted is None or not wanted.mixed:
         return NO_MIXING
     return f"λ={wanted.mix_lambda!r} p={wanted.mix_patches}"
 
 
-def _synthetic_or_none(trainset: str) -> SyntheticSet | None:
+def _synthetic_or_none(trainset: str) -> PairSet | None:
     """The synthetic set a trainset names, None for the others (`aug-*`, real)."""
     try:
-        return synthetic_of(trainset)
+        return PairSet.parse(trainset)
     except MeddapError:  # a {condition}-{source} pair that is no setting (e.g. edge-clinical)
         return None
 
 
-def _synthetic_share(wanted: SyntheticSet | None) -> float:
+def _synthetic_share(wanted: PairSet | None) -> float:
     """Synthetic images per real image: 0 for `real`, infinite for synthetic only (0:1)."""
     if wanted is None:
         return 0.0

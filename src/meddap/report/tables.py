@@ -16,8 +16,8 @@ from meddap.common.errors import MeddapError
 from meddap.common.hashing import file_sha256
 from meddap.common.labels import CLASSES
 from meddap.common.tables import write_table
-from meddap.common.trainsets import parse_trainset
 from meddap.synth.rank import INCEPTION, metric_scale, selection_metric
+from meddap.trainsets import TextSet, parse
 
 MACRO = ("sensitivity", "specificity", "precision", "f1")
 TABLE2_METRICS = ("accuracy", "balanced_accuracy", *MACRO)
@@ -177,8 +177,9 @@ def _run_row(path: str, dataset: str) -> dict:
         }
     except (KeyError, TypeError) as err:
         raise MeddapError(f"{path} lacks the key {err} of a classifier metrics.json") from None
-    parsed = parse_trainset(keys["trainset"]) or (None, None, None)
-    keys |= dict(zip(("rank", "adjective", "ratio"), parsed, strict=True))
+    parsed = parse(keys["trainset"])
+    text = isinstance(parsed, TextSet)
+    keys |= {k: getattr(parsed, k) if text else None for k in ("rank", "adjective", "ratio")}
     return {"dataset": dataset, **keys, **row, "source": path}
 
 

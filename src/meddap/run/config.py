@@ -11,22 +11,15 @@ import yaml
 
 from meddap.cls.registry import CLASSIFIERS
 from meddap.common.errors import MeddapError
-from meddap.common.trainsets import parse_trainset
 from meddap.data.fingerprint import shared_source
 from meddap.data.folds import check_release_folds
 from meddap.data.layouts import LAYOUTS
 from meddap.data.registry import check_local_path, source_kind
 from meddap.lora.released import check_released
 from meddap.multitask.modes import parse_mode
-from meddap.seg.names import (
-    SyntheticSet,
-    augmentation_of,
-    check_setting,
-    classifier_set_of,
-    mixing_token,
-    synthetic_of,
-)
 from meddap.seg.registry import SEGMENTERS
+from meddap.trainsets import CLASSIFIER, SEGMENTER, TrainingSet, check_listed, planned
+from meddap.trainsets.pairs import check_setting, mixing_token
 
 
 def _key(error: jsonschema.ValidationError) -> str:
@@ -79,6 +72,7 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
     for name in config["classifier"]["external"]:
         _check_dataset(config, name, "classifier.external")
     _check_segmentation(config)
+    check_listed(config["segmentation"]["trainsets"], "segmentation.trainsets")
     _check_external(config, "classifier.external", config["classifier"]["external"])
     if config["segmentation"]["models"]:
         _check_external(config, "segmentation.external", config["segmentation"]["external"])
@@ -245,10 +239,10 @@ def _check_segmentation(config: dict[str, Any]) -> None:
         check_local_path(name, entry)
 
 
-def check_segmenter(model: str, trainset: str) -> None:
-    """Stop before planning a segmenter whose model or training set does not exist."""
+def check_segmenter(config: dict[str, Any], model: str, trainset: str) -> TrainingSet:
+    """The training set of a segmenter to plan; stops on a model or set it cannot train."""
     SEGMENTERS.get(model, "target segmenter")
-    augmentation_of(trainset)
+    return planned(trainset, config, SEGMENTER)
 
 
 def check_cell(target: str, grid: dict[str, tuple[Any, list]]) -> None:
@@ -274,27 +268,7 @@ def check_fold(fold: str | int, k: int, dataset: str) -> None:
         )
 
 
-def check_pool(trainset: str, pool: int) -> SyntheticSet | None:
-    """The mask-conditioned set a trainset names (None for the others); stops before planning
-    one whose ratio needs more pairs per real image than each pool holds."""
-    wanted = synthetic_of(trainset)
-    if wanted is not None and wanted.synthetic > pool:
-        raise MeddapError(
-            f"trainset {trainset} needs {wanted.synthetic} synthetic pairs per real image, but "
-            f"config key 'segmentation.synthesis.pool' generates {pool}"
-        )
-    return wanted
-
-
-def check_trainset(config: dict[str, Any], model: str, trainset: str) -> None:
-    """Stop before planning a classifier whose model or synthetic ratio cannot be trained."""
+def check_trainset(config: dict[str, Any], model: str, trainset: str) -> TrainingSet:
+    """The training set of a classifier to plan; stops on a model or set it cannot train."""
     CLASSIFIERS.get(model, "target classifier")
-    if classifier_set_of(trainset) is not None:
-        return
-    parsed = parse_trainset(trainset)
-    pool = config["synthesis"]["pool"]
-    if parsed is not None and parsed[2] > pool:
-        raise MeddapError(
-            f"target trainset {trainset}: ratio {parsed[2]}% exceeds config key "
-            f"'synthesis.pool' ({pool}%), the size of each generated set"
-        )
+    return planned(trainset, config, CLASSIFIER)

@@ -8,7 +8,7 @@ image only. Draws come from one seed per batch, taken from the training loop's g
 run is deterministic per seed and resumes with the same draws.
 
 Patch mixing (seed 002, DiffBoost-style; trainsets `{condition}-real-{r}to{s}-mix{λ}p{p}`,
-`meddap.seg.names`): `RandPatchMixd` splits each image into a p x p grid of cells (edges at
+`meddap.trainsets.pairs`): `RandPatchMixd` splits each image into a p x p grid of cells (edges at
 round(k S / p)) and shows, in each cell independently with probability λ, the pixels of the
 image's real parent instead, drawn afresh every time the pair is in a batch. A `real`-mask
 synthetic image is pixel-aligned with its parent's centre crop and shares its mask, so the mask
@@ -45,7 +45,7 @@ from monai.utils import convert_to_tensor
 
 from meddap.common.errors import MeddapError
 from meddap.seg.data import Pairs
-from meddap.seg.names import AUGMENTATIONS, DEEPSTACK, augmentation_of, synthetic_of
+from meddap.trainsets import TrainingSet
 
 KEYS = ("image", "mask")
 MODES = ("bilinear", "nearest")
@@ -129,14 +129,6 @@ class RandPatchMixd(RandomizableTransform, MapTransform):
         return d
 
 
-def mixer(trainset: str) -> Compose | None:
-    """The patch mixing of a `{setting}-{r}to{s}-mix{λ}p{p}` trainset (None for the others)."""
-    wanted = synthetic_of(trainset)
-    if wanted is None or not wanted.mixed:
-        return None
-    return Compose([RandPatchMixd("image", wanted.mix_lambda, wanted.mix_patches)])
-
-
 def with_parents(pairs: Pairs) -> Pairs:
     """`pairs` with each image's parent pixels as a second channel (what `augment` mixes)."""
     if pairs.parents is None:
@@ -145,16 +137,14 @@ def with_parents(pairs: Pairs) -> Pairs:
     return Pairs(pairs.ids, pairs.labels, images, pairs.masks, pairs.parents)
 
 
-def augmenter(trainset: str, probability: float) -> Compose | None:
-    """The joint image/mask transform of `trainset` (None for `real` and unmixed ratio sets)."""
-    mixing = mixer(trainset)
-    if mixing is not None:
-        return mixing
-    name = augmentation_of(trainset)
-    if name is None:
+def augmenter(wanted: TrainingSet, probability: float) -> Compose | None:
+    """The joint image/mask transform of a training set (None for `real` and unmixed pairs):
+    its patch mixing, or its conventional augmentations each applied with `probability`."""
+    if wanted.mixing is not None:
+        return Compose([RandPatchMixd("image", *wanted.mixing)])
+    if not wanted.augmentations:
         return None
-    names = AUGMENTATIONS if name == DEEPSTACK else (name,)
-    return Compose([STEPS[n](probability) for n in names])
+    return Compose([STEPS[n](probability) for n in wanted.augmentations])
 
 
 def augment(

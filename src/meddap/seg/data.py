@@ -24,12 +24,10 @@ from PIL import Image, ImageOps
 from meddap.common.errors import MeddapError
 from meddap.common.images import load_gray, open_gray
 from meddap.common.splits import read_table, split_rows
-from meddap.common.trainsets import synthetic_prefix
-from meddap.seg.names import synthetic_of
+from meddap.trainsets.pairs import COLUMNS
 
 MASK_THRESHOLD = 127
 CLASS_CHOICES = ("lesions", "all")
-COLUMNS = ("id", "label", "image_path", "mask_path")
 PARENT_COLUMNS = ("parent_id", "parent_image_path")  # the rows of a patch-mixed set add them
 
 
@@ -131,55 +129,3 @@ def concat_pairs(parts: Sequence[Pairs]) -> Pairs:
         torch.cat([p.masks for p in parts]),
         parents,
     )
-
-
-def synthetic_rows(
-    path: str, fold: int, trainset: str, n_train: int, train: pd.DataFrame | None = None
-) -> pd.DataFrame:
-    """The synthetic pairs a training set `{setting}-{r}to{s}` adds: the pool's first s x n_train.
-
-    The pool at `path` must be the fold's and the setting's, and hold that many pairs in order.
-    A patch-mixed set (`-mix{λ}p{p}`) also takes each pair's `parent_id` and, from the fold's
-    real `train` rows, its `parent_image_path`.
-    """
-    wanted = synthetic_of(trainset)
-    if wanted is None:
-        raise MeddapError(f"trainset {trainset!r} takes no synthetic pairs, got {path}")
-    table = read_table(path, [*COLUMNS, "index", "fold", "setting"])
-    for key, expected in (("fold", fold), ("setting", wanted.setting)):
-        if set(table[key]) != {expected}:
-            raise MeddapError(
-                f"{path} holds {key} {sorted(set(table[key]))} but trainset {trainset} of fold "
-                f"{fold} needs {expected!r}"
-            )
-    try:  # the classifiers' nested-prefix rule, at 100 k percent of the real train split
-        prefix = synthetic_prefix(table, n_train, 100 * wanted.synthetic)
-    except MeddapError:
-        raise MeddapError(
-            f"{path} holds {len(table)} pairs but trainset {trainset} needs the first "
-            f"{wanted.synthetic * n_train} ({wanted.synthetic} per real train image): raise "
-            "segmentation.synthesis.pool"
-        ) from None
-    if not wanted.mixed:
-        return prefix[list(COLUMNS)]
-    return _with_parents(prefix, train, path, trainset)
-
-
-def _with_parents(
-    prefix: pd.DataFrame, train: pd.DataFrame | None, path: str, trainset: str
-) -> pd.DataFrame:
-    """`prefix`'s pairs with their parent's id and image path (the fold's real `train` rows)."""
-    if train is None:
-        raise MeddapError(f"trainset {trainset} mixes real parents, so it needs the train rows")
-    if "parent_id" not in prefix.columns:
-        raise MeddapError(f"{path} lacks the column parent_id that trainset {trainset} mixes")
-    images = dict(zip(train["id"].astype(str), train["image_path"], strict=True))
-    parent = prefix["parent_id"].map(lambda p: None if pd.isna(p) else str(p))
-    orphans = prefix.loc[~parent.isin(list(images)), "id"]
-    if not orphans.empty:
-        raise MeddapError(
-            f"{path}: pair {orphans.iloc[0]!r} has no parent among the fold's train images, but "
-            f"trainset {trainset} mixes each pair with its real parent"
-        )
-    paths = parent.map(images)
-    return prefix[list(COLUMNS)].assign(parent_id=parent, parent_image_path=paths)

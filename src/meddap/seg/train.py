@@ -24,7 +24,6 @@ import torch
 
 from meddap.common.atomic import write_json, write_parquet
 from meddap.common.checkpoint import Checkpoint, fingerprint
-from meddap.common.errors import MeddapError
 from meddap.common.hashing import file_sha256
 from meddap.common.runtime import deterministic, resolve_device, resolve_precision
 from meddap.common.seeds import derive_seed
@@ -32,18 +31,12 @@ from meddap.common.settings import Section, Segmentation
 from meddap.common.training import Fit, check_budget, fit
 from meddap.common.weights import write_weights
 from meddap.seg.augment import augmenter, with_parents
-from meddap.seg.data import (
-    MASK_THRESHOLD,
-    Pairs,
-    concat_pairs,
-    fold_rows,
-    load_pairs,
-    synthetic_rows,
-)
+from meddap.seg.data import MASK_THRESHOLD, Pairs, concat_pairs, fold_rows, load_pairs
 from meddap.seg.evaluate import scored
 from meddap.seg.models import build_segmenter, predict_logits
-from meddap.seg.names import network_of, synthetic_of
+from meddap.seg.registry import network_of
 from meddap.seg.tasks import build_task
+from meddap.trainsets import SEGMENTER, TrainingSet, parse
 
 log = logging.getLogger(__name__)
 SELECTION = "highest mean val Dice; ties: lower val loss, then the earlier update"
@@ -73,8 +66,9 @@ def train_segmenter(
     precision = resolve_precision(how.mixed_precision, "segmentation.mixed_precision", device)
     rows = {s: fold_rows(manifest, splits, fold, s, how.classes) for s in ("train", "val", "test")}
     train, val = load_pairs(rows["train"], how.image_size), load_pairs(rows["val"], how.image_size)
-    train, n_real = _with_synthetic(train, synthetic, fold, trainset, how.image_size, rows["train"])
-    mixing = _mixing(trainset)
+    wanted = parse(trainset)  # the one parse of the name in this job
+    train, n_real = _with_synthetic(train, synthetic, fold, wanted, how.image_size, rows["train"])
+    mixing = _mixing(wanted)
     if mixing is not None:
         train = with_parents(train)  # the parents ride along as a second image channel
     job_seed = derive_seed(seed, "segmenter", fold, network_of(model))
@@ -85,7 +79,7 @@ def train_segmenter(
     run = {"model": model, "trainset": trainset, "fold": fold, "seed": seed}
     tables = [manifest, splits, *([synthetic] if isinstance(synthetic, str) else synthetic)]
     checkpoint = run_checkpoint(weights, tables, [train, val], how, **run)
-    transform = augmenter(trainset, how.augment_probability)
+    transform = augmenter(wanted, how.augment_probability)
     task = build_task(model, train, val, how, transform, device)
     fitted = {"budget": how.training, "seed": job_seed, "precision": precision}
     best = fit(net, optimizer, task, **fitted, checkpoint=checkpoint)
@@ -106,32 +100,30 @@ def _with_synthetic(
     real: Pairs,
     synthetic: str | list[str],
     fold: int,
-    trainset: str,
+    wanted: TrainingSet,
     size: int,
-    train_rows: pd.DataFrame | None = None,
+    train_rows: pd.DataFrame,
 ) -> tuple[Pairs, int]:
-    """The training pairs of `trainset` (real, real + synthetic, or synthetic only); n real.
+    """The training pairs of `wanted` (real, real + synthetic, or synthetic only); n real.
 
     A mixed set's synthetic pairs carry their parents' pixels, found in `train_rows`.
     """
-    wanted = synthetic_of(trainset)
-    if wanted is None:
+    manifests = [synthetic] if isinstance(synthetic, str) else list(synthetic)
+    rows = wanted.added_rows(manifests, fold, train_rows, SEGMENTER)
+    if rows is None:
         return real, len(real)
-    paths = [synthetic] if isinstance(synthetic, str) else list(synthetic)
-    if len(paths) != 1:
-        raise MeddapError(f"trainset {trainset} needs one synthetic pool manifest, got {paths}")
-    pairs = load_pairs(synthetic_rows(paths[0], fold, trainset, len(real), train_rows), size)
-    return (concat_pairs([real, pairs]), len(real)) if wanted.real else (pairs, 0)
+    pairs = load_pairs(rows, size)
+    return (concat_pairs([real, pairs]), len(real)) if wanted.includes_real else (pairs, 0)
 
 
-def _mixing(trainset: str) -> dict | None:
+def _mixing(wanted: TrainingSet) -> dict | None:
     """fit.json's record of a patch-mixed set's mixing (None for the other sets)."""
-    wanted = synthetic_of(trainset)
-    if wanted is None or not wanted.mixed:
+    if wanted.mixing is None:
         return None
+    mix_lambda, patches = wanted.mixing
     return {
-        "lambda": wanted.mix_lambda,
-        "patches": wanted.mix_patches,
+        "lambda": mix_lambda,
+        "patches": patches,
         "applies_to": "synthetic pairs, each with its real parent's centre crop (shared mask)",
         "draws": "a p x p grid of cells, each the parent's with probability lambda, every batch",
         "loss": "the usual segmentation loss of the mixed image against the shared mask",

@@ -17,8 +17,8 @@ from meddap.common.hashing import path_sha256
 from meddap.common.seeds import derive_seed
 from meddap.common.settings import Sampling, Synthesis
 from meddap.common.splits import split_rows
-from meddap.common.trainsets import prefix_size
 from meddap.diffusion.prompts import check_prompt_lengths, prompt
+from meddap.trainsets.text import prefix_size
 
 log = logging.getLogger(__name__)
 SCHEDULERS = {
