@@ -27,7 +27,7 @@ include: "workflow/rules/lora.smk"
 include: "workflow/rules/synth.smk"
 include: "workflow/rules/cls.smk"
 include: "workflow/rules/seg.smk"
-include: "workflow/rules/masked.smk"
+include: "workflow/rules/pairs.smk"
 include: "workflow/rules/multitask.smk"
 include: "workflow/rules/report.smk"
 

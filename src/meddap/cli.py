@@ -132,7 +132,7 @@ def _add_pretrain_base(sub: argparse._SubParsersAction) -> None:
 
 
 def _pretrain_controlnet(args: argparse.Namespace) -> None:
-    from meddap.masked.pretrain import ControlNetPretrainConfig, pretrain_controlnet
+    from meddap.pairs.pretrain import ControlNetPretrainConfig, pretrain_controlnet
 
     _check_model_output(args.output, args.force)
     config = ControlNetPretrainConfig(
@@ -155,7 +155,7 @@ def _pretrain_controlnet(args: argparse.Namespace) -> None:
 
 
 def _add_pretrain_controlnet(sub: argparse._SubParsersAction) -> None:
-    from meddap.masked.pretrain import (
+    from meddap.pairs.pretrain import (
         BASE_MODEL,
         CONDITIONS,
         DEFAULT_OUTPUT,

@@ -24,13 +24,13 @@ from diffusers import ControlNetModel, DDPMScheduler, UNet2DConditionModel
 from meddap.diffusion.pipeline import load_pipeline
 from meddap.diffusion.prompts import prompt
 from meddap.lora.params import SD14_UNET_CONFIG
-from meddap.masked.controlnet import (
+from meddap.pairs.controlnet import (
     build_controlnet,
     controlnet_loss,
     controlnet_pipeline,
     generate,
 )
-from meddap.masked.pretrain import BASE_MODEL, DEFAULT_OUTPUT
+from meddap.pairs.pretrain import BASE_MODEL, DEFAULT_OUTPUT
 
 REPO = Path(__file__).resolve().parents[2]
 

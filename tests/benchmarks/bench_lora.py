@@ -6,7 +6,7 @@
 
 The default measures the tiny SD on this machine. `--real-unet` times the SD v1.4 UNet
 architecture (random weights, nothing downloaded) at `--resolution` px (512: 64x64 latents;
-seed 000 trains at 224), batch 1, fp16
+MEDDAP trains at 224), batch 1, fp16
 mixed precision with fp32 LoRA weights on a CUDA GPU, and reports peak GPU memory.
 """
 

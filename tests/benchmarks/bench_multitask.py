@@ -1,4 +1,4 @@
-"""Seconds per multi-task training epoch (seed 004), per backbone, mode and image size.
+"""Seconds per multi-task training epoch (MTL), per backbone, mode and image size.
 
     python tests/benchmarks/bench_multitask.py [--sizes 64] [--images 66] [--epochs 2] [--paper]
     python tests/benchmarks/bench_multitask.py --device cuda --sizes 128 --paper

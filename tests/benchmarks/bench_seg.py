@@ -5,7 +5,7 @@
 
 An epoch is `--images` random image/mask pairs (48: about the lesion train split of a default
 phantom fold) through the job's own task and loop (`build_task`, `train_steps`): the config's
-loss (Dice+CE), or seed 003's for `dsunet-s4-adv` (Dice on 4 stages and a discriminator step
+loss (Dice+CE), or DSUNet's for `dsunet-s4-adv` (Dice on 4 stages and a discriminator step
 after each generator step), batch 8 (4 with `--paper`), the default channels (`--paper`: the
 paper's). By default every network once (the other dsunet-* names train fewer heads or no
 discriminators). The first epoch warms up and is not counted. On CUDA it also prints the peak

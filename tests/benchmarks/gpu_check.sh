@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The SD v1.x GPU check (one H100: a few minutes, under 8): random weights in SD v1.x's exact
 # architecture (nothing downloaded), fp16 with fp32 LoRA weights, batch 1 for training.
-#   LoRA s/step and peak memory at 224 px (seed 000's inputs) and 512 px (SD's native size),
+#   LoRA s/step and peak memory at 224 px (MEDDAP's inputs) and 512 px (SD's native size),
 #   ControlNet s/step and peak memory at 512 px (the workflow's fresh ControlNet),
 #   synthesis images/s at 512 px (30 DPM and 50 PNDM steps; the paper: 6.9 GB on a 2080 Ti).
 # Usage, from the repository root: bash tests/benchmarks/gpu_check.sh

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 REGISTERED = {*CLASSIFIERS.names(), *SEGMENTERS.names(), *LAYOUTS.names()}
-# seed 004's two backbones are a vocabulary of meddap.multitask.models (BACKBONES), not a registry
+# MTL's two backbones are a vocabulary of meddap.multitask.models (BACKBONES), not a registry
 OWN_VOCABULARY = ("properties", "multitask", "properties", "backbones")
 
 
@@ -73,7 +73,7 @@ def _with(path: str, value: Any) -> dict:
         ("quality.feature_model", CLASSIFIERS.listing()),
         ("segmentation.models.0", SEGMENTERS.listing()),
         ("segmentation.ablation.0", SEGMENTERS.listing()),
-        ("segmentation.synthesis.fidelity_model", SEGMENTERS.listing()),
+        ("segmentation.pairs.fidelity_model", SEGMENTERS.listing()),
         ("datasets.phantom.layout", LAYOUTS.listing()),
     ],
 )

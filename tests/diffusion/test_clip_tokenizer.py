@@ -18,7 +18,7 @@ from meddap.common.errors import MeddapError
 from meddap.common.labels import LESION_CLASSES
 from meddap.common.settings import Synthesis
 from meddap.diffusion.prompts import ADJECTIVES, LABEL_WORDS, check_prompt_lengths, prompt
-from meddap.masked.attributes import BOUNDARY, ECHOGENICITY, attribute_prompt
+from meddap.pairs.attributes import BOUNDARY, ECHOGENICITY, attribute_prompt
 from meddap.synth.generate import synthesize
 from tests.sd_shaped import CLIP_VOCAB, build_sd_shaped, write_clip_tokenizer
 

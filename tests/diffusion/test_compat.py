@@ -34,7 +34,7 @@ def _controlnet(tmp_path: Path, **changes: object) -> Path:
 
 def test_the_shipped_controlnet_fits_the_shipped_base_model() -> None:
     assert vae_factor(BASE) == 4
-    check_controlnet(CONTROLNET, BASE, "segmentation.synthesis.controlnet.mask")
+    check_controlnet(CONTROLNET, BASE, "segmentation.pairs.controlnet.mask")
     check_models(CONFIG, str(BASE), {"mask": str(CONTROLNET)})
 
 
@@ -55,19 +55,19 @@ def test_each_encoder_mismatch_stops_naming_both_folders(
     with pytest.raises(MeddapError) as err:
         check_models(CONFIG, str(BASE), {"mask": str(folder)})
     message = str(err.value)
-    assert "segmentation.synthesis.controlnet.mask" in message and key in message
+    assert "segmentation.pairs.controlnet.mask" in message and key in message
     assert str(folder) in message and str(BASE) in message
 
 
 def test_a_conditioning_embedding_of_another_factor_stops(tmp_path: Path) -> None:
     folder = _controlnet(tmp_path, conditioning_embedding_out_channels=[16, 32, 96, 256])
     with pytest.raises(MeddapError, match="downsamples its conditioning image by 8 .* by 4"):
-        check_controlnet(folder, BASE, "segmentation.synthesis.controlnet.edge")
+        check_controlnet(folder, BASE, "segmentation.pairs.controlnet.edge")
 
 
 def test_a_controlnet_without_a_readable_config_stops(tmp_path: Path) -> None:
     with pytest.raises(MeddapError, match="config.json is not a readable model config"):
-        check_controlnet(tmp_path, BASE, "segmentation.synthesis.controlnet.mask")
+        check_controlnet(tmp_path, BASE, "segmentation.pairs.controlnet.mask")
 
 
 @pytest.mark.parametrize(
@@ -75,7 +75,7 @@ def test_a_controlnet_without_a_readable_config_stops(tmp_path: Path) -> None:
     [
         "lora.resolution",
         "synthesis.sampling.resolution",
-        "segmentation.synthesis.sampling.resolution",
+        "segmentation.pairs.sampling.resolution",
     ],
 )
 def test_a_resolution_off_the_vae_grid_stops_naming_its_key(key: str) -> None:

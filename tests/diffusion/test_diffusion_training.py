@@ -155,7 +155,7 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_no_diffusion_module_imports_a_stage_above_it() -> None:
-    above = ("meddap.lora", "meddap.masked")
+    above = ("meddap.lora", "meddap.pairs")
     for path in sorted(DIFFUSION.glob("*.py")):
         upward = sorted(m for m in _imports(path) if m.startswith(above))
         assert not upward, f"{path.name} imports {upward}"

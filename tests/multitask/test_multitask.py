@@ -1,4 +1,4 @@
-"""Seed 004's building blocks: oversampling, refining, the multi-task network, loss and scores."""
+"""MTL's building blocks: oversampling, refining, the multi-task network, loss and scores."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Seed 004's jobs on a phantom fold: modes, training, combining, refining, metrics, tables."""
+"""MTL's jobs on a phantom fold: modes, training, combining, refining, metrics, tables."""
 
 from __future__ import annotations
 

@@ -15,8 +15,8 @@ from diffusers import StableDiffusionPipeline
 from meddap.common.checkpoint import Checkpoint, fingerprint
 from meddap.common.settings import ControlNetFit, ControlNetSize, ControlNetTraining
 from meddap.diffusion.pipeline import load_pipeline
-from meddap.masked import controlnet as cn
-from meddap.masked.finetune import train_fold_controlnet
+from meddap.pairs import controlnet as cn
+from meddap.pairs.finetune import train_fold_controlnet
 from tests.conftest import REPO, Killed, PhantomFold
 
 MODEL = REPO / "resources" / "tiny-sd-phantom"

@@ -1,4 +1,4 @@
-"""Seed 001's Table 2: rows per (target, adaptation) from quality JSON and parameter counts."""
+"""ClinicalPrior's Table 2: rows per (target, adaptation) from quality JSON and parameter counts."""
 
 from __future__ import annotations
 
@@ -56,14 +56,15 @@ def test_rows_hold_mean_and_spread_over_folds_and_both_parameter_counts(tmp_path
     table = pd.read_parquet(inputs["parquet"])
     assert table.adaptation.tolist() == ADAPTATIONS
     assert table.params.tolist() == [0, 1234, 99999]
-    assert table.params_sd15.tolist() == [0, 398_592, 859_520_964]  # seed 001: 0.40M r2, 859.52M
+    assert table.params_sd15.tolist() == [0, 398_592, 859_520_964]  # 0.40M r2, 859.52M
     assert table[FD].tolist() == [400.0, 120.0, 100.0]
     assert table.loc[1, f"{FD} text"] == "120.000 ± 28.284"
     assert (table["fid_inception text"] == "n/a").all()
     assert table.n_folds.tolist() == [2, 2, 2]
     markdown = Path(inputs["markdown"]).read_text()
     assert (
-        "seed 001's Table 2" in markdown and "| ext | r2 | 1234 | 398592 | n/a | n/a |" in markdown
+        "ClinicalPrior's Table 2" in markdown
+        and "| ext | r2 | 1234 | 398592 | n/a | n/a |" in markdown
     )
     inception = "(Inception-v3 pool features, torch-fidelity weights, 299 px)"
     in_domain = "(squeezenet1_1 features of the real-only classifier, 64 px)"

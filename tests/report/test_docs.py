@@ -67,7 +67,7 @@ def test_the_link_check_catches_a_missing_file_heading_and_output(tmp_path: Path
 
 
 def test_the_docs_name_papers_by_their_short_names() -> None:
-    """docs/studies.md defines them; "seed 001" reads as a random seed."""
+    """docs/studies.md defines them; "ClinicalPrior" reads as a random seed."""
     stale = [p.name for p in PAGES if re.search(r"\b[Ss]eeds? 00\d", p.read_text())]
     assert stale == []
 

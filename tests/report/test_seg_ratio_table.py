@@ -1,4 +1,4 @@
-"""seed 001's Table 3 (Dice per real:synthetic ratio) from fake segmenter metrics.json files."""
+"""ClinicalPrior's Table 3 (Dice per real:synthetic ratio) from fake segmenter metrics files."""
 
 from __future__ import annotations
 

@@ -15,13 +15,13 @@ REPO = Path(__file__).resolve().parents[2]
 def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
     """Training that starts is a failure here: each check must stop before it."""
     import meddap.diffusion.pretrain
-    import meddap.masked.pretrain
+    import meddap.pairs.pretrain
 
     def trains(**_: object) -> None:
         raise AssertionError("training started")
 
     monkeypatch.setattr(meddap.diffusion.pretrain, "pretrain_base", trains)
-    monkeypatch.setattr(meddap.masked.pretrain, "pretrain_controlnet", trains)
+    monkeypatch.setattr(meddap.pairs.pretrain, "pretrain_controlnet", trains)
 
 
 def _stop(*argv: str) -> str:

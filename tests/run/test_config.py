@@ -153,3 +153,11 @@ def test_a_relative_base_model_folder_is_found_in_the_repository_from_any_workdi
     assert base_model_location(shipped, REPO) == shipped
     hub = "CompVis/stable-diffusion-v1-4"
     assert base_model_location(hub, REPO) == hub
+
+
+def test_the_old_name_of_the_pairs_section_stops_naming_the_new_one(default: dict) -> None:
+    old = _merge(default, {"segmentation": {"synthesis": {"settings": ["mask-real"]}}})
+    with pytest.raises(
+        MeddapError, match=r"'segmentation\.synthesis' is now 'segmentation\.pairs'"
+    ):
+        validate_config(old, SCHEMA)

@@ -35,7 +35,7 @@ def test_the_default_targets_are_every_stage_s_in_order(config: dict) -> None:
     targets = plan.stage_targets(config)
     assert len([t for t in targets if t.startswith("results/lora/")]) == 3 * 2  # folds x ranks 2, 4
     assert len([t for t in targets if t.endswith("rank_selection.json")]) == 3
-    assert len([t for t in targets if "/masked/" in t]) == 3 * 2  # folds x settings
+    assert len([t for t in targets if "/pairs/" in t]) == 3 * 2  # folds x settings
     tables = [re.sub(r"results/tables/(\w+)\.md", r"\1", t) for t in plan.summary_tables(config)]
     assert tables == [
         "table1",
@@ -57,15 +57,15 @@ def test_switched_off_stages_plan_nothing(config: dict) -> None:
     config["cross_domain"]["targets"] = []
     targets = plan.stage_targets(config)
     assert plan.summary_tables(config) == ["results/tables/table1.md", "results/tables/table2.md"]
-    assert not [t for t in targets if "/masked/" in t or "seg_" in t or "clinical" in t]
+    assert not [t for t in targets if "/pairs/" in t or "seg_" in t or "clinical" in t]
     assert plan.seg_trainsets(config) == ["real", "aug-mirror", "aug-deepstack"]
-    assert plan.masked_conditions(config) == []
+    assert plan.pairs_conditions(config) == []
 
 
 def test_segmenter_rows_are_listed_sets_then_pairs_then_mixed_pairs(config: dict) -> None:
     assert plan.seg_trainsets(config) == SEG_ROWS
-    assert plan.masked_conditions(config) == ["mask"]
-    config["segmentation"]["synthesis"]["mixing"]["lambdas"] = []
+    assert plan.pairs_conditions(config) == ["mask"]
+    config["segmentation"]["pairs"]["mixing"]["lambdas"] = []
     assert plan.seg_trainsets(config) == SEG_ROWS[:-2]
 
 
@@ -73,15 +73,15 @@ def test_classifiers_join_the_pairs_only_when_asked_and_never_mixed_or_synthetic
     config: dict,
 ) -> None:
     assert plan.pair_trainsets(config, CLASSIFIER) == [] and plan.ratio_cls_metrics(config) == []
-    config["segmentation"]["synthesis"]["classifiers"] = True
-    config["segmentation"]["synthesis"]["ratios"] = ["1:1", "0:1"]
+    config["segmentation"]["pairs"]["classifiers"] = True
+    config["segmentation"]["pairs"]["ratios"] = ["1:1", "0:1"]
     assert plan.pair_trainsets(config, CLASSIFIER) == ["mask-clinical-1to1", "mask-real-1to1"]
     runs = plan.ratio_cls_metrics(config)
     assert len(runs) == 3 * 1 * 3 and "/squeezenet1_1/real/" in runs[0]  # folds x model x sets
 
 
 def test_every_planned_set_matches_its_job_s_wildcard_and_checks(config: dict) -> None:
-    config["segmentation"]["synthesis"]["classifiers"] = True
+    config["segmentation"]["pairs"]["classifiers"] = True
     for task, names in (
         (SEGMENTER, plan.seg_trainsets(config)),
         (CLASSIFIER, plan.fold_trainsets(config, [0, 2]) + plan.pair_trainsets(config, CLASSIFIER)),

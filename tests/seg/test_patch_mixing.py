@@ -1,4 +1,4 @@
-"""Seed 002's patch mixing: the transform, the trainset names, the rows and a tiny training run."""
+"""DiffBoost's patch mixing: the transform, the trainset names, the rows and a tiny training run."""
 
 from __future__ import annotations
 
@@ -230,12 +230,12 @@ def _config() -> dict:
 
 def test_the_configs_name_mixing_points_and_bad_ones_stop() -> None:
     config = _config()
-    assert config["segmentation"]["synthesis"]["mixing"] == {"lambdas": [0.5], "patches": [4]}
+    assert config["segmentation"]["pairs"]["mixing"] == {"lambdas": [0.5], "patches": [4]}
     paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
-    mixing = paper["segmentation"]["synthesis"]["mixing"]
+    mixing = paper["segmentation"]["pairs"]["mixing"]
     assert mixing == {"lambdas": [0.25, 0.5, 0.75], "patches": [4]}
     off = copy.deepcopy(config)
-    off["segmentation"]["synthesis"]["mixing"] = {"lambdas": [], "patches": []}
+    off["segmentation"]["pairs"]["mixing"] = {"lambdas": [], "patches": []}
     validate_config(off, SCHEMA)
     for key, values, why in [
         ("lambdas", [1.0], "mixing.lambdas.0'"),
@@ -245,13 +245,13 @@ def test_the_configs_name_mixing_points_and_bad_ones_stop() -> None:
         ("patches", [2.5], "mixing.patches.0'"),
     ]:
         bad = copy.deepcopy(config)
-        bad["segmentation"]["synthesis"]["mixing"][key] = values
+        bad["segmentation"]["pairs"]["mixing"][key] = values
         with pytest.raises(MeddapError) as err:
             validate_config(bad, SCHEMA)
-        assert "segmentation.synthesis.mixing" in str(err.value) and why in str(err.value)
+        assert "segmentation.pairs.mixing" in str(err.value) and why in str(err.value)
     missing = copy.deepcopy(config)
-    del missing["segmentation"]["synthesis"]["mixing"]
-    with pytest.raises(MeddapError, match="segmentation.synthesis.mixing"):
+    del missing["segmentation"]["pairs"]["mixing"]
+    with pytest.raises(MeddapError, match="segmentation.pairs.mixing"):
         validate_config(missing, SCHEMA)
 
 

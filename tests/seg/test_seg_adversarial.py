@@ -1,4 +1,4 @@
-"""Seed 003's deep-supervised UNet with discriminators: heads, loss, training, resume, ablation."""
+"""DSUNet's deep-supervised UNet with discriminators: heads, loss, training, resume, ablation."""
 
 from __future__ import annotations
 

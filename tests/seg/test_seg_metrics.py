@@ -1,4 +1,4 @@
-"""Segmentation metrics on hand-checkable masks, and seed 004's convention for empty masks."""
+"""Segmentation metrics on hand-checkable masks, and MTL's convention for empty masks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The AUC columns of seed 001's Table 3: classifiers trained on the mask-conditioned 1:k sets."""
+"""The AUC columns of ClinicalPrior's Table 3: classifiers on the mask-conditioned 1:k sets."""
 
 from __future__ import annotations
 

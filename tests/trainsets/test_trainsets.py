@@ -77,7 +77,7 @@ def test_the_wildcards_are_the_kinds_patterns_for_each_job() -> None:
         ("r2-none-50", SEGMENTER, "which only classifier jobs train on"),
         ("mask-real-0to1", CLASSIFIER, "0:1 (synthetic only) has no normal image"),
         ("mask-real-1to2-mix0.5p4", CLASSIFIER, "patch mixing is for segmenters only"),
-        ("mask-real-1to3", SEGMENTER, "config key 'segmentation.synthesis.pool' generates 2"),
+        ("mask-real-1to3", SEGMENTER, "config key 'segmentation.pairs.pool' generates 2"),
         ("r2-none-300", CLASSIFIER, "exceeds config key 'synthesis.pool' (100%)"),
     ],
 )
@@ -97,10 +97,10 @@ def test_each_kind_names_the_manifest_and_folders_its_job_reads() -> None:
     )
     pool = {**KEYS, "setting": "mask-real"}
     pairs = parse("mask-real-1to2-mix0.5p4")
-    assert pairs.manifests(KEYS) == [paths.MASKED_MANIFEST.format(**pool)]
+    assert pairs.manifests(KEYS) == [paths.PAIRS_MANIFEST.format(**pool)]
     assert pairs.files(KEYS) == [
-        paths.MASKED_IMAGES.format(**pool),
-        paths.MASKED_MASKS.format(**pool),
+        paths.PAIRS_IMAGES.format(**pool),
+        paths.PAIRS_MASKS.format(**pool),
     ]
 
 

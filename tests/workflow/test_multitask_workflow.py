@@ -1,4 +1,4 @@
-"""The multi-task track (seed 004) in the workflow: plans, a tiny run, cells, grid edits."""
+"""The multi-task track (MTL) in the workflow: plans, a tiny run, cells, grid edits."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from tests.snakemake_runner import REPO, planned_jobs, snakemake
 
 LORA = "results/lora/phantom/fold0/r2/pytorch_lora_weights.safetensors"
 SYNTH = "results/synth/phantom/fold0/r2/none/manifest.parquet"
-POOL = "results/synth_masked/phantom/fold0/mask-real/manifest.parquet"
+POOL = "results/pairs/phantom/fold0/mask-real/manifest.parquet"
 SEGMENTER = "results/seg/phantom/fold0/unet/mask-real-1to1/fit.json"
 CONTROLNET = "results/controlnet/phantom/fold0/mask"
 TARGETS = (LORA, SYNTH, POOL, SEGMENTER)
@@ -54,7 +54,7 @@ def sd_config(model: Path) -> dict:
             "training": STEPS,
             "image_size": 32,
             "channels": [4, 4, 8, 8, 8],
-            "synthesis": {
+            "pairs": {
                 "settings": ["mask-real"],
                 "ratios": ["1:1"],
                 "pool": 1,
@@ -138,7 +138,7 @@ def test_a_controlnet_of_another_base_model_stops_the_plan_naming_both_folders(
     tmp_path: Path, model: Path
 ) -> None:
     config = sd_config(model)
-    config["segmentation"]["synthesis"]["controlnet"]["mask"] = "resources/tiny-controlnet-phantom"
+    config["segmentation"]["pairs"]["controlnet"]["mask"] = "resources/tiny-controlnet-phantom"
     run = snakemake(tmp_path, POOL, config=config, extra=("-n",))
     assert run.returncode != 0
     shipped = str(REPO / "resources" / "tiny-controlnet-phantom")

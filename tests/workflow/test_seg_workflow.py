@@ -20,7 +20,7 @@ TINY = {
         "training": {"steps": 2, "eval_every": 2, "warmup": 0, "patience": None},
         "image_size": 32,
         "channels": [4, 4, 8, 8, 8],
-        "synthesis": {"settings": []},  # the synthetic pairs' own test: test_masked_workflow
+        "pairs": {"settings": []},  # the synthetic pairs' own test: test_pairs_workflow
     },
 }
 PHANTOM_B = {
@@ -38,7 +38,7 @@ def test_the_default_plans_every_fold_model_and_trainset(tmp_path: Path) -> None
     # patch-mixing point (lambda 0.5, p 4): mask-clinical has no real parents to mix)
     runs = 3 * 1 * (3 + 2 * 2 + 2 * 1)
     assert jobs["train_segmenter"] == runs and jobs["seg_table"] == 1
-    assert jobs["train_controlnet"] == 3 and jobs["synthesize_masked"] == 3 * 2
+    assert jobs["train_controlnet"] == 3 and jobs["synthesize_pairs"] == 3 * 2
     assert jobs["score_segmenter"] == runs and jobs["segmenter_metrics"] == runs  # one external
     assert "train_lora" not in jobs and "train_classifier" not in jobs  # nothing of the others
 
@@ -52,7 +52,7 @@ def test_the_paper_grid_plans_every_model_and_augmentation(tmp_path: Path) -> No
     # 2 real-mask settings (mask-real, edge-real) x 5 ratios x 3 lambdas x 1 patch grid, mixed)
     assert jobs["train_segmenter"] == 5 * 4 * (10 + 4 * 5 + 2 * 5 * 3 * 1)
     # text-clinical samples without a ControlNet: still 2 conditions x folds trained
-    assert jobs["train_controlnet"] == 5 * 2 and jobs["synthesize_masked"] == 5 * 4
+    assert jobs["train_controlnet"] == 5 * 2 and jobs["synthesize_pairs"] == 5 * 4
     planned = planned_jobs(tmp_path, ABLATION, config={**paper, "synthesis": {"rank": 4}})
     assert planned["train_segmenter"] == 5 * 5 and planned["seg_ablation"] == 1  # dsunet x real
 

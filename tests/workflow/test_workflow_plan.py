@@ -80,7 +80,7 @@ def test_classifiers_on_the_masked_sets_join_the_ratio_table_only_when_asked(
 ) -> None:
     table = "results/tables/seg_ratio_table.md"
     assert "train_classifier" not in planned_jobs(tmp_path, table)  # default: Dice only
-    on = {"segmentation": {"synthesis": {"classifiers": True, "ratios": ["1:1", "1:2", "0:1"]}}}
+    on = {"segmentation": {"pairs": {"classifiers": True, "ratios": ["1:1", "1:2", "0:1"]}}}
     jobs = planned_jobs(tmp_path, table, config=on)
     folds, settings, ratios = 3, 2, 2  # 0:1 has no normal image: segmenters only
     assert jobs["train_classifier"] == folds * (1 + settings * ratios)  # and the real-only ones
@@ -91,23 +91,21 @@ def test_an_edge_model_is_an_input_of_the_edge_jobs_only(tmp_path: Path) -> None
     model = tmp_path / "hed.pt"
     model.write_bytes(b"a TorchScript file")
     synthesis = {"settings": ["edge-real", "mask-real"], "edge_model": str(model)}
-    config = {"segmentation": {"synthesis": synthesis}}
-    pools = [
-        f"results/synth_masked/phantom/fold0/{s}/manifest.parquet" for s in synthesis["settings"]
-    ]
+    config = {"segmentation": {"pairs": synthesis}}
+    pools = [f"results/pairs/phantom/fold0/{s}/manifest.parquet" for s in synthesis["settings"]]
     run = snakemake(tmp_path, *pools, config=config, extra=("-n",))
     assert run.returncode == 0, run.stderr
     reads = {}  # (rule, output) -> whether the job reads the edge model
     for job in run.stdout.split("\nrule ")[1:]:
         rule, lines = job.split(":")[0], job.splitlines()
         field = {line.split(":")[0].strip(): line for line in lines if ":" in line}
-        if rule in ("train_controlnet", "synthesize_masked"):
+        if rule in ("train_controlnet", "synthesize_pairs"):
             reads[rule, "edge" in field["output"]] = str(model) in field["input"]
     assert reads == {
         ("train_controlnet", True): True,
         ("train_controlnet", False): False,
-        ("synthesize_masked", True): True,
-        ("synthesize_masked", False): False,
+        ("synthesize_pairs", True): True,
+        ("synthesize_pairs", False): False,
     }
     model.unlink()
     run = snakemake(tmp_path, *pools, config=config, extra=("-n",))
@@ -134,10 +132,10 @@ def test_the_paper_grid_plans_every_cell(tmp_path: Path) -> None:
     paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
     jobs = planned_jobs(tmp_path, config={**paper, "synthesis": {**paper["synthesis"], "rank": 4}})
     folds, ranks, adjectives, ratios, models = 5, 3, 10, 3, 3
-    masked_sets = 4 * 4
+    pair_sets = 4 * 4
     assert jobs["train_lora"] == folds * ranks
     assert jobs["synthesize"] == folds * adjectives  # the fixed rank's sets
-    assert jobs["train_classifier"] == folds * models * (1 + adjectives * ratios + masked_sets)
+    assert jobs["train_classifier"] == folds * models * (1 + adjectives * ratios + pair_sets)
     assert jobs["evaluate_on_synthetic"] == folds * models * adjectives
     assert jobs["ledger"] == 1 and jobs["table1"] == 1
 
@@ -208,9 +206,9 @@ def test_off_grid_targets_stop_before_any_job_is_planned(
         ),
         (
             "results/seg/phantom/fold0/unet/mask-real-1to2/metrics.json",
-            {"segmentation": {"synthesis": {"pool": 1, "ratios": ["1:1"]}}},
+            {"segmentation": {"pairs": {"pool": 1, "ratios": ["1:1"]}}},
             "trainset mask-real-1to2 needs 2 synthetic pairs per real image, but config key "
-            "'segmentation.synthesis.pool' generates 1",
+            "'segmentation.pairs.pool' generates 1",
         ),
         (
             "results/tables/table3.md",

@@ -34,7 +34,7 @@ SEG_TRAINSET = trainsets.WILDCARDS["segmenter"]
 DATASET = config["dataset"]
 LORA, SYNTH, QUALITY, CLS = config["lora"], config["synthesis"], config["quality"], config["classifier"]
 SEG, MT, CROSS = config["segmentation"], config["multitask"], config["cross_domain"]
-MASKED = SEG["synthesis"]
+PAIRS = SEG["pairs"]
 CPU_RESOURCES = config["resources"]  # every rule without its own section
 SETTINGS = job_params(config)  # each section as the plain dict its jobs get (meddap.common.settings)
 BASE_MODEL = (
@@ -44,7 +44,7 @@ BASE_MODEL = (
 )
 LORA_RANKS = plan.lora_ranks(config)
 SEG_FIGURE_TRAINSET = plan.seg_figure_trainset(config)
-MASKED_CONDITIONS = plan.masked_conditions(config)
+PAIRS_CONDITIONS = plan.pairs_conditions(config)
 
 
 def fold_splits(wildcards):
@@ -164,7 +164,7 @@ def log_file(rule, pattern=""):
 
 def controlnet_location(condition):
     """The configured pretrained ControlNet of `condition` (a local folder, a hub id or '')."""
-    return base_model_location(MASKED["controlnet"][condition] or "", Path(workflow.basedir))
+    return base_model_location(PAIRS["controlnet"][condition] or "", Path(workflow.basedir))
 
 
 def pretrained_controlnet_files(wildcards):
@@ -173,4 +173,4 @@ def pretrained_controlnet_files(wildcards):
 
 
 # every resolution and each pretrained ControlNet the plan samples with, against the base model
-check_models(config, BASE_MODEL, {c: controlnet_location(c) for c in MASKED_CONDITIONS})
+check_models(config, BASE_MODEL, {c: controlnet_location(c) for c in PAIRS_CONDITIONS})

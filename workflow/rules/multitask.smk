@@ -1,4 +1,4 @@
-# Multi-task stage (seed 004): a segmenter with a classification head per fold, backbone and
+# Multi-task stage (MTL): a segmenter with a classification head per fold, backbone and
 # mode (single-task seg or cls, their combination, multi-task at a loss weight λ; each with or
 # without deterministic oversampling), its test predictions, their prediction refining (PR),
 # metrics.json, and the tables.

@@ -1,4 +1,4 @@
-from meddap.masked.finetune import lesion_attributes_job
+from meddap.pairs.finetune import lesion_attributes_job
 from meddap.run import jobs
 
 jobs.run(snakemake, lesion_attributes_job)  # noqa: F821

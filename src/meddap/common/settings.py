@@ -52,7 +52,7 @@ class Section:
     def from_config(cls, config: Mapping[str, Any]) -> Self:
         """This class's keys of its section of a full (validated) config."""
         section: Any = config
-        for part in cls.SECTION.split("."):  # nested sections: "segmentation.synthesis"
+        for part in cls.SECTION.split("."):  # nested sections: "segmentation.pairs"
             if not isinstance(section, Mapping) or part not in section:
                 raise MeddapError(f"config key {cls.SECTION} is missing")
             section = section[part]
@@ -222,7 +222,7 @@ class Classifier(Section):
 
 @dataclass(frozen=True)
 class DeepSupervision(Section):
-    """`segmentation.deep_supervision`: seed 003's loss weights and discriminator rate (dsunet)."""
+    """`segmentation.deep_supervision`: DSUNet's loss weights and discriminator rate (dsunet)."""
 
     SECTION = "segmentation.deep_supervision"
     alpha: list[float]
@@ -250,9 +250,9 @@ class Segmentation(Section):
 
 @dataclass(frozen=True)
 class ControlNetTraining(Section):
-    """`segmentation.synthesis.training`: the per-fold ControlNet fine-tuning's optimisation."""
+    """`segmentation.pairs.training`: the per-fold ControlNet fine-tuning's optimisation."""
 
-    SECTION = "segmentation.synthesis.training"
+    SECTION = "segmentation.pairs.training"
     steps: int
     batch_size: int
     learning_rate: float
@@ -262,18 +262,18 @@ class ControlNetTraining(Section):
 
 @dataclass(frozen=True)
 class ControlNetSize(Section):
-    """`segmentation.synthesis.sampling.resolution`: the pools' size, which their ControlNet
+    """`segmentation.pairs.sampling.resolution`: the pools' size, which their ControlNet
     also trains at."""
 
-    SECTION = "segmentation.synthesis.sampling"
+    SECTION = "segmentation.pairs.sampling"
     resolution: int
 
 
 @dataclass(frozen=True)
 class ControlNetFit(Section):
-    """`segmentation.synthesis`: what a fold's ControlNet trains on and how (train_controlnet)."""
+    """`segmentation.pairs`: what a fold's ControlNet trains on and how (train_controlnet)."""
 
-    SECTION = "segmentation.synthesis"
+    SECTION = "segmentation.pairs"
     prompts: str
     training: ControlNetTraining
     sampling: ControlNetSize
@@ -281,18 +281,18 @@ class ControlNetFit(Section):
 
 @dataclass(frozen=True)
 class ClinicalPrior(Section):
-    """`segmentation.synthesis.clinical`: elastic deformation of seed 001's ellipse masks."""
+    """`segmentation.pairs.clinical`: elastic deformation of ClinicalPrior's ellipse masks."""
 
-    SECTION = "segmentation.synthesis.clinical"
+    SECTION = "segmentation.pairs.clinical"
     sigma: float
     alpha: float
 
 
 @dataclass(frozen=True)
-class MaskedSynthesis(Section):
-    """`segmentation.synthesis` without its grid axes (settings, ratios): one pair set's making."""
+class PairSynthesis(Section):
+    """`segmentation.pairs` without its grid axes (settings, ratios): one pair set's making."""
 
-    SECTION = "segmentation.synthesis"
+    SECTION = "segmentation.pairs"
     pool: int
     prompts: str
     clinical: ClinicalPrior
@@ -301,7 +301,7 @@ class MaskedSynthesis(Section):
 
 @dataclass(frozen=True)
 class Multitask(Section):
-    """`multitask` without its grid axes (backbones, modes): seed 004's joint model."""
+    """`multitask` without its grid axes (backbones, modes): MTL's joint model."""
 
     SECTION = "multitask"
     image_size: int
@@ -329,7 +329,7 @@ SETTINGS: dict[str, type[Section]] = {
     "segmentation": Segmentation,
     "multitask": Multitask,
     "controlnet": ControlNetFit,
-    "masked_synthesis": MaskedSynthesis,
+    "pairs_synthesis": PairSynthesis,
 }
 
 

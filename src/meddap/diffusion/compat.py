@@ -2,7 +2,7 @@
 
 Only the models' `config.json` files are read (no weights), so the DAG is built fast. The rule
 for every diffusion resolution (`lora.resolution`, `synthesis.sampling.resolution`,
-`segmentation.synthesis.sampling.resolution`, at which each fold's ControlNet also trains): a
+`segmentation.pairs.sampling.resolution`, at which each fold's ControlNet also trains): a
 multiple of the base model's VAE factor (4 for the tiny models, 8 for SD v1.x), so that images
 map onto whole latents and a ControlNet's conditioning embedding lands on the latent grid. A
 ControlNet fits a base model when its encoder has the UNet's in-channels, block widths, layers
@@ -29,7 +29,7 @@ ENCODER_KEYS = (
 RESOLUTION_KEYS = (
     "lora.resolution",
     "synthesis.sampling.resolution",
-    "segmentation.synthesis.sampling.resolution",
+    "segmentation.pairs.sampling.resolution",
 )
 
 
@@ -102,5 +102,5 @@ def check_models(config: dict[str, Any], base_model: str, controlnets: dict[str,
     check_resolutions(config, base)
     for condition, location in controlnets.items():
         if location and Path(location).is_dir():
-            key = f"segmentation.synthesis.controlnet.{condition}"
+            key = f"segmentation.pairs.controlnet.{condition}"
             check_controlnet(Path(location), base, key)

@@ -1,6 +1,6 @@
 """USLoRA training: LoRA on the UNet cross-attention of Stable Diffusion, one fold and rank.
 
-Rank `FULL` ("full") fine-tunes every UNet weight instead (seed 001's full fine-tuning
+Rank `FULL` ("full") fine-tunes every UNet weight instead (ClinicalPrior's full fine-tuning
 baseline of the cross-domain table) and saves the UNet folder. Frozen VAE latents and text
 embeddings come from the fold's cache (`lora_cache`). The loss, the epoch order and the step loop
 are `meddap.diffusion.training`'s: training saves its state in checkpoint.pt beside the adapter

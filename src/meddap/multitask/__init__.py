@@ -1,1 +1,1 @@
-"""Multi-task segmentation and classification (seed 004): oversampling, refining, metrics."""
+"""Multi-task segmentation and classification (MTL): oversampling, refining, metrics."""

@@ -1,4 +1,4 @@
-"""Seed 004's metrics job: a mode's test predictions, raw and refined, against the truth.
+"""MTL's metrics job: a mode's test predictions, raw and refined, against the truth.
 
 `metrics.json` holds `raw` and `pr` (prediction refining; null where the mode predicts only a
 class or only a mask) sections of `joint_scores`. A single-task mode's unmeasured half is null:

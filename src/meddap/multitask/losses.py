@@ -1,4 +1,4 @@
-"""Seed 004's loss: L = λ L_seg + (1 - λ) L_cls, all from MONAI.
+"""MTL's loss: L = λ L_seg + (1 - λ) L_cls, all from MONAI.
 
 L_seg is Dice with ε = 1 (`smooth_nr = smooth_dr = 1`) on each deep-supervision output, weighted
 w_i = 1 / i with i = 1 the main (full-resolution, final) head (`DeepSupervisionLoss` with explicit

@@ -1,4 +1,4 @@
-"""Seed 004's scores of joint predictions: per-class Dice with normals, F1, accuracy, coherence.
+"""MTL's scores of joint predictions: per-class Dice with normals, F1, accuracy, coherence.
 
 A class without a true image has no Dice and no F1 (null), though it may be predicted.
 Dice per image follows the segmentation track's empty-mask rule (`meddap.seg.metrics`): a normal

@@ -1,4 +1,4 @@
-"""Seed 004's multi-task network: a MONAI segmenter with a classification head on its features.
+"""MTL's multi-task network: a MONAI segmenter with a classification head on its features.
 
 The backbones are the segmentation track's deep-supervised networks (`meddap.seg.models`): UNet++
 (`unetpp_ds`, MONAI `BasicUNetPlusPlus`) and the nnU-Net-style `DynUNet` (`dsunet-s4`). Forward

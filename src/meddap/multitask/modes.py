@@ -1,4 +1,4 @@
-"""Seed 004's modes (its Table 5), one grid axis: `{task}[-do]`.
+"""MTL's modes (its Table 5), one grid axis: `{task}[-do]`.
 
 `task` is `seg` (single-task segmentation, λ = 1), `cls` (single-task classification, λ = 0),
 `mt-l{λ}` (multi-task with loss weight λ, e.g. `mt-l0.85`) or `combined` (the masks of `seg` and

@@ -1,4 +1,4 @@
-"""Deterministic oversampling (DO, seed 004): class c of the train split repeated round(1 / P_c)×.
+"""Deterministic oversampling (DO, MTL): class c of the train split repeated round(1 / P_c)×.
 
 Rounding, not ceiling: the paper's own example, class shares 49.3 / 36.4 / 14.2 %, gives 2 / 3 / 7
 repeats. Python's `round` halves to even; a share of exactly 40 % (1 / P = 2.5) gives 2.

@@ -1,4 +1,4 @@
-"""Prediction refining (PR, seed 004): make each image's class and mask agree, after training.
+"""Prediction refining (PR, MTL): make each image's class and mask agree, after training.
 
 Mask = sigmoid > 0.5 (logit > 0), class = argmax. A `normal` class clears the mask; an empty
 mask with a lesion class turns the class to `normal`. Incoherent images are those whose class

@@ -1,4 +1,4 @@
-"""Seed 004's training task for the shared loop (`meddap.common.training`).
+"""MTL's training task for the shared loop (`meddap.common.training`).
 
 Batches draw from the train split, each image repeated by deterministic oversampling when `do`
 is on; targets are the masks and the class indices; the loss is `MultiTaskLoss`. After every

@@ -1,4 +1,4 @@
-"""Seed 004's training job: one backbone and mode per fold, on the fold's images of all classes.
+"""MTL's training job: one backbone and mode per fold, on the fold's images of all classes.
 
 Normals are kept (their masks are empty), as the paper's joint model needs them. The loop is
 `meddap.common.training`'s with `MultiTaskTask`; Adam; every mode trains on the same budget of

@@ -1,4 +1,4 @@
-"""Seed 001's Table 2: the generator adapted to another dataset, scored on that dataset.
+"""ClinicalPrior's Table 2: the generator adapted to another dataset, scored on that dataset.
 
 Rows are (target, adaptation): `none` (the base generator as it is), `r<k>` (a LoRA of rank k
 trained on the target's train split) and `full` (every UNet weight fine-tuned on it). Columns are
@@ -21,8 +21,9 @@ from meddap.synth.quality import INCEPTION_KEYS
 from meddap.synth.rank import metric_scale
 
 CAPTION = (
-    "Cross-domain adaptation (seed 001's Table 2): the generator adapted to each target's train "
-    "split, its synthetic set scored against that split (mean ± std over folds; lower is closer). "
+    "Cross-domain adaptation (ClinicalPrior's Table 2): the generator adapted to each target's "
+    "train split, its synthetic set scored against that split (mean ± std over folds; lower is "
+    "closer). "
     "Numbers hold on this machine: other CPUs give other numbers."
 )
 

@@ -1,8 +1,8 @@
-"""Seed 004's tables: modes x DO x PR (its Table 5) and per-class scores (its Tables 8 and 9).
+"""MTL's tables: modes x DO x PR (its Table 5) and per-class scores (its Tables 8 and 9).
 
 One row per backbone, mode and PR (`no`, or `yes` for the modes that predict both class and
 mask), each score the mean ± sample std over folds of the fold's test value, in %. Dice is the
-mean over images with seed 004's empty-mask rule (a normal image scores 1 when its predicted mask
+mean over images with MTL's empty-mask rule (a normal image scores 1 when its predicted mask
 is empty too); a single-task mode's unmeasured half is n/a. Every row names its metrics.json
 files; a single cell is one row as JSON with its per-fold values and the sha256 of each source.
 """
@@ -30,8 +30,8 @@ COLUMNS = {
     "per_class": (*(f"dice_{c}" for c in CLASSES), *(f"f1_{c}" for c in CLASSES), "accuracy"),
 }
 CAPTIONS = {
-    "table5": "Multi-task segmentation and classification (seed 004, Table 5): mean Dice",
-    "per_class": "Per-class scores (seed 004, Tables 8 and 9): Dice and F1 per class",
+    "table5": "Multi-task segmentation and classification (MTL, Table 5): mean Dice",
+    "per_class": "Per-class scores (MTL, Tables 8 and 9): Dice and F1 per class",
 }
 CAPTION_TAIL = (
     " on the in-domain test split at {size} px, in % (mean ± sample std over folds); Dice "

@@ -1,4 +1,4 @@
-"""The AUC half of seed 001's Table 3: classifiers trained on the mask-conditioned 1:k sets.
+"""The AUC half of ClinicalPrior's Table 3: classifiers trained on the mask-conditioned 1:k sets.
 
 One row per classifier model, setting and ratio (`-` 1:0 for the real-only classifier), one
 column group per evaluation set: `auc_{model}_{evaluation}` is the mean ± sample std over folds

@@ -4,8 +4,8 @@ One row per model, training set and evaluation set (`test`, the fold's in-domain
 `external:<dataset>`): Dice and IoU in % and HD95 and ASSD in pixels at the evaluated size, each
 the mean ± sample std over folds of the fold's mean over images, with a paired t-test over folds
 against the model's `real` training set. Every row names the metrics.json files it came from.
-`seg_ratio_table` is seed 001's Table 3: Dice per real:synthetic ratio of the synthetic sets;
-patch-mixed sets (seed 002) are rows of their own (column `mixing`, e.g. "λ=0.5 p=4", shown after
+`seg_ratio_table` is ClinicalPrior's Table 3: Dice per real:synthetic ratio of the synthetic sets;
+patch-mixed sets (DiffBoost) are rows of their own (column `mixing`, e.g. "λ=0.5 p=4", shown after
 the ratio), their validation pick made among the ratios of the same setting and mixing; with
 classifiers trained on the same sets, their AUC columns (`meddap.report.ratio_auc`).
 """
@@ -37,7 +37,7 @@ UPDATES = ("updates", "best_update")
 PERCENT = ("dice", "iou")
 ABLATION_METRICS = ("dice", "precision", "recall", "iou", "hd95", "assd")
 ABLATION_CAPTION = (
-    "Deep-supervision ablation (seed 003, Table 2): each dsunet trained on real, by supervised "
+    "Deep-supervision ablation (DSUNet, Table 2): each dsunet trained on real, by supervised "
     "decoder stages (counted from the output) and with or without discriminators; in-domain "
     "test Dice, precision, recall and IoU in %, HD95 and ASSD in pixels at {size} px (mean ± "
     "sample std over folds of each fold's mean over images; HD95/ASSD leave out images where "
@@ -152,7 +152,7 @@ def seg_cell(
 def seg_ablation(
     *, metrics: list[str], parquet: str, csv: str, markdown: str, dataset: str, image_size: int
 ) -> None:
-    """Job: seed 003's Table 2 from the real-trained dsunet-* runs among `metrics`."""
+    """Job: DSUNet's Table 2 from the real-trained dsunet-* runs among `metrics`."""
     runs = _runs(metrics, ABLATION_METRICS)
     runs = runs[
         runs.model.str.startswith(f"{DSUNET}-")
@@ -184,11 +184,11 @@ def _ablation_row(group: pd.DataFrame) -> dict:
 
 NO_MIXING = "-"  # the `mixing` of an unmixed (or real) row
 RATIO_CAPTION = (
-    "Segmentation by real:synthetic ratio (seed 001, Table 3): segmenters trained on real images "
-    "plus mask- or edge-conditioned synthetic sets (setting = condition-source; ratio = "
+    "Segmentation by real:synthetic ratio (ClinicalPrior, Table 3): segmenters trained on real "
+    "images plus mask- or edge-conditioned synthetic sets (setting = condition-source; ratio = "
     "real:synthetic, 0:1 synthetic only; '-' 1:0 = real only). Dice in % at {size} px, mean ± "
     "sample std over folds of each fold's mean over images, on the validation split (val_dice), "
-    "the in-domain test split (test) and external sets (zero-shot); 'mix λ=… p=…': seed 002's "
+    "the in-domain test split (test) and external sets (zero-shot); 'mix λ=… p=…': DiffBoost's "
     "patch mixing (each cell of a p x p grid shows the real parent with probability λ). '(val "
     "pick)' marks the ratio each model, setting and mixing would pick by mean validation Dice "
     "(ties: fewer synthetic images), a validation pick, not a test-set pick. HD95, ASSD and IoU "
@@ -206,7 +206,7 @@ def seg_ratio_table(
     image_size: int,
     classifiers: str | Sequence[str] = (),
 ) -> None:
-    """Job: seed 001's Table 3, Dice per model x synthetic setting x real:synthetic ratio, and
+    """Job: ClinicalPrior's Table 3, Dice per model x synthetic setting x real:synthetic ratio, and
     the AUC of the classifiers trained on the same sets where `classifiers` names their runs."""
     runs = _ratio_runs(metrics)
     evaluations = ["test", *sorted(set(runs.evaluated_on) - {"test"})]

@@ -21,6 +21,8 @@ from meddap.seg.registry import SEGMENTERS
 from meddap.trainsets import CLASSIFIER, SEGMENTER, TrainingSet, check_listed, planned
 from meddap.trainsets.pairs import check_setting, mixing_token
 
+RENAMED = {("segmentation", "synthesis"): "segmentation.pairs"}  # old key -> its new name
+
 
 def _key(error: jsonschema.ValidationError) -> str:
     parts = [str(p) for p in error.absolute_path]
@@ -64,6 +66,7 @@ def _schema(path: str) -> dict[str, Any]:
 
 def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
     """Raise MeddapError (one sentence) unless `config` matches the schema and is coherent."""
+    _check_renamed(config)
     error = schema_error(config, _schema(str(schema_path)))
     if error:
         raise MeddapError(error)
@@ -85,13 +88,23 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
         split += [("cross_domain.targets", name) for name in config["cross_domain"]["targets"]]
         for key, name in split:
             check_release_folds(config["datasets"][name]["layout"], config["folds"]["k"], key)
-    _check_pairs(config["segmentation"]["synthesis"])
+    _check_pairs(config["segmentation"]["pairs"])
     pool, ratios = config["synthesis"]["pool"], config["synthesis"]["ratios"]
     if max(ratios) > pool:
         raise MeddapError(
             f"config key 'synthesis.ratios': {max(ratios)} exceeds synthesis.pool ({pool}), "
             "the size of each generated set"
         )
+
+
+def _check_renamed(config: dict[str, Any]) -> None:
+    """A key of an older meddap stops naming its new name (not a generic 'unknown key')."""
+    for (section, key), new in RENAMED.items():
+        if isinstance(config.get(section), dict) and key in config[section]:
+            raise MeddapError(
+                f"config key '{section}.{key}' is now '{new}' (mask-conditioned image-mask "
+                f"pairs): rename it in your config file"
+            )
 
 
 def _check_names(config: dict[str, Any]) -> None:
@@ -101,14 +114,14 @@ def _check_names(config: dict[str, Any]) -> None:
     classifiers = _listed(config["classifier"]["models"], "classifier.models")
     for name, key in [*classifiers, (config["quality"]["feature_model"], "quality.feature_model")]:
         CLASSIFIERS.check(name, key)
-    fidelity = (seg["synthesis"]["fidelity_model"], "segmentation.synthesis.fidelity_model")
+    fidelity = (seg["pairs"]["fidelity_model"], "segmentation.pairs.fidelity_model")
     for name, key in [*_listed(seg["models"], "segmentation.models"), fidelity]:
         SEGMENTERS.check(name, key)
     for name, key in _listed(seg["ablation"], "segmentation.ablation"):
         if SEGMENTERS.check(name, key).supervision is None:
             raise MeddapError(
                 f"config key '{key}': {name!r} is not a deep-supervised dsunet-s<stages>[-adv] "
-                "model (seed 003's ablation varies its supervision)"
+                "model (DSUNet's ablation varies its supervision)"
             )
     for name, entry in config["datasets"].items():
         LAYOUTS.check(entry["layout"], f"datasets.{name}.layout")
@@ -120,7 +133,7 @@ def _listed(names: list[str], key: str) -> list[tuple[str, str]]:
 
 
 def _check_pairs(synthesis: dict[str, Any]) -> None:
-    """Each ratio 1:k of `segmentation.synthesis` fits in its pools; each setting has a source;
+    """Each ratio 1:k of `segmentation.pairs` fits in its pools; each setting has a source;
     each patch-mixing point (lambda, p) has a trainset name."""
     for setting in synthesis["settings"]:
         check_setting(setting)
@@ -128,8 +141,8 @@ def _check_pairs(synthesis: dict[str, Any]) -> None:
     for ratio in synthesis["ratios"]:
         if int(ratio.split(":")[1]) > pool:
             raise MeddapError(
-                f"config key 'segmentation.synthesis.ratios': {ratio} needs more synthetic pairs "
-                f"per real image than segmentation.synthesis.pool ({pool}) generates"
+                f"config key 'segmentation.pairs.ratios': {ratio} needs more synthetic pairs "
+                f"per real image than segmentation.pairs.pool ({pool}) generates"
             )
     mixing = synthesis["mixing"]  # each axis on its own: either empty turns mixing off
     points = [(v, 2) for v in mixing["lambdas"]] + [(0.5, p) for p in mixing["patches"]]
@@ -137,7 +150,7 @@ def _check_pairs(synthesis: dict[str, Any]) -> None:
         try:
             mixing_token(value, patches)
         except MeddapError as err:
-            raise MeddapError(f"config key 'segmentation.synthesis.mixing': {err}") from None
+            raise MeddapError(f"config key 'segmentation.pairs.mixing': {err}") from None
 
 
 def _check_cross_domain(config: dict[str, Any]) -> None:
@@ -158,7 +171,7 @@ def _check_cross_domain(config: dict[str, Any]) -> None:
 
 
 def _check_modes(modes: list[str]) -> None:
-    """Each `multitask.modes` entry parses (seed 004's grammar, `meddap.multitask.modes`)."""
+    """Each `multitask.modes` entry parses (MTL's grammar, `meddap.multitask.modes`)."""
     for mode in modes:
         try:
             parse_mode(mode)

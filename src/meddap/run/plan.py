@@ -47,15 +47,15 @@ def fold_trainsets(config: Config, ranks: Sequence[int]) -> list[str]:
     return ["real", *TextSet.grid(config, ranks)]
 
 
-def masked_settings(config: Config) -> list[str]:
+def pairs_settings(config: Config) -> list[str]:
     """The mask-conditioned pools' settings (none without segmenters)."""
     seg = config["segmentation"]
-    return seg["synthesis"]["settings"] if seg["models"] else []
+    return seg["pairs"]["settings"] if seg["models"] else []
 
 
-def masked_conditions(config: Config) -> list[str]:
+def pairs_conditions(config: Config) -> list[str]:
     """The conditions the pools sample with a ControlNet (text has none)."""
-    return sorted({check_setting(s)[0] for s in masked_settings(config)} - {TEXT})
+    return sorted({check_setting(s)[0] for s in pairs_settings(config)} - {TEXT})
 
 
 def pair_trainsets(config: Config, task: str = SEGMENTER) -> list[str]:
@@ -162,12 +162,12 @@ def ratio_cls_metrics(config: Config) -> list[str]:
     return expand(paths.CLS_METRICS, **keys, trainset=["real", *trainsets])
 
 
-def masked_quality(config: Config) -> list[str]:
+def pairs_quality(config: Config) -> list[str]:
     return expand(
-        paths.MASKED_QUALITY,
+        paths.PAIRS_QUALITY,
         dataset=config["dataset"],
         fold=folds(config),
-        setting=masked_settings(config),
+        setting=pairs_settings(config),
     )
 
 
@@ -187,7 +187,7 @@ def _seg_tables(config: Config) -> list[str]:
         [
             *(["seg_table"] if seg["models"] else []),
             *(["seg_ablation"] if seg["ablation"] else []),
-            *(["seg_ratio_table"] if masked_settings(config) else []),
+            *(["seg_ratio_table"] if pairs_settings(config) else []),
         ]
     )
 
@@ -205,7 +205,7 @@ def _later_tables(config: Config) -> list[str]:
 
 def _seg_figures(config: Config) -> list[str]:
     dataset = config["dataset"]
-    clinical = "mask-clinical" in masked_settings(config)
+    clinical = "mask-clinical" in pairs_settings(config)
     return [
         *([paths.CLINICAL_FIGURE.format(dataset=dataset, fold=0)] if clinical else []),
         *(
@@ -231,7 +231,7 @@ def stage_targets(config: Config) -> list[str]:
         *expand(paths.FIG2, dataset=dataset, model=config["classifier"]["models"], fold=0),
         *expand(paths.SAMPLES, dataset=dataset, fold=fold),
         *_seg_tables(config),
-        *masked_quality(config),
+        *pairs_quality(config),
         *_seg_figures(config),
         *_later_tables(config),
     ]
@@ -340,10 +340,10 @@ def setting_controlnet(keys: Keys) -> str | list[str]:
 
 
 def edge_model(config: Config, keys: Keys) -> str | list[str]:
-    """The configured edge detector (segmentation.synthesis.edge_model) where the job's condition
+    """The configured edge detector (segmentation.pairs.edge_model) where the job's condition
     is `edge`; none for mask and text conditions or when Canny detects the edges (null)."""
     condition = keys.get("condition") or check_setting(keys["setting"])[0]
-    detector = config["segmentation"]["synthesis"]["edge_model"]
+    detector = config["segmentation"]["pairs"]["edge_model"]
     if condition != "edge" or not detector:
         return []
     return str(user_path(detector).absolute())

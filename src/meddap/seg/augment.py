@@ -1,4 +1,4 @@
-"""Training sets of the segmenters and the conventional augmentations of seed 002 (nnU-Net's).
+"""Training sets of the segmenters and the conventional augmentations of DiffBoost (nnU-Net's).
 
 A training set is `real` (the fold's real train split) or `aug-<name>`: the same images with one
 augmentation (or `deepstack`, all of them in nnU-Net's order) drawn afresh for every image of
@@ -7,7 +7,7 @@ steps move image and mask together (bilinear image, nearest mask), intensity ste
 image only. Draws come from one seed per batch, taken from the training loop's generator, so a
 run is deterministic per seed and resumes with the same draws.
 
-Patch mixing (seed 002, DiffBoost-style; trainsets `{condition}-real-{r}to{s}-mix{λ}p{p}`,
+Patch mixing (DiffBoost, DiffBoost-style; trainsets `{condition}-real-{r}to{s}-mix{λ}p{p}`,
 `meddap.trainsets.pairs`): `RandPatchMixd` splits each image into a p x p grid of cells (edges at
 round(k S / p)) and shows, in each cell independently with probability λ, the pixels of the
 image's real parent instead, drawn afresh every time the pair is in a batch. A `real`-mask
@@ -81,7 +81,7 @@ def cell_map(cells: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 class RandPatchMixd(RandomizableTransform, MapTransform):
-    """Seed 002's patch mixing of `keys` (channel-first, 2-D) with the pixels under `source`.
+    """DiffBoost's patch mixing of `keys` (channel-first, 2-D) with the pixels under `source`.
 
     Each call draws a `patches` x `patches` grid of cells, each True with probability
     `mix_lambda`, and gives the True cells of every key the pixels of `source` (the image's

@@ -7,7 +7,7 @@ column `mask_path`) with nearest neighbours; a mask pixel is lesion when its val
 hold lesion images only); 'all' keeps normal images too, with their empty masks.
 A patch-mixed training set's synthetic rows also name their real parent's image
 (`parent_image_path`), loaded centre-cropped to a square as the pool's masks were made
-(`meddap.masked.controlnet.conditioning_image`), so it is pixel-aligned with the synthetic
+(`meddap.pairs.controlnet.conditioning_image`), so it is pixel-aligned with the synthetic
 image and shares its mask (`Pairs.parents`).
 """
 

@@ -2,7 +2,7 @@
 
 A prediction is the main head's sigmoid above 0.5 (logit above 0). Per image: Dice, IoU,
 precision and recall (MONAI's confusion matrix), HD95 (95th-percentile Hausdorff distance) and
-ASSD (symmetric average surface distance). Empty masks follow seed 004: when truth and
+ASSD (symmetric average surface distance). Empty masks follow MTL: when truth and
 prediction are both empty, Dice, IoU, precision and recall are 1; when exactly one is empty they
 are 0; HD95 and ASSD are undefined there, left out of every mean and counted (`undefined`).
 Their summary per split is `meddap.seg.summary`.

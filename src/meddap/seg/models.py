@@ -6,7 +6,7 @@ a model returns a tensor, a list of heads (UNet++) or the heads stacked on dim 1
 head first); in eval mode DynUNet returns its main head only. `heads` orders them main head
 first, then coarser stages, as `DeepSupervisionLoss` weighs them.
 
-Seed 003's discriminator (`build_discriminator`, one per supervised stage) reads a probability
+DSUNet's discriminator (`build_discriminator`, one per supervised stage) reads a probability
 map (the stage's sigmoid, or a ground-truth mask) alone, as in its eq. (1), not the image: five
 MONAI `Convolution`s with kernels 7, 5, 4, 4, 4, strides 2, 2, 2, 2, 1, padding (k - 1) // 2
 (each stride-2 layer halves the map), the segmenter's first four widths (`channels[:4]`) and

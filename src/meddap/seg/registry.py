@@ -7,11 +7,11 @@ stride 2 between levels.
 
 Models: `unet` (2 residual units per level), `attention_unet`, `unetpp` (BasicUNetPlusPlus, the
 widths as its five encoder widths and the first again for its decoder head), `unetpp_ds` (UNet++
-with deep supervision: four heads, each at full resolution) and seed 003's deep-supervised UNet
+with deep supervision: four heads, each at full resolution) and DSUNet's deep-supervised UNet
 `dsunet-s<n>[-adv]`: Dice on the last n decoder stages (1-4, counting from the output), `-adv`
 adding a discriminator per supervised stage. The dsunet names share one network (`dsunet`:
 MONAI `DynUNet`, kernel 3, strides 1, 2, 2, 2, 2, instance norm, LeakyReLU, 3 side heads
-upsampled to full resolution by nearest neighbours), so seed 003's Table 2 ablation is a list of
+upsampled to full resolution by nearest neighbours), so DSUNet's Table 2 ablation is a list of
 names.
 """
 

@@ -3,13 +3,13 @@
 `SegmenterTask`: Adam's loss is Dice + cross-entropy (`dice_ce`, MONAI's `DiceCELoss` on the
 sigmoid; `dice_focal`: `DiceFocalLoss`) over every head of a deep-supervised model
 (`DeepSupervisionLoss`, weights 1, 1/2, 1/4, ... from the main head). `AdversarialTask`: a
-`dsunet-s<n>[-adv]` follows seed 003 eq. (1) instead (`segmentation.loss` does not apply): the
+`dsunet-s<n>[-adv]` follows DSUNet eq. (1) instead (`segmentation.loss` does not apply): the
 sum over its last n decoder stages of alpha_n (1 - Dice(P_n, G)) (MONAI `DiceLoss` on the
 sigmoid) and, with `-adv`, beta times the non-saturating generator term -log D_n(P_n) (BCE with
 logits against "real": the same fixed point as eq. (1)'s log(1 - D_n(P_n)), without its
 vanishing gradient while D_n wins). After each generator step the discriminators take one Adam
 step on BCE of real masks (1) vs the detached maps (0). Both rank validations by mean val Dice
-(seed 004's empty-mask convention), then val loss.
+(MTL's empty-mask convention), then val loss.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class SegmenterTask:
         return self.criterion(heads(output), targets)
 
     def validate(self, model: torch.nn.Module) -> Validation:
-        """Mean val Dice (seed 004's empty-mask convention) and loss; val masks as outputs."""
+        """Mean val Dice (MTL's empty-mask convention) and loss; val masks as outputs."""
         logits = predict_logits(model, self.val.images, self.batch_size)
         predicted = logits > 0
         dice = overlap_scores(predicted, self.val.masks)["dice"].mean()
@@ -74,7 +74,7 @@ class SegmenterTask:
 
 @dataclass
 class AdversarialTask(SegmenterTask):
-    """Seed 003: weighted Dice on the supervised stages, plus one discriminator per stage.
+    """DSUNet: weighted Dice on the supervised stages, plus one discriminator per stage.
 
     `criterion` weighs the first `stages` heads by alpha; without discriminators (no `-adv`)
     `optimizer` is None and nothing trains besides the segmenter.
@@ -149,7 +149,7 @@ def _adversarial_task(
     transform: Compose | None,
     device: torch.device,
 ) -> AdversarialTask:
-    """Seed 003's task; discriminators (built from torch's RNG) only with `-adv`."""
+    """DSUNet's task; discriminators (built from torch's RNG) only with `-adv`."""
     ds = how.deep_supervision
     criterion = DeepSupervisionLoss(DiceLoss(sigmoid=True), weights=list(ds.alpha))
     count = supervision.stages if supervision.adversarial else 0

@@ -1,11 +1,11 @@
 """`{condition}-{source}-{r}to{s}[-mix{λ}p{p}]`: real plus mask-conditioned synthetic pairs.
 
-The real train split plus a prefix of a fold's mask-conditioned synthetic pool (seeds 001, 002;
-`meddap.masked`): condition `mask` or `edge`, or `text` (seed 001's text-only ablation: the
-plain base model with the prompt alone, its masks those the image was meant to follow); masks
-from `real` train masks or `clinical` priors; real:synthetic ratio r:s, `1to<k>` or `0to1`
+The real train split plus a prefix of a fold's mask-conditioned synthetic pool (ClinicalPrior,
+DiffBoost; `meddap.pairs`): condition `mask` or `edge`, or `text` (ClinicalPrior's text-only
+ablation: the plain base model with the prompt alone, its masks those the image was meant to
+follow); masks from `real` train masks or `clinical` priors; real:synthetic ratio r:s, `1to<k>` or `0to1`
 (synthetic only, as many images as the real train split). `-mix{λ}p{p}` (e.g.
-`mask-real-1to2-mix0.5p4`) is the same set with seed 002's patch mixing
+`mask-real-1to2-mix0.5p4`) is the same set with DiffBoost's patch mixing
 (`meddap.seg.augment`): each synthetic image, split into a p x p grid, shows its real parent's
 pixels in each cell with probability λ; λ in (0, 1) as Python writes the float (0.25, not .25 or
 0.250), p >= 2. Only `real` mask sources have parents (pixel-aligned, sharing the mask), so
@@ -27,8 +27,8 @@ from meddap.common.splits import read_table
 from meddap.trainsets.base import CLASSIFIER, SEGMENTER, TrainingSet, wildcard
 from meddap.trainsets.text import synthetic_prefix
 
-CONDITIONS = ("mask", "edge")  # those of meddap.masked.controlnet (a test keeps them equal)
-TEXT = "text"  # seed 001's text-only ablation: no ControlNet, the prompt alone
+CONDITIONS = ("mask", "edge")  # those of meddap.pairs.controlnet (a test keeps them equal)
+TEXT = "text"  # ClinicalPrior's text-only ablation: no ControlNet, the prompt alone
 SETTING_CONDITIONS = (*CONDITIONS, TEXT)
 MASK_SOURCES = ("real", "clinical")
 MIXING_SOURCE = "real"  # the one mask source whose synthetic images have a real parent
@@ -176,7 +176,7 @@ class PairSet(TrainingSet):
     def grid(cls, config: dict[str, Any], task: str) -> list[str]:
         """The segmenters' sets (settings x ratios, then the mixed ones) or the classifiers'."""
         seg = config["segmentation"]
-        synthesis = seg["synthesis"]
+        synthesis = seg["pairs"]
         settings = synthesis["settings"] if seg["models"] else []
         names = [f"{s}-{ratio_token(r)}" for s in settings for r in synthesis["ratios"]]
         names += [  # every mixable setting x ratio, 0:1 included, x lambda x p
@@ -210,25 +210,25 @@ class PairSet(TrainingSet):
     def check(self, config: dict[str, Any], task: str) -> None:
         """`trainable_by`, and the ratio must fit in each pool."""
         super().check(config, task)
-        pool = config["segmentation"]["synthesis"]["pool"]
+        pool = config["segmentation"]["pairs"]["pool"]
         if self.synthetic > pool:
             raise MeddapError(
                 f"trainset {self.name} needs {self.synthetic} synthetic pairs per real image, "
-                f"but config key 'segmentation.synthesis.pool' generates {pool}"
+                f"but config key 'segmentation.pairs.pool' generates {pool}"
             )
 
     def _keys(self, keys: dict[str, Any]) -> dict[str, Any]:
         return {"dataset": keys["dataset"], "fold": keys["fold"], "setting": self.setting}
 
     def manifests(self, keys: dict[str, Any]) -> list[str]:
-        return [paths.MASKED_MANIFEST.format(**self._keys(keys))]
+        return [paths.PAIRS_MANIFEST.format(**self._keys(keys))]
 
     def files(self, keys: dict[str, Any]) -> list[str]:
         """The pool's image and mask folders. A mixed set's real parents are train images of the
         curated manifest, already inputs of every job."""
         return [
-            paths.MASKED_IMAGES.format(**self._keys(keys)),
-            paths.MASKED_MASKS.format(**self._keys(keys)),
+            paths.PAIRS_IMAGES.format(**self._keys(keys)),
+            paths.PAIRS_MASKS.format(**self._keys(keys)),
         ]
 
     def rows(self, manifest: str, fold: int, train: pd.DataFrame, task: str) -> pd.DataFrame:
@@ -249,7 +249,7 @@ class PairSet(TrainingSet):
             raise MeddapError(
                 f"{manifest} holds {len(table)} pairs but trainset {self.name} needs the first "
                 f"{self.synthetic * n_train} ({self.synthetic} per real train image): raise "
-                "segmentation.synthesis.pool"
+                "segmentation.pairs.pool"
             ) from None
         return self._with_parents(prefix, train, manifest) if self.mixed else prefix[list(COLUMNS)]
 

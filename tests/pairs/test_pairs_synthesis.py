@@ -11,9 +11,9 @@ import pytest
 
 from meddap.common.errors import MeddapError
 from meddap.diffusion.prompts import prompt
-from meddap.masked.controlnet import CONDITIONS
-from meddap.masked.finetune import prompts_of
-from meddap.masked.synthesis import plan, synthesize_masked
+from meddap.pairs.controlnet import CONDITIONS
+from meddap.pairs.finetune import prompts_of
+from meddap.pairs.synthesis import plan, synthesize_pairs
 from meddap.trainsets import SEGMENTER, Augmented, PairSet, parse
 from meddap.trainsets.pairs import CONDITIONS as TRAINSET_CONDITIONS
 from meddap.trainsets.pairs import check_setting, ratio_token
@@ -96,7 +96,7 @@ def test_synthetic_rows_take_the_prefix_and_check_fold_setting_and_size(tmp_path
     rows = parse("mask-real-1to2").rows(path, 0, train, SEGMENTER)
     assert list(rows["id"]) == [f"s{i}" for i in range(6)]
     assert len(parse("mask-real-0to1").rows(path, 0, train, SEGMENTER)) == 3
-    with pytest.raises(MeddapError, match="raise segmentation.synthesis.pool"):
+    with pytest.raises(MeddapError, match="raise segmentation.pairs.pool"):
         parse("mask-real-1to4").rows(path, 0, train, SEGMENTER)
     with pytest.raises(MeddapError, match="needs 1"):
         parse("mask-real-1to1").rows(path, 1, train, SEGMENTER)
@@ -141,10 +141,10 @@ def test_the_job_takes_a_controlnet_exactly_when_the_condition_needs_one(
     setting: str, controlnet: object, message: str
 ) -> None:
     with pytest.raises(MeddapError, match=message):
-        synthesize_masked(
+        synthesize_pairs(
             base_model="", controlnet=controlnet, manifest="", splits="", attributes="",
             images="", masks="", conditions="", synth_manifest="", fold=0, setting=setting,
-            masked_synthesis=None, seed=0,
+            pairs_synthesis=None, seed=0,
         )  # fmt: skip
 
 
@@ -166,8 +166,8 @@ def test_text_pools_sample_the_prompt_alone_with_the_mask_pools_seeds(tmp_path: 
     from diffusers import StableDiffusionControlNetPipeline
 
     from meddap.common.settings import Sampling
-    from meddap.masked.controlnet import conditioning_image
-    from meddap.masked.synthesis import _manifest, _pipeline, _render
+    from meddap.pairs.controlnet import conditioning_image
+    from meddap.pairs.synthesis import _manifest, _pipeline, _render
 
     base, controlnet = (
         REPO / "resources" / "tiny-sd-phantom",
@@ -200,8 +200,8 @@ def test_a_killed_pool_job_resumes_at_its_first_missing_batch(
     phantom_fold: PhantomFold, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from meddap.common.hashing import file_sha256
-    from meddap.common.settings import MaskedSynthesis
-    from meddap.masked import synthesis
+    from meddap.common.settings import PairSynthesis
+    from meddap.pairs import synthesis
 
     sampling = {"scheduler": "dpm_multistep", "steps": 2, "guidance_scale": 7.5}
     sampling |= {"negative_prompt": "", "batch_size": 4, "resolution": 64, "image_size": 64}
@@ -217,13 +217,13 @@ def test_a_killed_pool_job_resumes_at_its_first_missing_batch(
     monkeypatch.setattr(synthesis, "_render", counted)
 
     def run() -> dict[str, str]:
-        synthesize_masked(
+        synthesize_pairs(
             base_model=str(REPO / "resources" / "tiny-sd-phantom"),
             controlnet=str(REPO / "resources" / "tiny-controlnet-phantom"),
             manifest=str(phantom_fold.manifest), splits=str(phantom_fold.splits), attributes="",
             **{name: str(path) for name, path in out.items()},
             synth_manifest=str(tmp_path / "manifest.parquet"), fold=0, setting="mask-real",
-            masked_synthesis=MaskedSynthesis.from_params(how | {"sampling": sampling}), seed=0,
+            pairs_synthesis=PairSynthesis.from_params(how | {"sampling": sampling}), seed=0,
         )  # fmt: skip
         return {str(p.relative_to(tmp_path)): file_sha256(p) for p in tmp_path.rglob("*.png")}
 
@@ -245,19 +245,19 @@ def test_a_killed_pool_job_resumes_at_its_first_missing_batch(
 def test_a_negative_prompt_over_the_text_encoders_positions_stops_the_job(
     phantom_fold: PhantomFold, tmp_path: Path
 ) -> None:
-    from meddap.common.settings import MaskedSynthesis
+    from meddap.common.settings import PairSynthesis
 
     sampling = {"scheduler": "dpm_multistep", "steps": 2, "guidance_scale": 7.5}
     sampling |= {"negative_prompt": "blurry, low quality, " * 20, "batch_size": 4}
     how = {"pool": 1, "prompts": "class", "clinical": {"sigma": 4.0, "alpha": 6.0}}
-    key = "segmentation.synthesis.sampling.negative_prompt"
+    key = "segmentation.pairs.sampling.negative_prompt"
     with pytest.raises(MeddapError, match=rf"^config key '{key}': .* over the text encoder's 77"):
-        synthesize_masked(
+        synthesize_pairs(
             base_model=str(REPO / "resources" / "tiny-sd-phantom"), controlnet="",
             manifest=str(phantom_fold.manifest), splits=str(phantom_fold.splits), attributes="",
             images=str(tmp_path / "images"), masks=str(tmp_path / "masks"),
             conditions=str(tmp_path / "conditions"), synth_manifest=str(tmp_path / "m.parquet"),
-            fold=0, setting="text-real", seed=0, masked_synthesis=MaskedSynthesis.from_params(
+            fold=0, setting="text-real", seed=0, pairs_synthesis=PairSynthesis.from_params(
                 how | {"sampling": sampling | {"resolution": 64, "image_size": 64}}
             ),
         )  # fmt: skip

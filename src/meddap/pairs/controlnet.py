@@ -1,4 +1,4 @@
-"""ControlNet on the frozen Stable Diffusion: mask (seed 001) or edge (seed 002) conditioning.
+"""ControlNet on the frozen Stable Diffusion: mask (ClinicalPrior) or edge (DiffBoost) conditioning.
 
 diffusers' own `ControlNetModel` (a trainable copy of the UNet encoder whose zero convolutions
 add residuals to the frozen UNet) and `StableDiffusionControlNetPipeline`. Training is
@@ -85,7 +85,7 @@ def build_controlnet(
 
 
 def load_edge_detector(path: str) -> EdgeDetector | None:
-    """The edge detector at `path` (config key segmentation.synthesis.edge_model), None for "".
+    """The edge detector at `path` (config key segmentation.pairs.edge_model), None for "".
 
     A TorchScript module (e.g. a HED network exported with `torch.jit.script`/`trace`) mapping a
     (1, 3, H, W) float image in [0, 1] (the grayscale in three channels) to a (1, 1, H, W) edge
@@ -97,7 +97,7 @@ def load_edge_detector(path: str) -> EdgeDetector | None:
         module = torch.jit.load(path, map_location="cpu").eval()
     except (RuntimeError, ValueError, OSError) as err:
         raise MeddapError(
-            f"edge model {path} (config key segmentation.synthesis.edge_model) is not a "
+            f"edge model {path} (config key segmentation.pairs.edge_model) is not a "
             f"TorchScript module: {str(err).splitlines()[0]}"
         ) from None
 

@@ -22,8 +22,8 @@ from meddap.common.hashing import path_sha256
 from meddap.diffusion.corpus import corpus_images, generate_corpus
 from meddap.diffusion.pipeline import BUILD_RECORD, load_pipeline, verify_build
 from meddap.diffusion.prompts import prompt
-from meddap.masked import controlnet as cn
-from meddap.masked.pretrain import (
+from meddap.pairs import controlnet as cn
+from meddap.pairs.pretrain import (
     BASE_MODEL,
     CONDITIONS,
     DEFAULT_OUTPUT,

@@ -1,4 +1,4 @@
-"""Clinical-prior lesion masks (seed 001): elastically deformed ellipses sized from real lesions.
+"""Clinical-prior lesion masks (ClinicalPrior): deformed ellipses sized from real lesions.
 
 Coordinates are pixel edges: an image spans [0, W] x [0, H], pixel (i, j) has its centre at
 (i + 0.5, j + 0.5). A lesion's semi-axes (a, b) are half the width and half the height of the

@@ -1,4 +1,4 @@
-"""Clinical-prior masks and prompt attributes of the mask-conditioned stage (seed 001)."""
+"""Clinical-prior masks and prompt attributes of the mask-conditioned stage (ClinicalPrior)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from skimage import draw, measure
 
 from meddap.common.errors import MeddapError
 from meddap.data.ingest import foreground
-from meddap.masked.attributes import (
+from meddap.pairs.attributes import (
     DEFAULT_THRESHOLDS,
     attribute_prompt,
     lesion_attributes,
     median_thresholds,
 )
-from meddap.masked.clinical import clinical_mask, lesion_sizes, size_bins
+from meddap.pairs.clinical import clinical_mask, lesion_sizes, size_bins
 
 BUSI = Path(__file__).resolve().parents[2].parent / "shared/data/busi-sample/Dataset_BUSI_with_GT"
 PROMPTS = {

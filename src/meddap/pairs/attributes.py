@@ -1,4 +1,4 @@
-"""Prompt attributes of a lesion (seed 001), derived from an image and its mask by a fixed rule.
+"""Prompt attributes of a lesion (ClinicalPrior), derived from an image and its mask by rule.
 
 BUSI carries no echogenicity or boundary labels, so both come from grey-level statistics:
 

@@ -4,14 +4,14 @@ A setting is `{condition}-{source}` (`meddap.trainsets.pairs`). The pool holds `
 the fold's n train lesions, in an order whose prefixes are the ratios (1:k = the first k x n):
 
 - `real` masks: image i conditions on train lesion i mod n (sorted by id), its parent, with the
-  parent's label and prompt, so every prefix of k x n holds each mask k times (seed 002's
+  parent's label and prompt, so every prefix of k x n holds each mask k times (DiffBoost's
   variants, pixel-aligned with the parent's centre crop);
 - `clinical` masks: labels follow the train split's class mix in every prefix; each mask is a
-  seed-001 ellipse (`meddap.masked.clinical`) of a size bin drawn uniformly (bins are terciles of
-  the fold's measured lesions, so this draws from their size distribution), and the prompt is
-  that of a train lesion of the class drawn at random (`attributes_from`).
+  ClinicalPrior ellipse (`meddap.pairs.clinical`) of a size bin drawn uniformly (bins are
+  terciles of the fold's measured lesions, so this draws from their size distribution), and
+  the prompt is that of a train lesion of the class drawn at random (`attributes_from`).
 
-Condition `text` (seed 001's text-only ablation) makes the plan of condition `mask` (same
+Condition `text` (ClinicalPrior's text-only ablation) makes the plan of condition `mask` (same
 masks, prompts, parents and seeds) but samples the plain base model with the prompt alone; its
 conditions folder records the mask image the ControlNet would have had, and its manifest's
 controlnet_sha256 is null.
@@ -36,10 +36,10 @@ from meddap.common.atomic import write_parquet, write_png
 from meddap.common.errors import MeddapError
 from meddap.common.hashing import path_sha256
 from meddap.common.seeds import derive_seed
-from meddap.common.settings import MaskedSynthesis, Sampling
-from meddap.masked.clinical import SIZES, clinical_mask, lesion_sizes
-from meddap.masked.controlnet import EdgeDetector, conditioning_image, load_edge_detector
-from meddap.masked.finetune import prompts_of, read_pair, train_lesions
+from meddap.common.settings import PairSynthesis, Sampling
+from meddap.pairs.clinical import SIZES, clinical_mask, lesion_sizes
+from meddap.pairs.controlnet import EdgeDetector, conditioning_image, load_edge_detector
+from meddap.pairs.finetune import prompts_of, read_pair, train_lesions
 from meddap.synth.generate import (
     check_negative_prompt,
     class_sequence,
@@ -92,7 +92,7 @@ def plan(
 ) -> pd.DataFrame:
     """One row per pair of the setting's pool: index, label, prompt, mask source, parent, seed."""
     if pool < 1:
-        raise MeddapError(f"config key segmentation.synthesis.pool must be at least 1, got {pool}")
+        raise MeddapError(f"config key segmentation.pairs.pool must be at least 1, got {pool}")
     condition, source = check_setting(setting)
     planned = f"mask-{source}" if condition == TEXT else setting  # text: the mask setting's plan
     total, base = pool * len(rows), derive_seed(seed, "masked", fold, planned)
@@ -110,7 +110,7 @@ def _conditions(
     rows: pd.DataFrame,
     condition: str,
     size: int,
-    how: MaskedSynthesis,
+    how: PairSynthesis,
     detector: EdgeDetector | None = None,
 ) -> tuple[list[np.ndarray], torch.Tensor]:
     """Per plan row, its lesion mask (bool, size x size) and conditioning image (3, size, size).
@@ -149,7 +149,7 @@ def _pipeline(base_model: str, controlnet: str, scheduler: str):  # noqa: ANN202
     """The base model with the configured scheduler and the fold's ControlNet (none: "")."""
     from diffusers import ControlNetModel
 
-    from meddap.masked.controlnet import controlnet_pipeline
+    from meddap.pairs.controlnet import controlnet_pipeline
     from meddap.synth.generate import load_generator
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -170,7 +170,7 @@ def _render(
     conditioned on its rows' conditioning images, or (a plain pipeline: text) the prompt alone."""
     from diffusers import StableDiffusionControlNetPipeline
 
-    from meddap.masked.controlnet import generate
+    from meddap.pairs.controlnet import generate
 
     if not isinstance(pipe, StableDiffusionControlNetPipeline):
         return [to_gray(image, sampling.resolution) for image in render(pipe, batch, sampling)]
@@ -185,7 +185,7 @@ def _render(
     )
 
 
-def synthesize_masked(
+def synthesize_pairs(
     *,
     base_model: str,
     controlnet: str | list[str],
@@ -198,7 +198,7 @@ def synthesize_masked(
     synth_manifest: str,
     fold: int,
     setting: str,
-    masked_synthesis: MaskedSynthesis,
+    pairs_synthesis: PairSynthesis,
     seed: int,
     edge_model: str | list[str] = "",
 ) -> None:
@@ -215,12 +215,12 @@ def synthesize_masked(
             + ("samples without a ControlNet" if condition == TEXT else "needs its ControlNet")
             + f", but the job got controlnet {controlnet!r}"
         )
-    how, sampling = masked_synthesis, masked_synthesis.sampling
+    how, sampling = pairs_synthesis, pairs_synthesis.sampling
     rows = train_lesions(manifest, splits, fold)
     prompts = prompts_of(rows, attributes, how.prompts)
     table = plan(rows, prompts, setting, how.pool, fold, seed)
     pipe = _pipeline(base_model, controlnet, sampling.scheduler)
-    check_negative_prompt(pipe.tokenizer, sampling, "segmentation.synthesis")
+    check_negative_prompt(pipe.tokenizer, sampling, "segmentation.pairs")
     out = {
         name: Path(path) for name, path in zip(FOLDERS, (images, masks, conditions), strict=True)
     }

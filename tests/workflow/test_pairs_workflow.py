@@ -15,7 +15,7 @@ from tests.snakemake_runner import planned_jobs, snakemake
 TABLE = "results/tables/seg_ratio_table.md"
 FIGURE = "results/figures/clinical_masks_phantom_fold0.png"
 SETTINGS = ["mask-clinical", "mask-real"]
-QUALITY = [f"results/quality/phantom/fold{f}/masked/{s}.json" for f in (0, 1) for s in SETTINGS]
+QUALITY = [f"results/quality/phantom/fold{f}/pairs/{s}.json" for f in (0, 1) for s in SETTINGS]
 TINY = {
     "folds": {"k": 2},
     "datasets": {
@@ -28,7 +28,7 @@ TINY = {
         "training": {"steps": 2, "eval_every": 2, "warmup": 0, "patience": None},
         "image_size": 32,
         "channels": [4, 4, 8, 8, 8],
-        "synthesis": {
+        "pairs": {
             "settings": SETTINGS,
             "ratios": ["1:1"],
             "classifiers": True,
@@ -50,9 +50,7 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_pools_hold_aligned_masks_conditions_and_prompts(ran: Path) -> None:
     splits = pd.read_parquet(ran / "results/data/phantom/splits.parquet")
     for setting in SETTINGS:
-        pool = pd.read_parquet(
-            ran / f"results/synth_masked/phantom/fold0/{setting}/manifest.parquet"
-        )
+        pool = pd.read_parquet(ran / f"results/pairs/phantom/fold0/{setting}/manifest.parquet")
         fit = json.loads((ran / "results/seg/phantom/fold0/unet/real/fit.json").read_text())
         assert len(pool) == 2 * fit["n_train"] and list(pool["index"]) == list(range(len(pool)))
         assert set(pool["mask_source"]) == {setting.split("-")[1]} and set(pool["fold"]) == {0}
@@ -62,7 +60,7 @@ def test_pools_hold_aligned_masks_conditions_and_prompts(ran: Path) -> None:
             assert set(np.unique(mask)) <= {0, 255} and mask.any()
             assert Image.open(row.image_path).size == (64, 64)
             assert Path(row.condition_path).is_file()
-    real = pd.read_parquet(ran / "results/synth_masked/phantom/fold0/mask-real/manifest.parquet")
+    real = pd.read_parquet(ran / "results/pairs/phantom/fold0/mask-real/manifest.parquet")
     train = splits[(splits["fold"] == 0) & (splits["split"] == "train")]["id"].astype(str)
     assert set(real["parent_id"]) <= set(train)  # parents are train images only
 
@@ -94,14 +92,12 @@ def test_quality_has_mask_fidelity_and_segmenters_train_on_the_prefix(ran: Path)
 
 def test_a_new_ratio_adds_only_its_segmenters_and_a_too_large_one_stops(ran: Path) -> None:
     assert planned_jobs(ran, TABLE, *QUALITY, config=TINY) == {}
-    synthesis = {**TINY["segmentation"]["synthesis"], "ratios": ["1:1", "0:1"]}
-    added = {**TINY, "segmentation": {**TINY["segmentation"], "synthesis": synthesis}}
+    synthesis = {**TINY["segmentation"]["pairs"], "ratios": ["1:1", "0:1"]}
+    added = {**TINY, "segmentation": {**TINY["segmentation"], "pairs": synthesis}}
     runs = 2 * (2 + 1)  # folds x (settings + mask-real's mixed set); 0:1 trains no classifier
     new = {"train_segmenter": runs, "score_segmenter": runs, "segmenter_metrics": runs}
     assert planned_jobs(ran, TABLE, config=added) == {**new, "seg_ratio_table": 1}
     synthesis["ratios"] = ["1:4"]
     run = snakemake(ran, TABLE, config=added, extra=("-n",))
     assert run.returncode != 0
-    assert (
-        "'segmentation.synthesis.ratios': 1:4 needs more synthetic pairs" in run.stdout + run.stderr
-    )
+    assert "'segmentation.pairs.ratios': 1:4 needs more synthetic pairs" in run.stdout + run.stderr

@@ -2,7 +2,7 @@
 
 `meddap pretrain-controlnet` generates the corpus that `meddap pretrain-base` trains on (the
 same shards, `meddap.diffusion.corpus`), keeps its lesion images (benign, malignant) with the
-union of their masks, and trains a ControlNet (`meddap.masked.controlnet`) on the frozen base
+union of their masks, and trains a ControlNet (`meddap.pairs.controlnet`) on the frozen base
 model: scaled VAE posterior means of each image (and its mirror image), the class prompt
 without adjectives, and the mask or edge conditioning image. The folder (fp16 safetensors, as
 `ControlNetModel.save_pretrained` writes it) is written atomically with `BUILD_RECORD`: the
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from diffusers import ControlNetModel, StableDiffusionPipeline
 
 DEFAULT_OUTPUT = "resources/tiny-controlnet-phantom"
-CONDITIONS = ("mask", "edge")  # those of meddap.masked.controlnet (a test keeps them equal)
+CONDITIONS = ("mask", "edge")  # those of meddap.pairs.controlnet (a test keeps them equal)
 LESION_CLASSES = ("benign", "malignant")
 
 
@@ -97,7 +97,7 @@ def lesion_set(
     from meddap.data.layouts import LAYOUTS
     from meddap.diffusion.corpus import corpus_images
     from meddap.diffusion.latents import load_image
-    from meddap.masked.controlnet import conditioning_image
+    from meddap.pairs.controlnet import conditioning_image
 
     busi = LAYOUTS.get("busi", "layout")
     items = {item.image.resolve(): item for f in folders for item in busi.items(f)}
@@ -139,7 +139,7 @@ def _train(
     from meddap.diffusion.corpus import generate_corpus
     from meddap.diffusion.pipeline import load_pipeline
     from meddap.diffusion.prompts import prompt
-    from meddap.masked.controlnet import build_controlnet, train_controlnet
+    from meddap.pairs.controlnet import build_controlnet, train_controlnet
 
     with tempfile.TemporaryDirectory() as tmp, deterministic(torch.device("cpu")):
         pipe = load_pipeline(str(base))

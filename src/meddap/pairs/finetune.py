@@ -1,10 +1,10 @@
 """Per-fold jobs before mask-conditioned synthesis: the attribute table and the ControlNet.
 
-`lesion_attributes_job` derives seed 001's prompt attributes of each train lesion of a fold
-(`meddap.masked.attributes`, thresholds at the fold's medians, grey levels at the stored
+`lesion_attributes_job` derives ClinicalPrior's prompt attributes of each train lesion of a fold
+(`meddap.pairs.attributes`, thresholds at the fold's medians, grey levels at the stored
 resolution) into a table. `train_fold_controlnet` fine-tunes a ControlNet (the configured
 pretrained one, or a fresh copy of the base UNet's encoder) at the pools' sampling resolution
-(`segmentation.synthesis.sampling.resolution`) on that fold's train lesion images,
+(`segmentation.pairs.sampling.resolution`) on that fold's train lesion images,
 their conditioning images and prompts (attribute or class prompts). Both read the train split
 only and stop when a table lists an id outside it, as the LoRA cache does. The fine-tuning saves
 its state in checkpoint.pt beside the ControlNet folder every `checkpoint_every` steps and
@@ -29,7 +29,7 @@ from meddap.common.hashing import file_sha256
 from meddap.common.images import open_gray
 from meddap.common.settings import ControlNetFit
 from meddap.diffusion.prompts import prompt
-from meddap.masked.attributes import attribute_prompt, lesion_attributes, median_thresholds
+from meddap.pairs.attributes import attribute_prompt, lesion_attributes, median_thresholds
 from meddap.seg.data import MASK_THRESHOLD, fold_rows
 
 PROMPTS = ("attributes", "class")
@@ -68,7 +68,7 @@ def prompts_of(rows: pd.DataFrame, attributes: str, kind: str) -> list[str]:
     Stops when the table lacks a row's id or lists an id the rows (the train split) do not hold.
     """
     if kind not in PROMPTS:
-        raise MeddapError(f"config key segmentation.synthesis.prompts: {kind!r} is not {PROMPTS}")
+        raise MeddapError(f"config key segmentation.pairs.prompts: {kind!r} is not {PROMPTS}")
     if kind == "class":
         return [prompt(label) for label in rows["label"]]
     table = pd.read_parquet(attributes).set_index("id")
@@ -92,8 +92,8 @@ def _training_tensors(
     """Latents, text embeddings and conditioning images of the rows (and their mirror images)
     at the pools' sampling resolution."""
     from meddap.diffusion.latents import load_image
-    from meddap.masked.controlnet import conditioning_image, load_edge_detector
-    from meddap.masked.pretrain import encode
+    from meddap.pairs.controlnet import conditioning_image, load_edge_detector
+    from meddap.pairs.pretrain import encode
 
     size, flip = fit.sampling.resolution, fit.training.flip
     images = torch.stack([load_image(path, size) for path in rows["image_path"]])
@@ -119,7 +119,7 @@ def _start(pipe, pretrained: str, seed: int):  # noqa: ANN001, ANN202
     """The ControlNet to fine-tune: `pretrained` (a folder or hub id) or a fresh one."""
     from diffusers import ControlNetModel
 
-    from meddap.masked.controlnet import build_controlnet
+    from meddap.pairs.controlnet import build_controlnet
 
     if not pretrained:
         return build_controlnet(pipe.unet, pipe.vae_scale_factor, seed=seed)
@@ -130,7 +130,7 @@ def _start(pipe, pretrained: str, seed: int):  # noqa: ANN001, ANN202
         return ControlNetModel.from_pretrained(pretrained, torch_dtype=torch.float32)
     except (OSError, ValueError) as err:
         raise MeddapError(
-            f"pretrained ControlNet {pretrained} (config key segmentation.synthesis.controlnet) "
+            f"pretrained ControlNet {pretrained} (config key segmentation.pairs.controlnet) "
             f"cannot be loaded: {err}"
         ) from None
 
@@ -158,7 +158,7 @@ def train_fold_controlnet(
     from meddap.common.runtime import deterministic
     from meddap.common.seeds import derive_seed
     from meddap.diffusion.pipeline import load_pipeline
-    from meddap.masked.controlnet import train_controlnet
+    from meddap.pairs.controlnet import train_controlnet
 
     how = controlnet.training
     rows = train_lesions(manifest, splits, fold)

@@ -1,4 +1,4 @@
-# Mask-conditioned synthesis (seeds 001, 002): per fold the train lesions' prompt attributes and
+# Mask-conditioned synthesis (ClinicalPrior, DiffBoost): per fold the train lesions' prompt attributes and
 # a fine-tuned ControlNet per condition; per (fold, setting) one nested pool of image-mask pairs
 # and its quality with mask fidelity. Segmenters train on its prefixes (seg.smk).
 
@@ -48,8 +48,8 @@ rule train_controlnet:
     threads: 2
     resources:
         gpu=1,
-        mem_mb=MASKED["resources"]["mem_mb"],
-        runtime=MASKED["resources"]["runtime"],
+        mem_mb=PAIRS["resources"]["mem_mb"],
+        runtime=PAIRS["resources"]["runtime"],
     log:
         log_file("train_controlnet", "{dataset}/fold{fold}/{condition}"),
     conda:
@@ -58,7 +58,7 @@ rule train_controlnet:
         "../scripts/train_controlnet.py"
 
 
-rule synthesize_masked:
+rule synthesize_pairs:
     input:
         base_model_files,
         dataset_files,
@@ -69,46 +69,46 @@ rule synthesize_masked:
         controlnet=lambda wc: plan.setting_controlnet(wc),  # [] for text: it arrives as an empty list
         edge_model=lambda wc: plan.edge_model(config, wc),
     output:
-        images=directory(paths.MASKED_IMAGES),
-        masks=directory(paths.MASKED_MASKS),
-        conditions=directory(paths.MASKED_CONDITIONS),
-        synth_manifest=paths.MASKED_MANIFEST,
+        images=directory(paths.PAIRS_IMAGES),
+        masks=directory(paths.PAIRS_MASKS),
+        conditions=directory(paths.PAIRS_CONDITIONS),
+        synth_manifest=paths.PAIRS_MANIFEST,
     params:
         base_model=BASE_MODEL,
         fold=lambda wc: int(wc.fold),
         setting="{setting}",
-        masked_synthesis=SETTINGS["masked_synthesis"],
+        pairs_synthesis=SETTINGS["pairs_synthesis"],
         seed=config["seed"],
     wildcard_constraints:
         setting=SETTING_WILDCARD,
     threads: 2
     resources:
         gpu=1,
-        mem_mb=MASKED["resources"]["mem_mb"],
-        runtime=MASKED["resources"]["runtime"],
+        mem_mb=PAIRS["resources"]["mem_mb"],
+        runtime=PAIRS["resources"]["runtime"],
     log:
-        log_file("synthesize_masked", "{dataset}/fold{fold}/{setting}"),
+        log_file("synthesize_pairs", "{dataset}/fold{fold}/{setting}"),
     conda:
         "../../envs/meddap.yaml"
     script:
-        "../scripts/synthesize_masked.py"
+        "../scripts/synthesize_pairs.py"
 
 
-rule masked_quality:
+rule pairs_quality:
     input:
         dataset_files,
-        paths.MASKED_IMAGES,
-        paths.MASKED_MASKS,
+        paths.PAIRS_IMAGES,
+        paths.PAIRS_MASKS,
         manifest=paths.CURATED,
         splits=fold_splits,
-        synth_manifest=paths.MASKED_MANIFEST,
-        segmenter=paths.fill(paths.SEG_WEIGHTS, model=MASKED["fidelity_model"], trainset="real"),
+        synth_manifest=paths.PAIRS_MANIFEST,
+        segmenter=paths.fill(paths.SEG_WEIGHTS, model=PAIRS["fidelity_model"], trainset="real"),
         real_model=paths.fill(paths.CLS_WEIGHTS, model=QUALITY["feature_model"], trainset="real"),
     output:
-        record=paths.MASKED_QUALITY,
+        record=paths.PAIRS_QUALITY,
     params:
         fold=lambda wc: int(wc.fold),
-        fidelity_model=MASKED["fidelity_model"],
+        fidelity_model=PAIRS["fidelity_model"],
         segmentation=SETTINGS["segmentation"],
         quality=SETTINGS["quality"],
         seed=config["seed"],
@@ -118,18 +118,18 @@ rule masked_quality:
     resources:
         **CPU_RESOURCES,
     log:
-        log_file("masked_quality", "{dataset}/fold{fold}/{setting}"),
+        log_file("pairs_quality", "{dataset}/fold{fold}/{setting}"),
     conda:
         "../../envs/meddap.yaml"
     script:
-        "../scripts/masked_quality.py"
+        "../scripts/pairs_quality.py"
 
 
 rule clinical_figure:
     input:
-        paths.fill(paths.MASKED_IMAGES, setting="mask-clinical"),
-        paths.fill(paths.MASKED_MASKS, setting="mask-clinical"),
-        synth_manifest=paths.fill(paths.MASKED_MANIFEST, setting="mask-clinical"),
+        paths.fill(paths.PAIRS_IMAGES, setting="mask-clinical"),
+        paths.fill(paths.PAIRS_MASKS, setting="mask-clinical"),
+        synth_manifest=paths.fill(paths.PAIRS_MANIFEST, setting="mask-clinical"),
     output:
         figure=report(paths.CLINICAL_FIGURE, caption="../report/clinical_figure.rst", category="Segmentation"),
     params:

@@ -4,8 +4,8 @@ The image statistics are the classifier sets' (`meddap.synth.quality.set_quality
 FID/KID when the weights are given, the in-domain Fréchet distance and KID in the real-only
 classifier's features, MS-SSIM diversity), against the fold's train lesion images. Mask
 fidelity is the Dice between each synthetic image's conditioning mask and the mask that the
-fold's real-only segmenter predicts on that image (`meddap.seg.metrics`, empty masks by seed
-004's rule): a generator whose lesions ignore their masks scores near 0.
+fold's real-only segmenter predicts on that image (`meddap.seg.metrics`, empty masks by
+MTL's rule): a generator whose lesions ignore their masks scores near 0.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from meddap.common.errors import MeddapError
 from meddap.common.hashing import file_sha256
 from meddap.common.runtime import deterministic, resolve_device
 from meddap.common.settings import Quality, Segmentation
-from meddap.masked.finetune import train_lesions
+from meddap.pairs.finetune import train_lesions
 from meddap.seg.data import load_pairs
 from meddap.seg.metrics import overlap_scores
 from meddap.seg.models import load_segmenter, predict_logits
@@ -48,7 +48,7 @@ def mask_fidelity(
     }
 
 
-def masked_quality(
+def pairs_quality(
     *,
     manifest: str,
     splits: str,

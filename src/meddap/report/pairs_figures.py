@@ -9,7 +9,7 @@ import pandas as pd
 from meddap.common.errors import MeddapError
 from meddap.common.images import load_gray
 from meddap.common.labels import LESION_CLASSES
-from meddap.masked.clinical import SIZES
+from meddap.pairs.clinical import SIZES
 from meddap.report.plotting import save_figure
 
 

@@ -15,7 +15,7 @@ from skimage.util import img_as_float32
 from meddap.common.errors import MeddapError
 from meddap.diffusion.pipeline import load_pipeline
 from meddap.diffusion.prompts import prompt
-from meddap.masked.controlnet import (
+from meddap.pairs.controlnet import (
     build_controlnet,
     conditioning_channels,
     conditioning_image,

@@ -1,0 +1,1 @@
+"""Mask-conditioned image-mask pairs (ClinicalPrior, DiffBoost): clinical-prior masks, prompts."""
