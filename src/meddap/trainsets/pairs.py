@@ -3,15 +3,14 @@
 The real train split plus a prefix of a fold's mask-conditioned synthetic pool (ClinicalPrior,
 DiffBoost; `meddap.pairs`): condition `mask` or `edge`, or `text` (ClinicalPrior's text-only
 ablation: the plain base model with the prompt alone, its masks those the image was meant to
-follow); masks from `real` train masks or `clinical` priors; real:synthetic ratio r:s, `1to<k>` or `0to1`
-(synthetic only, as many images as the real train split). `-mix{λ}p{p}` (e.g.
-`mask-real-1to2-mix0.5p4`) is the same set with DiffBoost's patch mixing
-(`meddap.seg.augment`): each synthetic image, split into a p x p grid, shows its real parent's
-pixels in each cell with probability λ; λ in (0, 1) as Python writes the float (0.25, not .25 or
-0.250), p >= 2. Only `real` mask sources have parents (pixel-aligned, sharing the mask), so
-`clinical` ones stop, and so do `text` ones (their images follow no mask). Classifiers train on
-the unmixed `1to<k>` sets: k x the train split's lesion images (the pairs are lesions).
-"""
+follow); masks from `real` train masks or `clinical` priors; real:synthetic ratio r:s, `1to<k>` or
+`0to1` (synthetic only, as many images as the real train split). `-mix{λ}p{p}` (e.g.
+`mask-real-1to2-mix0.5p4`) is the same set with DiffBoost's patch mixing (`meddap.seg.augment`):
+each synthetic image, split into a p x p grid, shows its real parent's pixels in each cell with
+probability λ; λ in (0, 1) as Python writes the float (0.25, not .25 or 0.250), p >= 2. Only `real`
+mask sources have parents (pixel-aligned, sharing the mask), so `clinical` ones stop, and so do
+`text` ones (their images follow no mask). Classifiers train on the unmixed `1to<k>` sets: k x the
+train split's lesion images (the pairs are lesions)."""
 
 from __future__ import annotations
 
