@@ -5,6 +5,7 @@ from pathlib import Path
 
 from meddap import trainsets
 from meddap.common import paths
+from meddap.common.hashing import file_sha256
 from meddap.common.settings import job_params
 from meddap.data.fingerprint import content_digest, model_digest
 from meddap.data.registry import is_archive, local_dataset_dir, user_path
