@@ -14,13 +14,13 @@ from pathlib import Path
 
 import torch
 
-from meddap.common.settings import Similarity
+from meddap.common.settings import CurationSearch
 from meddap.data.curation import find_duplicates
 from meddap.data.phantom import generate_phantom
 from meddap.data.truth import accepted_pairs, folder_manifest, planted_pairs, precision_recall
 
 PHANTOM = {"patients": 350, "image_size": 128, "duplicates": 40, "conflicting": 4}
-SIMILARITY = Similarity(
+SIMILARITY = CurationSearch(
     image_size=128, candidate_size=16, candidates=6, threshold=0.8, mask_iou=0.6
 )
 THREADS = 2

@@ -25,7 +25,7 @@ from accelerate import Accelerator
 from diffusers import UNet2DConditionModel
 from PIL import Image
 
-from meddap.common.settings import Encoding, Lora
+from meddap.common.settings import Lora, LoraCache
 from meddap.diffusion.latents import load_image
 from meddap.diffusion.pipeline import load_pipeline
 from meddap.diffusion.prompts import prompt
@@ -35,7 +35,7 @@ from meddap.lora.params import SD14_UNET_CONFIG
 from meddap.lora.train import adapt_unet, optimizer_step
 
 LABELS = ("normal", "benign", "malignant")
-ENCODING = Encoding(resolution=64, flip=True, train_adjective="none")
+ENCODING = LoraCache(resolution=64, flip=True, train_adjective="none")
 LORA = Lora(
     targets="attn2",
     epochs=1,

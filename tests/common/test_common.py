@@ -11,7 +11,7 @@ import yaml
 
 from meddap.common import paths
 from meddap.common.errors import MeddapError
-from meddap.common.settings import SETTINGS, Classifier, Encoding, Lora, Synthesis, job_params
+from meddap.common.settings import SETTINGS, Classifier, Lora, LoraCache, Synthesis, job_params
 from meddap.common.splits import split_ids, split_rows
 from meddap.run.jobs import typed_params
 
@@ -65,7 +65,7 @@ def test_missing_and_unknown_keys_name_the_key(default: dict) -> None:
     sampling = Synthesis.from_config(default).params()["sampling"]
     with pytest.raises(MeddapError, match=r"config key synthesis\.sampling\.stepz is unknown"):
         Synthesis.from_params({"pool": 100, "sampling": {**sampling, "stepz": 3}})
-    assert Encoding.from_config(default).resolution == default["lora"]["resolution"]
+    assert LoraCache.from_config(default).resolution == default["lora"]["resolution"]
 
 
 def test_job_bridge_types_annotated_sections_only(default: dict) -> None:

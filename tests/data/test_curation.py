@@ -16,7 +16,7 @@ from skimage.metrics import structural_similarity
 
 from meddap.common.errors import MeddapError
 from meddap.common.images import open_gray
-from meddap.common.settings import Curation, Similarity
+from meddap.common.settings import Curation, CurationSearch
 from meddap.data.align import _place, overlap_slices, prepare
 from meddap.data.curation import (
     DUPLICATE_COLUMNS,
@@ -64,7 +64,7 @@ def manifest(busi_sample: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-SIMILARITY = Similarity(
+SIMILARITY = CurationSearch(
     image_size=128, candidate_size=16, candidates=6, threshold=0.8, mask_iou=0.6
 )
 
@@ -158,13 +158,13 @@ def synthetic_manifest(tmp_path: Path) -> pd.DataFrame:
 
 def test_groups_do_not_chain(tmp_path: Path) -> None:
     manifest = synthetic_manifest(tmp_path)
-    similarity = Similarity(
+    similarity = CurationSearch(
         image_size=48, candidate_size=16, candidates=3, threshold=1.0, mask_iou=0.6
     )
     scores = find_duplicates(manifest, similarity).set_index(["id_a", "id_b"])["score"]
     threshold = min(scores["x0", "x1"], scores["x1", "x2"]) - 1e-6
     assert scores["x0", "x2"] < threshold
-    found = find_duplicates(manifest, Similarity(48, 16, 3, threshold, 0.6))
+    found = find_duplicates(manifest, CurationSearch(48, 16, 3, threshold, 0.6))
     pairs = accepted_pairs(found)
     assert len(pairs) == 1 and pairs < {("x0", "x1"), ("x1", "x2")}  # complete linkage
     same = found.set_index(["id_a", "id_b"])["same_label"]
@@ -176,7 +176,7 @@ def test_groups_do_not_chain(tmp_path: Path) -> None:
 
 
 def test_no_accepted_pair_gives_no_group(tmp_path: Path) -> None:
-    found = find_duplicates(synthetic_manifest(tmp_path), Similarity(48, 16, 3, 1.0, 0.6))
+    found = find_duplicates(synthetic_manifest(tmp_path), CurationSearch(48, 16, 3, 1.0, 0.6))
     assert not found["accepted"].any() and found["group"].isna().all()
     assert list(found.columns) == list(DUPLICATE_COLUMNS)
     kept = apply_policy(synthetic_manifest(tmp_path), found, "drop_all")
@@ -194,7 +194,7 @@ def test_no_accepted_pair_gives_no_group(tmp_path: Path) -> None:
     ],
 )
 def test_bad_similarity_names_the_config_key(tmp_path: Path, key: str, value: float) -> None:
-    similarity = Similarity(**{**SIMILARITY.params(), key: value})
+    similarity = CurationSearch(**{**SIMILARITY.params(), key: value})
     with pytest.raises(MeddapError, match=f"curation.{key}"):
         find_duplicates(synthetic_manifest(tmp_path), similarity)
 
@@ -249,7 +249,7 @@ def test_unreadable_image_names_the_file(tmp_path: Path) -> None:
     manifest = synthetic_manifest(tmp_path)
     Path(manifest.loc[2, "image_path"]).write_bytes(b"truncated")
     with pytest.raises(MeddapError, match="x2.png"):
-        find_duplicates(manifest, Similarity(48, 16, 3, 0.8, 0.6))
+        find_duplicates(manifest, CurationSearch(48, 16, 3, 0.8, 0.6))
 
 
 def test_jobs_write_the_tables_and_log_what_curation_did(
@@ -351,12 +351,12 @@ def test_masks_that_disagree_veto_a_near_threshold_pair(tmp_path: Path) -> None:
         ],
     }
     manifest = pd.DataFrame({"id": ["f0", "f1"], "label": ["benign"] * 2, "image_path": looks})
-    probe = find_duplicates(manifest.assign(mask_path=None), Similarity(64, 16, 1, 1.0, 0.6))
-    similarity = Similarity(64, 16, 1, float(probe["score"].iloc[0]) - 0.05, 0.6)
+    probe = find_duplicates(manifest.assign(mask_path=None), CurationSearch(64, 16, 1, 1.0, 0.6))
+    similarity = CurationSearch(64, 16, 1, float(probe["score"].iloc[0]) - 0.05, 0.6)
     same = find_duplicates(manifest.assign(mask_path=masks["same"]), similarity).iloc[0]
     apart = find_duplicates(manifest.assign(mask_path=masks["apart"]), similarity).iloc[0]
     assert same["verdict"] == "accepted" and same["mask_iou"] > 0.9
     assert apart["verdict"] == "masks_disagree" and apart["mask_iou"] < 0.1
     assert not apart["accepted"]
-    sure = Similarity(64, 16, 1, similarity.threshold - MASK_BAND, 0.6)  # far above: a copy
+    sure = CurationSearch(64, 16, 1, similarity.threshold - MASK_BAND, 0.6)  # far above: a copy
     assert find_duplicates(manifest.assign(mask_path=masks["apart"]), sure)["accepted"].all()

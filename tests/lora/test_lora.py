@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from meddap.common.checkpoint import Checkpoint
 from meddap.common.errors import MeddapError
-from meddap.common.settings import Encoding, Lora
+from meddap.common.settings import Lora, LoraCache
 from meddap.diffusion.pipeline import load_pipeline
 from meddap.diffusion.tiny import build_tiny_sd
 from meddap.lora import train as lora_train
@@ -104,7 +104,7 @@ def _encode(paths: dict[str, str], cache: str) -> None:
         cache=cache,
         base_model=paths["base_model"],
         fold=0,
-        encoding=Encoding.from_config({"lora": LORA}),
+        encoding=LoraCache.from_config({"lora": LORA}),
     )
 
 
@@ -188,7 +188,7 @@ def test_cache_is_deterministic(fold0: dict[str, str], tmp_path: Path) -> None:
 
 
 def test_a_training_prompt_over_77_tokens_stops_the_cache(fold0: dict, tmp_path: Path) -> None:
-    encoding = Encoding.from_config({"lora": LORA | {"train_adjective": "-".join(["x"] * 40)}})
+    encoding = LoraCache.from_config({"lora": LORA | {"train_adjective": "-".join(["x"] * 40)}})
     cache = tmp_path / "cache.safetensors"
     with pytest.raises(MeddapError, match=r"^config key 'lora.train_adjective': 'x-x-.* over"):
         encode_fold(**{k: fold0[k] for k in ("manifest", "splits", "base_model")}, cache=str(cache),
@@ -282,7 +282,7 @@ def test_half_precision_needs_a_gpu(fold0: dict[str, str], tmp_path: Path) -> No
 
 def test_each_job_gets_its_part_of_the_lora_section_as_settings() -> None:
     """The cache reads only what encodes it: a learning-rate change must not re-encode."""
-    encoding, training = (cls.from_config({"lora": LORA}) for cls in (Encoding, Lora))
+    encoding, training = (cls.from_config({"lora": LORA}) for cls in (LoraCache, Lora))
     assert set(encoding.params()) == {"resolution", "flip", "train_adjective"}
     assert {"resolution", "ranks"}.isdisjoint(training.params())
     assert typed_params(encode_fold, {"encoding": encoding.params()})["encoding"] == encoding

@@ -73,7 +73,7 @@ class Archives(Section):
 
 
 @dataclass(frozen=True)
-class Similarity(Section):
+class CurationSearch(Section):
     """`curation`: how duplicate pairs are found, aligned and scored (find_duplicates)."""
 
     SECTION = "curation"
@@ -120,7 +120,7 @@ class Diffusion(Section):
 
 
 @dataclass(frozen=True)
-class Encoding(Section):
+class LoraCache(Section):
     """`lora`: how a fold's latent and text cache is encoded (encode_fold)."""
 
     SECTION = "lora"
@@ -316,12 +316,12 @@ class Multitask(Section):
 
 SETTINGS: dict[str, type[Section]] = {
     "archives": Archives,
-    "similarity": Similarity,
+    "similarity": CurationSearch,
     "curation": Curation,
     "mask_check": MaskCheck,
     "folds": Folds,
     "diffusion": Diffusion,
-    "encoding": Encoding,
+    "encoding": LoraCache,
     "lora": Lora,
     "synthesis": Synthesis,
     "quality": Quality,

@@ -34,7 +34,7 @@ from scipy.sparse.csgraph import connected_components
 from meddap.common.atomic import write_parquet
 from meddap.common.errors import MeddapError
 from meddap.common.images import open_gray
-from meddap.common.settings import Curation, Similarity
+from meddap.common.settings import Curation, CurationSearch
 from meddap.data.align import WIN, Alignment, Prepared, align, fitted, overlap_slices, prepare
 
 MANIFEST_COLUMNS = ("id", "label", "image_path", "mask_path")
@@ -69,7 +69,7 @@ _SHARED: Sequence[Prepared] = ()  # the images a worker process aligns (set by `
 log = logging.getLogger(__name__)
 
 
-def find_duplicates(manifest: pd.DataFrame, similarity: Similarity) -> pd.DataFrame:
+def find_duplicates(manifest: pd.DataFrame, similarity: CurationSearch) -> pd.DataFrame:
     """Every scored pair (see the module); `accepted` pairs carry their group, others NA."""
     _check_manifest(manifest, "manifest")
     _check_similarity(similarity)
@@ -115,7 +115,7 @@ def find_duplicates(manifest: pd.DataFrame, similarity: Similarity) -> pd.DataFr
     return table.sort_values(["group", "id_a", "id_b"], ignore_index=True, na_position="last")
 
 
-def _vetoed(score: float, iou: float, similarity: Similarity) -> bool:
+def _vetoed(score: float, iou: float, similarity: CurationSearch) -> bool:
     """A pair scoring under threshold + MASK_BAND whose lesion masks overlap less than
     `mask_iou` after alignment: neighbouring frames of one lesion, not a copy."""
     return score < similarity.threshold + MASK_BAND and iou < similarity.mask_iou
@@ -226,7 +226,7 @@ def read_duplicates(path: str) -> pd.DataFrame:
     return pairs
 
 
-def find_duplicates_job(*, manifest: str, duplicates: str, similarity: Similarity) -> None:
+def find_duplicates_job(*, manifest: str, duplicates: str, similarity: CurationSearch) -> None:
     """Snakemake job: manifest.parquet -> duplicates.parquet."""
     table = pd.read_parquet(manifest)
     _check_manifest(table, manifest)
@@ -271,7 +271,7 @@ def _check_manifest(manifest: pd.DataFrame, name: str) -> None:
         raise MeddapError(f"{name} has repeated ids, expected one row per image")
 
 
-def _check_similarity(similarity: Similarity) -> None:
+def _check_similarity(similarity: CurationSearch) -> None:
     for key, low in (("image_size", 2 * WIN), ("candidate_size", WIN), ("candidates", 1)):
         value = getattr(similarity, key)
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -286,7 +286,7 @@ def _check_similarity(similarity: Similarity) -> None:
         )
 
 
-def _load(paths: list[str], similarity: Similarity) -> tuple[np.ndarray, list[Prepared]]:
+def _load(paths: list[str], similarity: CurationSearch) -> tuple[np.ndarray, list[Prepared]]:
     """Unit-norm views (N, boxes, s * s) for the candidates and the aspect-kept images to align."""
     size = similarity.candidate_size
     views = np.empty((len(paths), len(_BOXES), size * size))
@@ -304,7 +304,7 @@ def _load(paths: list[str], similarity: Similarity) -> tuple[np.ndarray, list[Pr
     return views / np.maximum(np.linalg.norm(views, axis=2, keepdims=True), 1e-12), prepared
 
 
-def _candidates(views: np.ndarray, similarity: Similarity) -> list[tuple[int, int, bool]]:
+def _candidates(views: np.ndarray, similarity: CurationSearch) -> list[tuple[int, int, bool]]:
     """Pairs (i < j, zoom) where one is among the other's `candidates` most correlated images:
     the best correlation of either's whole view with any view of the other; zoomed copies are
     searched for (`zoom`) where one is among the other's ZOOM_CANDIDATES most correlated."""

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from meddap.common.errors import MeddapError
-from meddap.common.settings import Encoding
+from meddap.common.settings import LoraCache
 from meddap.common.splits import split_rows
 from meddap.common.weights import read_weights, write_weights
 from meddap.diffusion.latents import CHUNK, load_image, posterior
@@ -47,7 +47,7 @@ def encode_fold(
     cache: str,
     base_model: str,
     fold: int,
-    encoding: Encoding,
+    encoding: LoraCache,
 ) -> None:
     """Encode fold `fold`'s train images and prompts with the frozen VAE and text encoder.
 

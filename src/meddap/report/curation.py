@@ -9,7 +9,7 @@ import pandas as pd
 from meddap.common.atomic import atomic_path
 from meddap.common.images import open_gray
 from meddap.common.labels import CLASSES
-from meddap.common.settings import Similarity
+from meddap.common.settings import CurationSearch
 from meddap.data.curation import VERDICTS, member_groups, read_duplicates
 from meddap.report.plotting import save_figure
 
@@ -30,7 +30,7 @@ def curation_report(
     findings: str,
     summary: str,
     figure: str,
-    similarity: Similarity,
+    similarity: CurationSearch,
 ) -> None:
     """Job: summary markdown (counts, mask findings) and a figure (score histogram, pairs)."""
     images, pairs = pd.read_parquet(manifest), read_duplicates(duplicates)

@@ -16,7 +16,7 @@ from meddap.data.folds import check_release_folds
 from meddap.data.layouts import LAYOUTS
 from meddap.data.registry import check_local_path, source_kind
 from meddap.lora.released import check_released
-from meddap.multitask.modes import parse_mode
+from meddap.multitask.modes import BACKBONES, parse_mode
 from meddap.seg.registry import SEGMENTERS
 from meddap.trainsets import CLASSIFIER, SEGMENTER, TrainingSet, check_listed, planned
 from meddap.trainsets.pairs import check_setting, mixing_token
@@ -82,6 +82,7 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
     _check_ranks(config["lora"]["ranks"], config["synthesis"]["rank"])
     check_released(config["lora"])
     _check_modes(config["multitask"]["modes"])
+    _check_backbones(config["multitask"]["backbones"])
     _check_cross_domain(config)
     if config["folds"]["source"] == "release":
         split = [("dataset", config["dataset"])]
@@ -167,6 +168,16 @@ def _check_cross_domain(config: dict[str, Any]) -> None:
         if fold >= k:
             raise MeddapError(
                 f"config key 'cross_domain.folds': fold {fold} does not exist with folds.k = {k}"
+            )
+
+
+def _check_backbones(backbones: list[str]) -> None:
+    """Each `multitask.backbones` entry is one of MTL's (`meddap.multitask.modes.BACKBONES`)."""
+    for i, name in enumerate(backbones):
+        if name not in BACKBONES:
+            raise MeddapError(
+                f"config key 'multitask.backbones.{i}': {name!r} is not one of the multi-task "
+                f"backbones ({' or '.join(BACKBONES)})"
             )
 
 
