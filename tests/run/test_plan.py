@@ -13,7 +13,7 @@ from meddap.run import plan
 from meddap.trainsets import CLASSIFIER, SEGMENTER, WILDCARDS, planned
 from tests.conftest import REPO
 
-SEG_ROWS = [  # config.yaml: trainsets, then settings x ratios, then mask-real's mixed sets
+SEG_ROWS = [  # the fixture's trainsets, then settings x ratios, then mask-real's mixed sets
     "real",
     "aug-mirror",
     "aug-deepstack",
@@ -28,7 +28,14 @@ SEG_ROWS = [  # config.yaml: trainsets, then settings x ratios, then mask-real's
 
 @pytest.fixture
 def config() -> dict:
-    return copy.deepcopy(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+    """The default config with a richer grid than its own, so every axis has two points."""
+    config = copy.deepcopy(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+    config["synthesis"]["ratios"] = [50, 100]
+    config["cross_domain"]["ranks"] = [2, 4, 8]
+    config["segmentation"]["trainsets"] = ["real", "aug-mirror", "aug-deepstack"]
+    config["segmentation"]["pairs"]["ratios"] = ["1:1", "1:2"]
+    config["multitask"]["backbones"] = ["unetpp_ds"]
+    return config
 
 
 def test_the_default_targets_are_every_stage_s_in_order(config: dict) -> None:

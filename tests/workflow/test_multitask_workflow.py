@@ -14,6 +14,7 @@ TINY = {
     "folds": {"k": 2},
     "datasets": {"phantom": {"phantom": {"patients": 12}}},
     "multitask": {
+        "backbones": ["unetpp_ds"],  # the default's is dsunet-s4 (.test/full.yaml runs it)
         "modes": ["seg", "cls", "combined", "mt-l0.5-do"],
         "training": {"steps": 2, "eval_every": 2, "warmup": 0, "patience": None},
         "image_size": 32,

@@ -34,9 +34,9 @@ PHANTOM_B = {
 
 def test_the_default_plans_every_fold_model_and_trainset(tmp_path: Path) -> None:
     jobs = planned_jobs(tmp_path, TABLE)
-    # folds x unet x (real, 2 augmentations, 2 settings x 2 ratios, mask-real's 2 ratios x 1
+    # folds x unet x (real, 1 augmentation, 2 settings x 1 ratio, mask-real's ratio x 1
     # patch-mixing point (lambda 0.5, p 4): mask-clinical has no real parents to mix)
-    runs = 3 * 1 * (3 + 2 * 2 + 2 * 1)
+    runs = 3 * 1 * (2 + 2 * 1 + 1 * 1)
     assert jobs["train_segmenter"] == runs and jobs["seg_table"] == 1
     assert jobs["train_controlnet"] == 3 and jobs["synthesize_pairs"] == 3 * 2
     assert jobs["score_segmenter"] == runs and jobs["segmenter_metrics"] == runs  # one external
@@ -73,8 +73,8 @@ def test_dsunet_names_plan_the_ablation_and_unknown_ones_stop(tmp_path: Path) ->
     default = planned_jobs(tmp_path, config=ablation)  # the default targets gain only the ablation
     cell = planned_jobs(tmp_path, "results/cells/seg/dsunet-s1/real/test.json", config=ablation)
     assert cell["train_segmenter"] == 3 and cell["seg_cell"] == 1  # an ablation row is a cell too
-    # folds x (3 trainsets + 4 ratio sets + 2 mixed sets + 2 ablation dsunets on real)
-    assert default["train_segmenter"] == 3 * (3 + 4 + 2 + 2) and default["seg_ablation"] == 1
+    # folds x (2 trainsets + 2 ratio sets + 1 mixed set + 2 ablation dsunets on real)
+    assert default["train_segmenter"] == 3 * (2 + 2 + 1 + 2) and default["seg_ablation"] == 1
     target = "results/seg/phantom/fold0/dsunet-s5-adv/aug-mirror/metrics.json"
     run = snakemake(tmp_path, target, extra=("-n",))
     assert run.returncode != 0
@@ -94,28 +94,28 @@ def test_a_new_augmentation_model_or_external_set_schedules_only_its_jobs(tmp_pa
         **TINY,
         "segmentation": {
             **TINY["segmentation"],
-            "trainsets": ["real", "aug-mirror", "aug-deepstack", "aug-gamma"],
+            "trainsets": ["real", "aug-deepstack", "aug-gamma"],
         },
     }
     new = {"train_segmenter": 2, "score_segmenter": 2, "segmenter_metrics": 2, "seg_table": 1}
     assert planned_jobs(tmp_path, TABLE, config=added) == new
     added["segmentation"]["models"] = ["unet", "attention_unet"]
-    runs = 2 + 2 * 4
+    runs = 2 + 2 * 3
     new = {"train_segmenter": runs, "score_segmenter": runs, "segmenter_metrics": runs}
     assert planned_jobs(tmp_path, TABLE, config=added) == {**new, "seg_table": 1}
     phantom_b = {"layout": "busi", "phantom": {**PHANTOM_B, "seed": 7}}
     external = {**TINY, "datasets": {**TINY["datasets"], "phantom_b": phantom_b}}
     sets = ["phantom_external", "phantom_b"]
     external["segmentation"] = {**TINY["segmentation"], "external": sets}
-    runs = 2 * 3  # every trained segmenter is scored on the new set; none is retrained
+    runs = 2 * 2  # every trained segmenter is scored on the new set; none is retrained
     data = {"fetch_dataset": 1, "fingerprint_source": 1, "ingest": 1}
     new = {"score_segmenter": runs, "segmenter_metrics": runs, "seg_table": 1}
     assert planned_jobs(tmp_path, TABLE, config=external) == {**data, **new}
 
 
 def test_a_segmentation_cell_plans_only_its_row_and_the_real_set(tmp_path: Path) -> None:
-    jobs = planned_jobs(tmp_path, "results/cells/seg/unet/aug-mirror/phantom_external.json")
-    assert jobs["train_segmenter"] == 3 * 2 and jobs["seg_cell"] == 1  # folds x (aug-mirror, real)
+    jobs = planned_jobs(tmp_path, "results/cells/seg/unet/aug-deepstack/phantom_external.json")
+    assert jobs["train_segmenter"] == 3 * 2 and jobs["seg_cell"] == 1  # folds x (the row, real)
     assert not {"seg_table", "train_lora", "train_classifier", "build_tiny_sd"} & set(jobs)
     run = snakemake(tmp_path, "results/cells/seg/unet/aug-gamma/test.json", extra=("-n",))
     assert run.returncode != 0

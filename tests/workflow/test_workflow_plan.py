@@ -33,7 +33,7 @@ def test_a_table1_cell_plans_only_its_own_jobs(tmp_path: Path) -> None:
 
 def test_the_default_grid_plans_every_fold_and_rank(tmp_path: Path) -> None:
     jobs = planned_jobs(tmp_path)
-    cross = 3  # cross_domain: ranks 2, 4, 8 on phantom_external's fold 0 (and its r0 set)
+    cross = 1  # cross_domain: rank 4 on phantom_external's fold 0 (and its r0 set)
     assert jobs["train_lora"] == 3 * 2 + cross and jobs["encode_fold"] == 3 + 1
     assert jobs["select_rank"] == 3
     assert jobs["synthesize"] == 3 * 2 + cross + 1  # 'none' per rank, pre-choice
@@ -42,10 +42,10 @@ def test_the_default_grid_plans_every_fold_and_rank(tmp_path: Path) -> None:
 def test_rank_0_adds_the_base_models_sets_and_classifiers_without_a_lora(tmp_path: Path) -> None:
     """The default ranks [0, 2, 4] with rank 2 fixed: Table 1 gets r0 rows beside r2's."""
     jobs = planned_jobs(tmp_path, case="fixed-rank")
-    folds, adjectives, ratios = 3, 2, 2
-    cross = 3  # the cross-domain table's LoRAs (ranks 2, 4, 8) on phantom_external's fold 0
+    folds, adjectives, ratios = 3, 2, 1
+    cross = 1  # the cross-domain table's LoRA (rank 4) on phantom_external's fold 0
     assert jobs["train_lora"] == folds * 2 + cross  # ranks 2 and 4; none for the base model
-    assert jobs["synthesize"] == folds * adjectives * 2 + cross + 1  # r0 and r2; target r0-r8
+    assert jobs["synthesize"] == folds * adjectives * 2 + cross + 1  # r0 and r2; target r0, r4
     assert jobs["quality"] == folds * adjectives * 2 + cross + 1
     assert jobs["train_classifier"] == folds * (1 + 2 * adjectives * ratios) + 1  # target's real
     assert jobs["evaluate_on_synthetic"] == folds * adjectives * 2
@@ -54,7 +54,7 @@ def test_rank_0_adds_the_base_models_sets_and_classifiers_without_a_lora(tmp_pat
 
 def test_the_cross_domain_table_plans_only_the_targets_adaptations(tmp_path: Path) -> None:
     jobs = planned_jobs(tmp_path, "results/tables/cross_domain_table.md")
-    ranks = 3  # cross_domain.ranks [2, 4, 8]; fold 0 of phantom_external only
+    ranks = 1  # cross_domain.ranks [4]; fold 0 of phantom_external only
     assert jobs == {
         "fetch_dataset": 1,  # phantom_external: the grid's own dataset is not needed
         "fingerprint_source": 1,

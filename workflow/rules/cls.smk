@@ -21,7 +21,7 @@ rule train_classifier:
         trainset="{trainset}",
         classifier=SETTINGS["classifier"],
         seed=config["seed"],
-    threads: 2
+    threads: CLS["resources"]["threads"]
     resources:
         gpu=1,
         mem_mb=CLS["resources"]["mem_mb"],

@@ -90,7 +90,7 @@ rule find_duplicates:
         duplicates=paths.DUPLICATES,
     params:
         similarity=SETTINGS["similarity"],
-    threads: 2
+    threads: CPU_THREADS
     resources:
         **CPU_RESOURCES,
     log:

@@ -57,7 +57,7 @@ rule train_lora:
         rank=lambda wc: int(wc.rank),
         lora=lambda wc: plan.lora_settings(config, SETTINGS["lora"], wc.dataset),
         seed=config["seed"],
-    threads: 2
+    threads: LORA["resources"]["threads"]
     resources:
         gpu=1,
         mem_mb=LORA["resources"]["mem_mb"],

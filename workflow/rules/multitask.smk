@@ -30,7 +30,7 @@ rule train_multitask:
         seed=config["seed"],
     wildcard_constraints:
         mode=TRAINED_PATTERN,
-    threads: 1
+    threads: MT["resources"]["threads"]
     resources:
         gpu=1,
         mem_mb=MT["resources"]["mem_mb"],

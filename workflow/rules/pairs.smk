@@ -45,7 +45,7 @@ rule train_controlnet:
         seed=config["seed"],
     wildcard_constraints:
         condition=CONDITION_WILDCARD,
-    threads: 2
+    threads: PAIRS["resources"]["threads"]
     resources:
         gpu=1,
         mem_mb=PAIRS["resources"]["mem_mb"],
@@ -81,7 +81,7 @@ rule synthesize_pairs:
         seed=config["seed"],
     wildcard_constraints:
         setting=SETTING_WILDCARD,
-    threads: 2
+    threads: PAIRS["resources"]["threads"]
     resources:
         gpu=1,
         mem_mb=PAIRS["resources"]["mem_mb"],
@@ -114,7 +114,7 @@ rule pairs_quality:
         seed=config["seed"],
     wildcard_constraints:
         setting=SETTING_WILDCARD,
-    threads: 1
+    threads: CPU_THREADS
     resources:
         **CPU_RESOURCES,
     log:

@@ -32,7 +32,7 @@ rule train_segmenter:
         seed=config["seed"],
     wildcard_constraints:
         trainset=SEG_TRAINSET,
-    threads: 1  # small networks: one thread each, jobs side by side
+    threads: SEG["resources"]["threads"]
     resources:
         gpu=1,
         mem_mb=SEG["resources"]["mem_mb"],
@@ -57,7 +57,7 @@ rule score_segmenter:
         segmentation=SETTINGS["segmentation"],
     wildcard_constraints:
         trainset=SEG_TRAINSET,
-    threads: 1
+    threads: SEG["resources"]["threads"]
     resources:
         gpu=1,
         mem_mb=SEG["resources"]["mem_mb"],

@@ -17,7 +17,7 @@ rule synthesize:
         adjective="{adjective}",
         synthesis=SETTINGS["synthesis"],
         seed=config["seed"],
-    threads: 2
+    threads: SYNTH["resources"]["threads"]
     resources:
         gpu=1,
         mem_mb=SYNTH["resources"]["mem_mb"],
@@ -43,7 +43,7 @@ rule quality:
         fold=lambda wc: int(wc.fold),
         quality=SETTINGS["quality"],
         seed=config["seed"],
-    threads: 1
+    threads: CPU_THREADS
     resources:
         **CPU_RESOURCES,
     log:

@@ -12,7 +12,7 @@ is the first fold of a `StratifiedGroupKFold` over the rest (random_state=seed +
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ from meddap.common.atomic import write_parquet
 from meddap.common.errors import MeddapError
 from meddap.common.settings import Folds
 from meddap.data.curation import member_groups
-from meddap.data.layouts import LAYOUTS
+from meddap.data.layouts import check_release_folds
 
 GROUP_KEYS = ("patient_id", "duplicate_group")
 SOURCES = ("own", "release")
@@ -143,24 +143,6 @@ def split_folds(
     else:
         made = make_splits(table, folds.k, folds.val_fraction, folds.seed)
     write_parquet(made, splits)
-
-
-def check_release_folds(layout: str, k: int, key: str) -> Callable[[Path, int], pd.Series]:
-    """The official folds reader of `layout`; stops unless it ships folds, and `k` of them
-    (BUS-BRA: 5 or 10); `key` names what chose the layout."""
-    release = LAYOUTS.get(layout, "layout")
-    if release.folds is None:
-        shipping = [n for n in LAYOUTS.names() if LAYOUTS.get(n, "layout").folds]
-        raise MeddapError(
-            f"config key '{key}': folds.source release needs a layout that ships folds "
-            f"({', '.join(shipping)}), not {layout}"
-        )
-    if k not in release.fold_counts:
-        counts = " and ".join(map(str, release.fold_counts))
-        raise MeddapError(
-            f"config key 'folds.k': the {layout} release ships {counts} folds, not {k}"
-        )
-    return release.folds
 
 
 def _check_k(labels: np.ndarray, groups: np.ndarray, k: int) -> None:

@@ -451,3 +451,21 @@ LAYOUTS.register("bus_bra", Layout(_bus_bra_items, folds=_bus_bra_folds, fold_co
 LAYOUTS.register("udiat", Layout(_udiat_items))
 LAYOUTS.register("bus_uclm", Layout(_bus_uclm_items))
 LAYOUTS.register("stu", Layout(_stu_items, labelled=False))
+
+
+def check_release_folds(layout: str, k: int, key: str) -> Callable[[Path, int], pd.Series]:
+    """The official folds reader of `layout`; stops unless it ships folds, and `k` of them
+    (BUS-BRA: 5 or 10); `key` names what chose the layout."""
+    release = LAYOUTS.get(layout, "layout")
+    if release.folds is None:
+        shipping = [n for n in LAYOUTS.names() if LAYOUTS.get(n, "layout").folds]
+        raise MeddapError(
+            f"config key '{key}': folds.source release needs a layout that ships folds "
+            f"({', '.join(shipping)}), not {layout}"
+        )
+    if k not in release.fold_counts:
+        counts = " and ".join(map(str, release.fold_counts))
+        raise MeddapError(
+            f"config key 'folds.k': the {layout} release ships {counts} folds, not {k}"
+        )
+    return release.folds

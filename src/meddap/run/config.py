@@ -12,8 +12,7 @@ import yaml
 from meddap.cls.registry import CLASSIFIERS
 from meddap.common.errors import MeddapError
 from meddap.data.fingerprint import shared_source
-from meddap.data.folds import check_release_folds
-from meddap.data.layouts import LAYOUTS
+from meddap.data.layouts import LAYOUTS, check_release_folds
 from meddap.data.registry import check_local_path, source_kind
 from meddap.lora.released import check_released
 from meddap.multitask.modes import BACKBONES, parse_mode
