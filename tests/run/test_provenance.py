@@ -172,6 +172,26 @@ def test_job_records_its_process_start_up_and_cpu(tmp_path: Path) -> None:
     assert process["startup_seconds"] > 0 and process["max_rss_mb"] > 10
 
 
+def test_a_script_s_main_exits_0_with_its_output_record_and_flushed_log(tmp_path: Path) -> None:
+    code = (
+        "import sys; from pathlib import Path; from meddap.run import jobs\n"
+        "import logging; from tests.run.test_provenance import _smk, _upper\n"
+        "def job(**kw): logging.getLogger('meddap').info('the job ran'); _upper(**kw)\n"
+        "smk = _smk(Path(sys.argv[1]), shout=True); smk.log = [sys.argv[1] + '/job.log']\n"
+        "jobs.main(smk, job)\n"
+        "print('after main')  # never reached: the process ends in main\n"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], cwd=repo, text=True, capture_output=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "after main" not in done.stdout
+    assert json.loads((tmp_path / "out.json").read_text()) == {"text": "HELLO"}
+    assert provenance.sidecar(tmp_path / "out.json").is_file()
+    assert "the job ran" in (tmp_path / "job.log").read_text()
+
+
 def test_job_error_exits_with_one_sentence_and_no_output(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as stop:
         jobs.run(_smk(tmp_path, shout=False), _upper)

@@ -1,4 +1,4 @@
 from meddap.diffusion.tiny import build_tiny_sd_job
 from meddap.run import jobs
 
-jobs.run(snakemake, build_tiny_sd_job)  # noqa: F821
+jobs.main(snakemake, build_tiny_sd_job)  # noqa: F821

@@ -1,4 +1,4 @@
 from meddap.report.pairs_figures import clinical_figure
 from meddap.run import jobs
 
-jobs.run(snakemake, clinical_figure)  # noqa: F821
+jobs.main(snakemake, clinical_figure)  # noqa: F821

@@ -1,4 +1,4 @@
 from meddap.multitask.predictions import combine_predictions
 from meddap.run import jobs
 
-jobs.run(snakemake, combine_predictions)  # noqa: F821
+jobs.main(snakemake, combine_predictions)  # noqa: F821

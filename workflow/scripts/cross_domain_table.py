@@ -1,4 +1,4 @@
 from meddap.report.cross_domain import cross_domain_table
 from meddap.run import jobs
 
-jobs.run(snakemake, cross_domain_table)  # noqa: F821
+jobs.main(snakemake, cross_domain_table)  # noqa: F821

@@ -1,4 +1,4 @@
 from meddap.data.curation import curate
 from meddap.run import jobs
 
-jobs.run(snakemake, curate)  # noqa: F821
+jobs.main(snakemake, curate)  # noqa: F821

@@ -1,4 +1,4 @@
 from meddap.report.curation import curation_report
 from meddap.run import jobs
 
-jobs.run(snakemake, curation_report)  # noqa: F821
+jobs.main(snakemake, curation_report)  # noqa: F821

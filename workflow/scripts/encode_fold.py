@@ -1,4 +1,4 @@
 from meddap.lora.cache import encode_fold
 from meddap.run import jobs
 
-jobs.run(snakemake, encode_fold)  # noqa: F821
+jobs.main(snakemake, encode_fold)  # noqa: F821

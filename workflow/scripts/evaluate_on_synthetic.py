@@ -1,4 +1,4 @@
 from meddap.cls.evaluate import evaluate_on_synthetic
 from meddap.run import jobs
 
-jobs.run(snakemake, evaluate_on_synthetic)  # noqa: F821
+jobs.main(snakemake, evaluate_on_synthetic)  # noqa: F821

@@ -1,4 +1,4 @@
 from meddap.data.download import fetch_dataset
 from meddap.run import jobs
 
-jobs.run(snakemake, fetch_dataset)  # noqa: F821
+jobs.main(snakemake, fetch_dataset)  # noqa: F821

@@ -1,4 +1,4 @@
 from meddap.report.figures import figure_1a
 from meddap.run import jobs
 
-jobs.run(snakemake, figure_1a)  # noqa: F821
+jobs.main(snakemake, figure_1a)  # noqa: F821

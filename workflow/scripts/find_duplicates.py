@@ -1,4 +1,4 @@
 from meddap.data.curation import find_duplicates_job
 from meddap.run import jobs
 
-jobs.run(snakemake, find_duplicates_job)  # noqa: F821
+jobs.main(snakemake, find_duplicates_job)  # noqa: F821

@@ -1,4 +1,4 @@
 from meddap.data.fingerprint import fingerprint_model
 from meddap.run import jobs
 
-jobs.run(snakemake, fingerprint_model)  # noqa: F821
+jobs.main(snakemake, fingerprint_model)  # noqa: F821

@@ -1,4 +1,4 @@
 from meddap.lora.released import import_lora
 from meddap.run import jobs
 
-jobs.run(snakemake, import_lora)  # noqa: F821
+jobs.main(snakemake, import_lora)  # noqa: F821

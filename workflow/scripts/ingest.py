@@ -1,4 +1,4 @@
 from meddap.data.ingest import ingest
 from meddap.run import jobs
 
-jobs.run(snakemake, ingest)  # noqa: F821
+jobs.main(snakemake, ingest)  # noqa: F821

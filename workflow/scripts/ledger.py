@@ -1,4 +1,4 @@
 from meddap.run import jobs
 from meddap.run.ledger import write_ledger
 
-jobs.run(snakemake, write_ledger)  # noqa: F821
+jobs.main(snakemake, write_ledger)  # noqa: F821

@@ -1,4 +1,4 @@
 from meddap.pairs.finetune import lesion_attributes_job
 from meddap.run import jobs
 
-jobs.run(snakemake, lesion_attributes_job)  # noqa: F821
+jobs.main(snakemake, lesion_attributes_job)  # noqa: F821

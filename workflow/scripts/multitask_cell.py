@@ -1,4 +1,4 @@
 from meddap.report.multitask_tables import multitask_cell
 from meddap.run import jobs
 
-jobs.run(snakemake, multitask_cell)  # noqa: F821
+jobs.main(snakemake, multitask_cell)  # noqa: F821

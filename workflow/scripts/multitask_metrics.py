@@ -1,4 +1,4 @@
 from meddap.multitask.evaluate import multitask_metrics
 from meddap.run import jobs
 
-jobs.run(snakemake, multitask_metrics)  # noqa: F821
+jobs.main(snakemake, multitask_metrics)  # noqa: F821

@@ -1,4 +1,4 @@
 from meddap.report.multitask_tables import multitask_table
 from meddap.run import jobs
 
-jobs.run(snakemake, multitask_table)  # noqa: F821
+jobs.main(snakemake, multitask_table)  # noqa: F821

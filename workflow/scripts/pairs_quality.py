@@ -1,4 +1,4 @@
 from meddap.pairs.quality import pairs_quality
 from meddap.run import jobs
 
-jobs.run(snakemake, pairs_quality)  # noqa: F821
+jobs.main(snakemake, pairs_quality)  # noqa: F821

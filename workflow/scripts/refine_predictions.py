@@ -1,4 +1,4 @@
 from meddap.multitask.predictions import refine_predictions
 from meddap.run import jobs
 
-jobs.run(snakemake, refine_predictions)  # noqa: F821
+jobs.main(snakemake, refine_predictions)  # noqa: F821

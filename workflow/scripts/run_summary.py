@@ -1,4 +1,4 @@
 from meddap.report.run_summary import run_summary
 from meddap.run import jobs
 
-jobs.run(snakemake, run_summary)  # noqa: F821
+jobs.main(snakemake, run_summary)  # noqa: F821

@@ -1,4 +1,4 @@
 from meddap.report.figures import sample_grid
 from meddap.run import jobs
 
-jobs.run(snakemake, sample_grid)  # noqa: F821
+jobs.main(snakemake, sample_grid)  # noqa: F821

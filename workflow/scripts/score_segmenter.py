@@ -1,4 +1,4 @@
 from meddap.run import jobs
 from meddap.seg.evaluate import score_segmenter
 
-jobs.run(snakemake, score_segmenter)  # noqa: F821
+jobs.main(snakemake, score_segmenter)  # noqa: F821

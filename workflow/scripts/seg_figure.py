@@ -1,4 +1,4 @@
 from meddap.report.seg_figures import contour_figure
 from meddap.run import jobs
 
-jobs.run(snakemake, contour_figure)  # noqa: F821
+jobs.main(snakemake, contour_figure)  # noqa: F821

@@ -1,4 +1,4 @@
 from meddap.report.seg_tables import seg_table
 from meddap.run import jobs
 
-jobs.run(snakemake, seg_table)  # noqa: F821
+jobs.main(snakemake, seg_table)  # noqa: F821

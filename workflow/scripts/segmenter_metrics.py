@@ -1,4 +1,4 @@
 from meddap.run import jobs
 from meddap.seg.summary import segmenter_metrics
 
-jobs.run(snakemake, segmenter_metrics)  # noqa: F821
+jobs.main(snakemake, segmenter_metrics)  # noqa: F821

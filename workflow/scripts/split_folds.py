@@ -1,4 +1,4 @@
 from meddap.data.folds import split_folds
 from meddap.run import jobs
 
-jobs.run(snakemake, split_folds)  # noqa: F821
+jobs.main(snakemake, split_folds)  # noqa: F821

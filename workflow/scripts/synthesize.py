@@ -1,4 +1,4 @@
 from meddap.run import jobs
 from meddap.synth.generate import synthesize
 
-jobs.run(snakemake, synthesize)  # noqa: F821
+jobs.main(snakemake, synthesize)  # noqa: F821

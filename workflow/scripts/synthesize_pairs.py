@@ -1,4 +1,4 @@
 from meddap.pairs.synthesis import synthesize_pairs
 from meddap.run import jobs
 
-jobs.run(snakemake, synthesize_pairs)  # noqa: F821
+jobs.main(snakemake, synthesize_pairs)  # noqa: F821

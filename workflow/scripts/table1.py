@@ -1,4 +1,4 @@
 from meddap.report.tables import table1
 from meddap.run import jobs
 
-jobs.run(snakemake, table1)  # noqa: F821
+jobs.main(snakemake, table1)  # noqa: F821

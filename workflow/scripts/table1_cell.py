@@ -1,4 +1,4 @@
 from meddap.report.tables import cell
 from meddap.run import jobs
 
-jobs.run(snakemake, cell)  # noqa: F821
+jobs.main(snakemake, cell)  # noqa: F821

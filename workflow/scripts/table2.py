@@ -1,4 +1,4 @@
 from meddap.report.tables import table2
 from meddap.run import jobs
 
-jobs.run(snakemake, table2)  # noqa: F821
+jobs.main(snakemake, table2)  # noqa: F821

@@ -1,4 +1,4 @@
 from meddap.cls.train import train_classifier
 from meddap.run import jobs
 
-jobs.run(snakemake, train_classifier)  # noqa: F821
+jobs.main(snakemake, train_classifier)  # noqa: F821

@@ -1,4 +1,4 @@
 from meddap.pairs.finetune import train_fold_controlnet
 from meddap.run import jobs
 
-jobs.run(snakemake, train_fold_controlnet)  # noqa: F821
+jobs.main(snakemake, train_fold_controlnet)  # noqa: F821

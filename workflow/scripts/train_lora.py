@@ -1,4 +1,4 @@
 from meddap.lora.train import train_lora
 from meddap.run import jobs
 
-jobs.run(snakemake, train_lora)  # noqa: F821
+jobs.main(snakemake, train_lora)  # noqa: F821

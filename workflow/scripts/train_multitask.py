@@ -1,4 +1,4 @@
 from meddap.multitask.train import train_multitask
 from meddap.run import jobs
 
-jobs.run(snakemake, train_multitask)  # noqa: F821
+jobs.main(snakemake, train_multitask)  # noqa: F821
