@@ -36,8 +36,9 @@ DATASET = config["dataset"]
 LORA, SYNTH, QUALITY, CLS = config["lora"], config["synthesis"], config["quality"], config["classifier"]
 SEG, MT, CROSS = config["segmentation"], config["multitask"], config["cross_domain"]
 PAIRS = SEG["pairs"]
-CPU_RESOURCES = {k: v for k, v in config["resources"].items() if k != "threads"}  # rules
-CPU_THREADS = config["resources"]["threads"]  # without their own section
+# resources and threads of the jobs whose rules have no config section of their own
+CPU_RESOURCES = {k: v for k, v in config["resources"].items() if k != "threads"}
+CPU_THREADS = config["resources"]["threads"]
 SETTINGS = job_params(config)  # each section as the plain dict its jobs get (meddap.common.settings)
 BASE_MODEL = (
     paths.TINY_SD
