@@ -1,9 +1,9 @@
 """The rule/job contract: each rule passes exactly the keywords its script's function takes.
 
-`meddap.run.jobs.run` calls `func(**named inputs, **outputs, **params)`, so a renamed key on
+`meddap.run.jobs.main` calls `func(**named inputs, **outputs, **params)`, so a renamed key on
 either side used to fail only when that job ran. Here the rules come from Snakemake's own parser
 (the Snakefile at the repo root, default config), the function from the script's AST
-(`from meddap.x import f` + `jobs.run(snakemake, f)`), its keywords from `inspect.signature`.
+(`from meddap.x import f` + `jobs.main(snakemake, f)`), its keywords from `inspect.signature`.
 Unnamed inputs are dependencies the function does not read; `log` is not passed.
 """
 
@@ -71,7 +71,7 @@ def load_rules(snakefile: Path, workdir: Path) -> list[RuleKeys]:
 
 
 def job_function(script: Path) -> Callable[..., Any]:
-    """The function a `jobs.run(snakemake, f)` script runs, imported from where it imports it."""
+    """The function a `jobs.main(snakemake, f)` script runs, imported from where it imports it."""
     tree = ast.parse(script.read_text(), filename=str(script))
     imported = {
         alias.asname or alias.name: (node.module, alias.name)
@@ -84,7 +84,7 @@ def job_function(script: Path) -> Callable[..., Any]:
         for node in ast.walk(tree)
         if isinstance(node, ast.Call)
         and isinstance(node.func, ast.Attribute)
-        and node.func.attr == "run"
+        and node.func.attr == "main"
         and isinstance(node.func.value, ast.Name)
         and node.func.value.id == "jobs"
         and len(node.args) == 2
@@ -92,7 +92,7 @@ def job_function(script: Path) -> Callable[..., Any]:
     ]
     if len(called) != 1 or called[0] not in imported:
         raise AssertionError(
-            f"{script.name}: expected one `jobs.run(snakemake, f)` with f imported by "
+            f"{script.name}: expected one `jobs.main(snakemake, f)` with f imported by "
             f"`from meddap.x import f`, found calls of {called}"
         )
     module, name = imported[called[0]]
@@ -159,7 +159,7 @@ def job(*, data, out, size, seed=0):
 SCRIPT = """from probe_jobs import job
 from meddap.run import jobs
 
-jobs.run(snakemake, job)  # noqa: F821
+jobs.main(snakemake, job)  # noqa: F821
 """
 SNAKEFILE = """
 rule probe:
