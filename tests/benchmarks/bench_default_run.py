@@ -5,7 +5,9 @@ own), peak memory and jobs, per rule.
 
 Runs `snakemake --cores N` with the embedded default (plus `--configfile`, e.g. a `.test/`
 config for a quick check of this script) in an empty working directory. Totals come from the
-operating system's accounting of the Snakemake process tree; the split per rule from each job's
+operating system's accounting of the Snakemake process tree, the job server's included (this
+process adopts it as a subreaper and waits for it to end after its idle time; a fresh server, as
+`MEDDAP_BENCH_RUN` keys it to this run); the split per rule from each job's
 provenance record (`process`: start-up = interpreter, imports and Snakemake's script preamble
 until the job's function starts; own = the rest). Snakemake's own CPU is the total minus the
 jobs'. Times depend on the machine and its load: compare numbers from one quiet machine.
@@ -14,7 +16,9 @@ jobs'. Times depend on the machine and its load: compare numbers from one quiet 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -26,6 +30,7 @@ import pandas as pd
 from meddap.run.ledger import collect
 
 REPO = Path(__file__).resolve().parents[2]
+PR_SET_CHILD_SUBREAPER = 36
 
 
 def run_workflow(work: Path, cores: int, configfile: str | None) -> tuple[float, float, float]:
@@ -33,14 +38,30 @@ def run_workflow(work: Path, cores: int, configfile: str | None) -> tuple[float,
     cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores)]
     cmd += ["--snakefile", str(REPO / "Snakefile"), "--directory", str(work)]
     cmd += ["--configfile", configfile] if configfile else []
+    env = {**os.environ, "MEDDAP_BENCH_RUN": str(work)}
+    ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1)
     started = time.perf_counter()
     with open(work / "snakemake.log", "w") as log:
-        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"the run failed; see {work / 'snakemake.log'}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    cpu, rss = usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    for adopted in _adopted():  # the job server, once idle
+        cpu, rss = cpu + adopted.ru_utime + adopted.ru_stime, max(rss, adopted.ru_maxrss / 1024)
+    return wall, cpu, rss
+
+
+def _adopted() -> list[resource.struct_rusage]:
+    """The accounting of every orphaned descendant this process adopted, waited for."""
+    usages = []
+    while True:
+        try:
+            _, _, usage = os.wait4(-1, 0)
+        except ChildProcessError:
+            return usages
+        usages.append(usage)
 
 
 def per_rule(jobs: pd.DataFrame) -> pd.DataFrame:

@@ -1,9 +1,9 @@
 """The rule/job contract: each rule passes exactly the keywords its script's function takes.
 
-`meddap.run.jobs.main` calls `func(**named inputs, **outputs, **params)`, so a renamed key on
+`meddap.run.launch.main` calls `func(**named inputs, **outputs, **params)`, so a renamed key on
 either side used to fail only when that job ran. Here the rules come from Snakemake's own parser
 (the Snakefile at the repo root, default config), the function from the script's AST
-(`from meddap.x import f` + `jobs.main(snakemake, f)`), its keywords from `inspect.signature`.
+(`launch.main(snakemake, "meddap.x:f")`), its keywords from `inspect.signature`.
 Unnamed inputs are dependencies the function does not read; `log` is not passed.
 """
 
@@ -71,31 +71,26 @@ def load_rules(snakefile: Path, workdir: Path) -> list[RuleKeys]:
 
 
 def job_function(script: Path) -> Callable[..., Any]:
-    """The function a `jobs.main(snakemake, f)` script runs, imported from where it imports it."""
+    """The function a `launch.main(snakemake, "module:function")` script runs."""
     tree = ast.parse(script.read_text(), filename=str(script))
-    imported = {
-        alias.asname or alias.name: (node.module, alias.name)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.ImportFrom) and node.module
-        for alias in node.names
-    }
-    called = [
-        node.args[1].id
+    targets = [
+        node.args[1].value
         for node in ast.walk(tree)
         if isinstance(node, ast.Call)
         and isinstance(node.func, ast.Attribute)
         and node.func.attr == "main"
         and isinstance(node.func.value, ast.Name)
-        and node.func.value.id == "jobs"
+        and node.func.value.id == "launch"
         and len(node.args) == 2
-        and isinstance(node.args[1], ast.Name)
+        and isinstance(node.args[1], ast.Constant)
+        and isinstance(node.args[1].value, str)
     ]
-    if len(called) != 1 or called[0] not in imported:
+    if len(targets) != 1 or targets[0].count(":") != 1:
         raise AssertionError(
-            f"{script.name}: expected one `jobs.main(snakemake, f)` with f imported by "
-            f"`from meddap.x import f`, found calls of {called}"
+            f"{script.name}: expected one `launch.main(snakemake, \"module:function\")`, "
+            f"found {targets}"
         )
-    module, name = imported[called[0]]
+    module, name = targets[0].split(":")
     return getattr(importlib.import_module(module), name)
 
 
@@ -156,10 +151,9 @@ PROBE = '''
 def job(*, data, out, size, seed=0):
     """A stand-in job."""
 '''
-SCRIPT = """from probe_jobs import job
-from meddap.run import jobs
+SCRIPT = """from meddap.run import launch
 
-jobs.main(snakemake, job)  # noqa: F821
+launch.main(snakemake, "probe_jobs:job")  # noqa: F821
 """
 SNAKEFILE = """
 rule probe:

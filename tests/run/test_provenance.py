@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from meddap.common import hashing
 from meddap.common.atomic import atomic_dir, atomic_path, write_json
 from meddap.common.errors import MeddapError
-from meddap.run import jobs, provenance
+from meddap.run import jobs, launch, provenance
 
 
 def test_atomic_path_removes_partial_file(tmp_path: Path) -> None:
@@ -172,18 +174,24 @@ def test_job_records_its_process_start_up_and_cpu(tmp_path: Path) -> None:
     assert process["startup_seconds"] > 0 and process["max_rss_mb"] > 10
 
 
+def logged_upper(**kwargs: Any) -> None:
+    """`_upper`, logging that it ran (a job for `launch.main` in a new process)."""
+    logging.getLogger("meddap").info("the job ran")
+    _upper(**kwargs)
+
+
 def test_a_script_s_main_exits_0_with_its_output_record_and_flushed_log(tmp_path: Path) -> None:
     code = (
-        "import sys; from pathlib import Path; from meddap.run import jobs\n"
-        "import logging; from tests.run.test_provenance import _smk, _upper\n"
-        "def job(**kw): logging.getLogger('meddap').info('the job ran'); _upper(**kw)\n"
+        "import sys; from pathlib import Path; from meddap.run import launch\n"
+        "from tests.run.test_provenance import _smk\n"
         "smk = _smk(Path(sys.argv[1]), shout=True); smk.log = [sys.argv[1] + '/job.log']\n"
-        "jobs.main(smk, job)\n"
+        "launch.main(smk, 'tests.run.test_provenance:logged_upper')\n"
         "print('after main')  # never reached: the process ends in main\n"
     )
     repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, launch.SWITCH: "0"}  # this process runs the job (the server: test_launch)
     done = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path)], cwd=repo, text=True, capture_output=True
+        [sys.executable, "-c", code, str(tmp_path)], cwd=repo, env=env, text=True, capture_output=True
     )
     assert done.returncode == 0, done.stderr
     assert "after main" not in done.stdout

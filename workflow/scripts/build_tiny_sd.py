@@ -1,4 +1,3 @@
-from meddap.diffusion.tiny import build_tiny_sd_job
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, build_tiny_sd_job)  # noqa: F821
+launch.main(snakemake, "meddap.diffusion.tiny:build_tiny_sd_job")  # noqa: F821

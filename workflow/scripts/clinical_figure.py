@@ -1,4 +1,3 @@
-from meddap.report.pairs_figures import clinical_figure
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, clinical_figure)  # noqa: F821
+launch.main(snakemake, "meddap.report.pairs_figures:clinical_figure")  # noqa: F821

@@ -1,4 +1,3 @@
-from meddap.multitask.predictions import combine_predictions
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, combine_predictions)  # noqa: F821
+launch.main(snakemake, "meddap.multitask.predictions:combine_predictions")  # noqa: F821

@@ -1,4 +1,3 @@
-from meddap.report.cross_domain import cross_domain_table
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, cross_domain_table)  # noqa: F821
+launch.main(snakemake, "meddap.report.cross_domain:cross_domain_table")  # noqa: F821

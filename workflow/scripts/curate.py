@@ -1,4 +1,3 @@
-from meddap.data.curation import curate
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, curate)  # noqa: F821
+launch.main(snakemake, "meddap.data.curation:curate")  # noqa: F821

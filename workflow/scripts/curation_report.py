@@ -1,4 +1,3 @@
-from meddap.report.curation import curation_report
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, curation_report)  # noqa: F821
+launch.main(snakemake, "meddap.report.curation:curation_report")  # noqa: F821

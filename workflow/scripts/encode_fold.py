@@ -1,4 +1,3 @@
-from meddap.lora.cache import encode_fold
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, encode_fold)  # noqa: F821
+launch.main(snakemake, "meddap.lora.cache:encode_fold")  # noqa: F821

@@ -1,4 +1,3 @@
-from meddap.cls.evaluate import evaluate_on_synthetic
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, evaluate_on_synthetic)  # noqa: F821
+launch.main(snakemake, "meddap.cls.evaluate:evaluate_on_synthetic")  # noqa: F821

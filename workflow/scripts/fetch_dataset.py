@@ -1,4 +1,3 @@
-from meddap.data.download import fetch_dataset
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, fetch_dataset)  # noqa: F821
+launch.main(snakemake, "meddap.data.download:fetch_dataset")  # noqa: F821

@@ -1,4 +1,3 @@
-from meddap.report.figures import figure_1a
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, figure_1a)  # noqa: F821
+launch.main(snakemake, "meddap.report.figures:figure_1a")  # noqa: F821

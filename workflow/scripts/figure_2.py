@@ -1,4 +1,3 @@
-from meddap.report.gradcam import gradcam_figure
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, gradcam_figure)  # noqa: F821
+launch.main(snakemake, "meddap.report.gradcam:gradcam_figure")  # noqa: F821

@@ -1,4 +1,3 @@
-from meddap.data.curation import find_duplicates_job
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, find_duplicates_job)  # noqa: F821
+launch.main(snakemake, "meddap.data.curation:find_duplicates_job")  # noqa: F821

@@ -1,4 +1,3 @@
-from meddap.data.fingerprint import fingerprint_model
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, fingerprint_model)  # noqa: F821
+launch.main(snakemake, "meddap.data.fingerprint:fingerprint_model")  # noqa: F821

@@ -1,4 +1,3 @@
-from meddap.data.fingerprint import fingerprint_source
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, fingerprint_source)  # noqa: F821
+launch.main(snakemake, "meddap.data.fingerprint:fingerprint_source")  # noqa: F821

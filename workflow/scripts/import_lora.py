@@ -1,4 +1,3 @@
-from meddap.lora.released import import_lora
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, import_lora)  # noqa: F821
+launch.main(snakemake, "meddap.lora.released:import_lora")  # noqa: F821

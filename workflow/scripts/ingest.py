@@ -1,4 +1,3 @@
-from meddap.data.ingest import ingest
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, ingest)  # noqa: F821
+launch.main(snakemake, "meddap.data.ingest:ingest")  # noqa: F821

@@ -1,4 +1,3 @@
-from meddap.run import jobs
-from meddap.run.ledger import write_ledger
+from meddap.run import launch
 
-jobs.main(snakemake, write_ledger)  # noqa: F821
+launch.main(snakemake, "meddap.run.ledger:write_ledger")  # noqa: F821

@@ -1,4 +1,3 @@
-from meddap.pairs.finetune import lesion_attributes_job
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, lesion_attributes_job)  # noqa: F821
+launch.main(snakemake, "meddap.pairs.finetune:lesion_attributes_job")  # noqa: F821

@@ -1,4 +1,3 @@
-from meddap.report.multitask_tables import multitask_cell
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, multitask_cell)  # noqa: F821
+launch.main(snakemake, "meddap.report.multitask_tables:multitask_cell")  # noqa: F821

@@ -1,4 +1,3 @@
-from meddap.multitask.evaluate import multitask_metrics
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, multitask_metrics)  # noqa: F821
+launch.main(snakemake, "meddap.multitask.evaluate:multitask_metrics")  # noqa: F821

@@ -1,4 +1,3 @@
-from meddap.report.multitask_tables import multitask_table
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, multitask_table)  # noqa: F821
+launch.main(snakemake, "meddap.report.multitask_tables:multitask_table")  # noqa: F821

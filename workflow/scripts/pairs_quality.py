@@ -1,4 +1,3 @@
-from meddap.pairs.quality import pairs_quality
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, pairs_quality)  # noqa: F821
+launch.main(snakemake, "meddap.pairs.quality:pairs_quality")  # noqa: F821

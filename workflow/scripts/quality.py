@@ -1,4 +1,3 @@
-from meddap.run import jobs
-from meddap.synth.quality import quality_job
+from meddap.run import launch
 
-jobs.main(snakemake, quality_job)  # noqa: F821
+launch.main(snakemake, "meddap.synth.quality:quality_job")  # noqa: F821

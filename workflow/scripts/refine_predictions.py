@@ -1,4 +1,3 @@
-from meddap.multitask.predictions import refine_predictions
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, refine_predictions)  # noqa: F821
+launch.main(snakemake, "meddap.multitask.predictions:refine_predictions")  # noqa: F821

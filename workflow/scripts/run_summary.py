@@ -1,4 +1,3 @@
-from meddap.report.run_summary import run_summary
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, run_summary)  # noqa: F821
+launch.main(snakemake, "meddap.report.run_summary:run_summary")  # noqa: F821

@@ -1,4 +1,3 @@
-from meddap.report.figures import sample_grid
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, sample_grid)  # noqa: F821
+launch.main(snakemake, "meddap.report.figures:sample_grid")  # noqa: F821

@@ -1,4 +1,3 @@
-from meddap.run import jobs
-from meddap.seg.evaluate import score_segmenter
+from meddap.run import launch
 
-jobs.main(snakemake, score_segmenter)  # noqa: F821
+launch.main(snakemake, "meddap.seg.evaluate:score_segmenter")  # noqa: F821

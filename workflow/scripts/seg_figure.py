@@ -1,4 +1,3 @@
-from meddap.report.seg_figures import contour_figure
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, contour_figure)  # noqa: F821
+launch.main(snakemake, "meddap.report.seg_figures:contour_figure")  # noqa: F821

@@ -1,4 +1,3 @@
-from meddap.report.seg_tables import seg_ratio_table
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, seg_ratio_table)  # noqa: F821
+launch.main(snakemake, "meddap.report.seg_tables:seg_ratio_table")  # noqa: F821

@@ -1,4 +1,3 @@
-from meddap.run import jobs
-from meddap.seg.summary import segmenter_metrics
+from meddap.run import launch
 
-jobs.main(snakemake, segmenter_metrics)  # noqa: F821
+launch.main(snakemake, "meddap.seg.summary:segmenter_metrics")  # noqa: F821

@@ -1,4 +1,3 @@
-from meddap.run import jobs
-from meddap.synth.rank import select_rank
+from meddap.run import launch
 
-jobs.main(snakemake, select_rank)  # noqa: F821
+launch.main(snakemake, "meddap.synth.rank:select_rank")  # noqa: F821

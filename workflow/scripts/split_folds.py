@@ -1,4 +1,3 @@
-from meddap.data.folds import split_folds
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, split_folds)  # noqa: F821
+launch.main(snakemake, "meddap.data.folds:split_folds")  # noqa: F821

@@ -1,4 +1,3 @@
-from meddap.run import jobs
-from meddap.synth.generate import synthesize
+from meddap.run import launch
 
-jobs.main(snakemake, synthesize)  # noqa: F821
+launch.main(snakemake, "meddap.synth.generate:synthesize")  # noqa: F821

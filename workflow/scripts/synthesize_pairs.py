@@ -1,4 +1,3 @@
-from meddap.pairs.synthesis import synthesize_pairs
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, synthesize_pairs)  # noqa: F821
+launch.main(snakemake, "meddap.pairs.synthesis:synthesize_pairs")  # noqa: F821

@@ -1,4 +1,3 @@
-from meddap.report.tables import table1
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, table1)  # noqa: F821
+launch.main(snakemake, "meddap.report.tables:table1")  # noqa: F821

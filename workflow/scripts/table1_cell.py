@@ -1,4 +1,3 @@
-from meddap.report.tables import cell
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, cell)  # noqa: F821
+launch.main(snakemake, "meddap.report.tables:cell")  # noqa: F821

@@ -1,4 +1,3 @@
-from meddap.report.tables import table2
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, table2)  # noqa: F821
+launch.main(snakemake, "meddap.report.tables:table2")  # noqa: F821

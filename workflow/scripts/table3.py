@@ -1,4 +1,3 @@
-from meddap.report.tables import table3
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, table3)  # noqa: F821
+launch.main(snakemake, "meddap.report.tables:table3")  # noqa: F821

@@ -1,4 +1,3 @@
-from meddap.cls.train import train_classifier
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, train_classifier)  # noqa: F821
+launch.main(snakemake, "meddap.cls.train:train_classifier")  # noqa: F821

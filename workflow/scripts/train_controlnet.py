@@ -1,4 +1,3 @@
-from meddap.pairs.finetune import train_fold_controlnet
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, train_fold_controlnet)  # noqa: F821
+launch.main(snakemake, "meddap.pairs.finetune:train_fold_controlnet")  # noqa: F821

@@ -1,4 +1,3 @@
-from meddap.lora.train import train_lora
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, train_lora)  # noqa: F821
+launch.main(snakemake, "meddap.lora.train:train_lora")  # noqa: F821

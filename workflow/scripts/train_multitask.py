@@ -1,4 +1,3 @@
-from meddap.multitask.train import train_multitask
-from meddap.run import jobs
+from meddap.run import launch
 
-jobs.main(snakemake, train_multitask)  # noqa: F821
+launch.main(snakemake, "meddap.multitask.train:train_multitask")  # noqa: F821

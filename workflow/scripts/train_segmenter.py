@@ -1,4 +1,3 @@
-from meddap.run import jobs
-from meddap.seg.train import train_segmenter
+from meddap.run import launch
 
-jobs.main(snakemake, train_segmenter)  # noqa: F821
+launch.main(snakemake, "meddap.seg.train:train_segmenter")  # noqa: F821

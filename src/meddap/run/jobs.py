@@ -15,6 +15,7 @@ from typing import Any
 from meddap.common.errors import MeddapError, crash_sentence
 from meddap.common.settings import Section
 from meddap.run import provenance
+from meddap.run.usage import Usage, plus, process_usage
 
 
 def export_source_path(src: str) -> None:
@@ -91,19 +92,20 @@ def _crash(smk: Any, err: Exception) -> str:
     return crash_sentence(err, what + (f" reading {reading}" if reading else ""), log)
 
 
-def run(smk: Any, func: Callable[..., Any]) -> None:
+def run(smk: Any, func: Callable[..., Any], launcher: Usage | None = None) -> None:
     """Call `func(**inputs, **outputs, **params)` for job `smk`, then record its provenance.
 
     Input, output and param names of the rule are the keyword names of `func`; a param that
     `func` annotates with a settings class (`meddap.common.settings`) arrives as that class.
     A `MeddapError` ends the job with its one-sentence message and no traceback; any other
     exception with one sentence naming the job (and the input it read, if known) and its log,
-    which holds the traceback.
+    which holds the traceback. `launcher` is the usage of the process that handed the job to
+    this one (`meddap.run.launch`), added to this process's in the record.
     """
     _setup_logging(list(smk.log))
     _set_threads(smk.threads)
     try:
-        _call(smk, func)
+        _call(smk, func, launcher)
         return
     except MeddapError as err:
         sentence = str(err)
@@ -111,20 +113,6 @@ def run(smk: Any, func: Callable[..., Any]) -> None:
         sentence = _crash(smk, err)
     logging.getLogger("meddap").error("%s", sentence)
     sys.exit(f"meddap: {sentence}")
-
-
-def main(smk: Any, func: Callable[..., Any]) -> typing.NoReturn:
-    """A workflow script's body: `run` the job, then end the process at once.
-
-    Python's own teardown of a process that imported torch and MONAI costs about 1.5 s of CPU
-    per job and does nothing a finished job needs: every output is already written, closed and
-    renamed, so the logs are flushed and the process exits without it.
-    """
-    run(smk, func)
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
 
 
 def _accounting(startup: dict[str, Any], end: dict[str, Any]) -> dict[str, Any]:
@@ -137,12 +125,12 @@ def _accounting(startup: dict[str, Any], end: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _call(smk: Any, func: Callable[..., Any]) -> None:
+def _call(smk: Any, func: Callable[..., Any], launcher: Usage | None) -> None:
     """Run `func` for job `smk` and record its provenance (an earlier run's records go first)."""
     inputs, outputs, params = _named(smk.input), _named(smk.output), _named(smk.params)
     written = [p for value in outputs.values() for p in _as_paths(value)]
     provenance.remove_records(written)
-    started, startup = provenance.now(), provenance.process_usage()
+    started, startup = provenance.now(), plus(launcher, process_usage())
     func(**inputs, **outputs, **typed_params(func, params))
     missing = [p for p in written if not os.path.exists(p)]
     if missing:
@@ -155,6 +143,6 @@ def _call(smk: Any, func: Callable[..., Any]) -> None:
         wildcards=_named(smk.wildcards),
         started=started,
         ended=provenance.now(),
-        process=_accounting(startup, provenance.process_usage()),
+        process=_accounting(startup, plus(launcher, process_usage())),
     )
     provenance.write_records(record)

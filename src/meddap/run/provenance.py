@@ -6,7 +6,6 @@ import hashlib
 import importlib.metadata
 import os
 import platform
-import resource
 import socket
 import subprocess
 import sys
@@ -73,27 +72,6 @@ def device_name() -> str:
     import torch
 
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-
-
-def process_usage() -> dict[str, float | None]:
-    """This process so far: CPU seconds, peak resident memory in MB, seconds since it started
-    (None where /proc cannot tell)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return {
-        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
-        "max_rss_mb": round(usage.ru_maxrss / 1024, 1),
-        "age_seconds": _age_seconds(),
-    }
-
-
-def _age_seconds() -> float | None:
-    """Seconds since this process started, from Linux's /proc (None elsewhere)."""
-    try:
-        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-    except (OSError, IndexError, ValueError):
-        return None
-    return round(uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"), 2)
 
 
 def hashed(path: str | os.PathLike[str]) -> dict[str, Any]:
