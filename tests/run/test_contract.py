@@ -87,7 +87,7 @@ def job_function(script: Path) -> Callable[..., Any]:
     ]
     if len(targets) != 1 or targets[0].count(":") != 1:
         raise AssertionError(
-            f"{script.name}: expected one `launch.main(snakemake, \"module:function\")`, "
+            f'{script.name}: expected one `launch.main(snakemake, "module:function")`, '
             f"found {targets}"
         )
     module, name = targets[0].split(":")

@@ -73,12 +73,8 @@ def _job(work: Path, target: str, env: dict[str, str], shout: bool = True) -> su
 
 def _server_up(env: dict[str, str]) -> Path:
     path = _socket(env)
-    launch_env = {**env}
-    subprocess.run(
-        [sys.executable, "-c", f"from meddap.run import launch; launch.start_server({str(path)!r})"],
-        env=launch_env,
-        check=True,
-    )
+    code = f"from meddap.run import launch; launch.start_server({str(path)!r})"
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
     deadline = time.monotonic() + 60
     while not path.exists():
         assert time.monotonic() < deadline, "the job server did not start"

@@ -190,9 +190,8 @@ def test_a_script_s_main_exits_0_with_its_output_record_and_flushed_log(tmp_path
     )
     repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, launch.SWITCH: "0"}  # this process runs the job (the server: test_launch)
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path)], cwd=repo, env=env, text=True, capture_output=True
-    )
+    cmd = [sys.executable, "-c", code, str(tmp_path)]
+    done = subprocess.run(cmd, cwd=repo, env=env, text=True, capture_output=True)
     assert done.returncode == 0, done.stderr
     assert "after main" not in done.stdout
     assert json.loads((tmp_path / "out.json").read_text()) == {"text": "HELLO"}
