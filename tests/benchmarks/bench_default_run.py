@@ -9,8 +9,10 @@ operating system's accounting of the Snakemake process tree, the job server's in
 process adopts it as a subreaper and waits for it to end after its idle time; a fresh server, as
 `MEDDAP_BENCH_RUN` keys it to this run); the split per rule from each job's
 provenance record (`process`: start-up = interpreter, imports and Snakemake's script preamble
-until the job's function starts; own = the rest). Snakemake's own CPU is the total minus the
-jobs'. Times depend on the machine and its load: compare numbers from one quiet machine.
+until the job's function starts, in the launcher and the forked process; own = the rest).
+"Snakemake and the rest" is the total minus the jobs': Snakemake's own CPU and the job
+server's imports. `MEDDAP_JOB_SERVER=0` in the environment times the run without the server.
+Times depend on the machine and its load: compare numbers from one quiet machine.
 """
 
 from __future__ import annotations

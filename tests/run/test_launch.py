@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -142,6 +143,23 @@ def test_without_a_server_the_launcher_runs_the_job_and_starts_one(
     while not path.exists():
         assert time.monotonic() < deadline, "no server was started for the next jobs"
         time.sleep(0.2)
+
+
+def test_a_job_the_server_drops_before_it_starts_runs_in_its_launcher(
+    tmp_path: Path, env: dict
+) -> None:
+    path = _socket(env)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as dropping:
+        dropping.bind(str(path))
+        dropping.listen(1)
+        job = _job(tmp_path, "tests.run.test_launch:pid_job", env)
+        conn, _ = dropping.accept()
+        conn.close()  # as a server that declines or fails does
+        _, stderr = job.communicate(timeout=120)
+    path.unlink()
+    assert job.returncode == 0, stderr
+    pid, _ = map(int, Path(f"{tmp_path}/out.json.pid").read_text().split())
+    assert pid == job.pid
 
 
 def test_the_server_key_ignores_per_job_thread_counts_only(monkeypatch) -> None:

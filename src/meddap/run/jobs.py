@@ -116,7 +116,9 @@ def run(smk: Any, func: Callable[..., Any], launcher: Usage | None = None) -> No
 
 
 def _accounting(startup: dict[str, Any], end: dict[str, Any]) -> dict[str, Any]:
-    """A job process's start-up (interpreter, imports, Snakemake's script preamble) and totals."""
+    """A job's start-up and totals: its process's (interpreter, imports, Snakemake's script
+    preamble), plus its launcher's where a job server forked it (the server's imports are in no
+    job's record)."""
     return {
         "startup_seconds": startup["age_seconds"],
         "startup_cpu_seconds": startup["cpu_seconds"],

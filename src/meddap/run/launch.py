@@ -35,8 +35,9 @@ from typing import Any, NoReturn
 from meddap.run import usage
 
 SWITCH = "MEDDAP_JOB_SERVER"
-IDLE_SECONDS = 60.0
-# Snakemake sets these per job; jobs set torch's threads themselves (`jobs.run`)
+IDLE_SECONDS = 30.0
+# Left out of the key: Snakemake sets the thread counts per job (jobs set torch's themselves, in
+# `jobs.run`), the shell the folders, pytest the test's name
 PER_JOB_ENV = frozenset(
     {
         "OMP_NUM_THREADS",
@@ -48,9 +49,11 @@ PER_JOB_ENV = frozenset(
         "PWD",
         "OLDPWD",
         "_",
+        "PYTEST_CURRENT_TEST",
     }
 )
 STATUS_BYTES = 4
+STARTED = b"S"  # the job process's first byte to its launcher; then its status
 
 
 def main(smk: Any, target: str) -> NoReturn:
@@ -61,9 +64,14 @@ def main(smk: Any, target: str) -> NoReturn:
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
                 conn.connect(str(path))
-                _exit_with(_hand_over(conn, smk, target, launcher))
+                status = _hand_over(conn, smk, target, launcher)
         except (ConnectionRefusedError, FileNotFoundError):
             start_server(path)
+        except OSError:
+            pass  # a server that went away before the job started: run it here
+        else:
+            if status is not None:
+                _exit_with(status)
     _exit_with(_run_here(smk, target, None))
 
 
@@ -112,8 +120,9 @@ def _exit_with(status: int) -> NoReturn:
     os._exit(status)
 
 
-def _hand_over(conn: socket.socket, smk: Any, target: str, launcher: usage.Usage) -> int:
-    """Send the job to the server and wait for its process's exit status."""
+def _hand_over(conn: socket.socket, smk: Any, target: str, launcher: usage.Usage) -> int | None:
+    """Send the job to the server and wait for its process's exit status; None if the server
+    declined it or closed before the job started (the launcher runs it then)."""
     request = pickle.dumps(
         {
             "target": target,
@@ -127,6 +136,8 @@ def _hand_over(conn: socket.socket, smk: Any, target: str, launcher: usage.Usage
     header = len(request).to_bytes(8, "big")
     socket.send_fds(conn, [header], [0, 1, 2])
     conn.sendall(request)
+    if _receive(conn, 1) != STARTED:
+        return None
     status = _receive(conn, STATUS_BYTES)
     if status is None:
         sys.stderr.write(f"meddap: the process of job {smk.rule} ended without a status\n")
@@ -198,22 +209,38 @@ def _accept(listener: socket.socket, lock: Any) -> None:
                 return
             continue
         last = time.monotonic()
+        with conn:
+            pid = _fork_job(conn, listener, lock)
+        if pid is None:
+            return  # its launcher runs the job; the next one starts a fresh server
+        if pid:
+            children.add(pid)
+
+
+def _fork_job(conn: socket.socket, listener: socket.socket, lock: Any) -> int | None:
+    """Fork the process of the job that `conn` sends: its pid; 0 for a request that failed (its
+    launcher runs the job); None where forking is no longer safe."""
+    fds: list[int] = []
+    try:
         header, fds = _header(conn)
         request = pickle.loads(_receive(conn, int.from_bytes(header, "big")) or b"")
         if not _warm(request["target"]):
-            for fd in fds:
-                os.close(fd)
-            conn.close()
-            return  # the launcher sees no status; the next job starts a fresh server
+            return None
         pid = os.fork()
-        if pid == 0:
-            listener.close()
-            lock.close()
-            _job(conn, fds, request)
+        if pid == 0:  # the job process: it never returns into the server's loop
+            try:
+                listener.close()
+                lock.close()
+                _job(conn, fds, request)
+            finally:
+                os._exit(1)
+        return pid
+    except Exception as err:
+        print(f"job server: {err!r}", file=sys.stderr, flush=True)
+        return 0
+    finally:
         for fd in fds:
             os.close(fd)
-        conn.close()
-        children.add(pid)
 
 
 def _header(conn: socket.socket) -> tuple[bytes, list[int]]:
@@ -252,6 +279,7 @@ def _job(conn: socket.socket, fds: list[int], request: dict[str, Any]) -> NoRetu
     sys.path[:] = request["path"]
     tempfile.tempdir = None
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    conn.sendall(STARTED)
     threading.Thread(target=_end_with_launcher, args=(conn,), daemon=True).start()
     status = _run_here(request["smk"], request["target"], request["launcher"])
     with contextlib.suppress(OSError):

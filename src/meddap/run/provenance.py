@@ -99,7 +99,7 @@ def build_record(
 ) -> dict[str, Any]:
     """Everything needed to audit one job: hashed inputs and outputs, params and environment.
 
-    `process` is the job process's accounting (`process_usage` when its work started and ended),
+    `process` is the job's accounting (`meddap.run.usage` when its work started and ended),
     for the run's ledger and the default-run benchmark.
     """
     return {
