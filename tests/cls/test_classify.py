@@ -423,3 +423,16 @@ def test_crop_and_jitter_keep_the_size_and_change_the_pixels() -> None:
     assert out.shape == image.shape and out.dtype == torch.uint8
     assert not torch.equal(out, image)
     assert classify._augmenter(Augment(False, 0.0, 1.0, 0.0), 32) is None  # every step off
+
+
+@pytest.mark.parametrize("name", ["squeezenet1_1", "resnet18"])
+def test_a_channels_last_classifier_computes_what_the_plain_one_does(name: str) -> None:
+    torch.manual_seed(0)
+    built = build_model(name, len(CLASSES), "none").eval()
+    plain = get_model(name, weights=None, num_classes=len(CLASSES)).eval()
+    plain.load_state_dict({k: v.contiguous() for k, v in built.state_dict().items()})
+    weight = next(p for p in built.parameters() if p.ndim == 4)
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    images = torch.rand(4, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(built(images), plain(images), rtol=1e-4, atol=1e-5)

@@ -41,7 +41,7 @@ def _classifier(image_size: int = SIZE) -> Classifier:
 def _weights(path: Path, seed: int, model: str = "squeezenet1_1") -> tuple[str, torch.nn.Module]:
     torch.manual_seed(seed)
     net = build_model(model, len(CLASSES), "none")
-    save_file(net.state_dict(), str(path))
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
     return str(path), net
 
 
@@ -143,7 +143,9 @@ def test_real_only_classifier_on_a_synthetic_set(tmp_path: Path, synthetic_set: 
     state = net.state_dict()
     state["classifier.1.weight"].zero_()
     state["classifier.1.bias"].copy_(torch.tensor([0.0, 5.0, 0.0]))
-    save_file(state, str(tmp_path / "always_benign.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in state.items()}, str(tmp_path / "always_benign.safetensors")
+    )
     synth = pd.read_parquet(synthetic_set)
     result = tmp_path / "eval.json"
     synthetic_eval.evaluate_on_synthetic(
