@@ -43,7 +43,8 @@ def sleeping_job(*, source: str, result: str, shout: bool) -> None:
 def env(tmp_path: Path) -> Iterator[dict[str, str]]:
     """An environment of its own (so its own server), with the server on; the server is
     stopped afterwards."""
-    env = {k: v for k, v in os.environ.items() if k not in ("SLURM_JOB_ID", launch.SWITCH)}
+    env = {k: v for k, v in os.environ.items() if k != "SLURM_JOB_ID"}
+    env[launch.SWITCH] = "1"  # on, also where a GPU turns it off by default
     env["MEDDAP_TEST_SERVER"] = str(tmp_path)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(REPO)])
     yield env
@@ -170,7 +171,8 @@ def test_the_server_key_ignores_per_job_thread_counts_only(monkeypatch) -> None:
     assert launch.server_key() != key
 
 
-def test_the_server_is_off_under_slurm_and_by_its_switch(monkeypatch) -> None:
+def test_the_server_is_off_under_slurm_and_by_its_switch(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(launch, "NVIDIA_GPUS", str(tmp_path / "gpus"))
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     monkeypatch.delenv(launch.SWITCH, raising=False)
     assert launch.server_enabled()
@@ -179,3 +181,18 @@ def test_the_server_is_off_under_slurm_and_by_its_switch(monkeypatch) -> None:
     monkeypatch.delenv(launch.SWITCH)
     monkeypatch.setenv("SLURM_JOB_ID", "42")
     assert not launch.server_enabled()
+    monkeypatch.setenv(launch.SWITCH, "1")
+    assert launch.server_enabled()
+    monkeypatch.setenv(launch.SWITCH, "yes")
+    with pytest.raises(SystemExit, match="MEDDAP_JOB_SERVER is 'yes'; expected 0 or 1"):
+        launch.server_enabled()
+
+
+def test_the_server_is_off_by_default_with_an_nvidia_gpu(monkeypatch, tmp_path: Path) -> None:
+    (tmp_path / "gpus" / "0000:01:00.0").mkdir(parents=True)
+    monkeypatch.setattr(launch, "NVIDIA_GPUS", str(tmp_path / "gpus"))
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.delenv(launch.SWITCH, raising=False)
+    assert not launch.server_enabled()
+    monkeypatch.setenv(launch.SWITCH, "1")
+    assert launch.server_enabled()

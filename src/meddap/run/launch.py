@@ -11,7 +11,8 @@ launcher starts one for the jobs that follow and runs its own job itself.
 
 A server serves one code version and environment (`server_key`: the interpreter, meddap's
 sources, the environment but for the per-job thread counts), ends after `IDLE_SECONDS` without
-jobs, and never forks once a thread or CUDA runs in it. `MEDDAP_JOB_SERVER=0` turns it off.
+jobs, and never forks once a Python thread or CUDA runs in it. `MEDDAP_JOB_SERVER=0` turns it
+off, `=1` on where it is off by default (under SLURM, with an NVIDIA GPU).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ PER_JOB_ENV = frozenset(
     }
 )
 STATUS_BYTES = 4
+NVIDIA_GPUS = "/proc/driver/nvidia/gpus"
 STARTED = b"S"  # the job process's first byte to its launcher; then its status
 
 
@@ -76,12 +78,16 @@ def main(smk: Any, target: str) -> NoReturn:
 
 
 def server_enabled() -> bool:
-    """Off under SLURM (one job per allocation: nothing to share), off where the switch says 0."""
-    return (
-        os.environ.get(SWITCH, "1") != "0"
-        and "SLURM_JOB_ID" not in os.environ
-        and hasattr(socket, "send_fds")
-    )
+    """The switch's 1 or 0; unset: on, but under SLURM (one job per allocation: nothing to
+    share) and on a machine with an NVIDIA GPU (forking after CUDA's driver has started is unsafe,
+    and this path is tested on CPUs only)."""
+    switch = os.environ.get(SWITCH)
+    if switch not in (None, "0", "1"):
+        sys.exit(f"meddap: environment variable {SWITCH} is {switch!r}; expected 0 or 1")
+    if switch is not None:
+        return switch == "1" and hasattr(socket, "send_fds")
+    on_gpu = any(Path(NVIDIA_GPUS).glob("*"))
+    return "SLURM_JOB_ID" not in os.environ and not on_gpu and hasattr(socket, "send_fds")
 
 
 def server_key() -> str:
@@ -183,6 +189,7 @@ def serve(path: Path) -> None:
     except BlockingIOError:
         return
     os.chdir("/")
+    os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"  # is_available() without starting CUDA
     importlib.import_module("torch")
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
