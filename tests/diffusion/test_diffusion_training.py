@@ -18,7 +18,7 @@ from tests.conftest import Killed
 
 DIFFUSION = Path(training.__file__).parent
 ROWS, BATCH, STEPS, EVERY = 6, 4, 4, 2  # 2 steps per epoch: the loop resumes at an epoch's start
-Run = tuple[list[dict[str, Any]], dict[str, torch.Tensor]]  # rows without seconds, final weights
+Run = tuple[list[dict[str, Any]], dict[str, torch.Tensor]]  # rows, final weights
 
 
 def _unet() -> UNet2DConditionModel:
@@ -54,7 +54,7 @@ def _train(checkpoint: Checkpoint | None = None, die_at: int = -1) -> Run:
         return {"epoch": order.epoch(i) + 1, "loss": optimizer_update(loss, optimizer)}
 
     rows = loop.run(step, "test")
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows], unet.state_dict()
+    return rows, unet.state_dict()
 
 
 def _same(run: Run, other: Run) -> bool:

@@ -210,7 +210,7 @@ def test_adapter_is_attn2_only_and_reloads_exactly(fold0: dict[str, str], traine
 
 def test_outputs_describe_the_run(trained: dict) -> None:
     log = pd.read_csv(trained["train_log"])
-    assert list(log.columns) == ["step", "epoch", "loss", "lr", "seconds"]
+    assert list(log.columns) == ["step", "epoch", "loss", "lr"]
     assert log["step"].tolist() == [1, 2, 3, 4, 5, 6]
     assert log["epoch"].tolist() == [1, 1, 1, 2, 2, 2]
     params = json.loads(Path(trained["params_json"]).read_text())

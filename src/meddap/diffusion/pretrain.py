@@ -244,7 +244,7 @@ def _write_model(output: str | Path, models: Models, record: dict[str, Any]) -> 
 
 def _write_log(rows: list[dict[str, Any]], path: Path) -> None:
     with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["step", "phase", "loss", "seconds"])
+        writer = csv.DictWriter(fh, fieldnames=["step", "phase", "loss"])
         writer.writeheader()
         writer.writerows(rows)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -158,15 +157,14 @@ class StepLoop:
         self, train_step: Callable[[int], Row], desc: str, shown: Sequence[str] = ()
     ) -> list[Row]:
         """Resume, then call `train_step(step)` (one optimizer step; returns its row, with the
-        "loss") until `total` steps are done. Rows gain "step" (from 1) first and "seconds" last;
-        the progress bar shows the loss and the row's `shown` fields."""
+        "loss") until `total` steps are done. Rows gain "step" (from 1) first (no times: a log
+        is the same bytes on a rerun; a job's times are in its provenance record); the progress
+        bar shows the loss and the row's `shown` fields."""
         self.resume()
         meter = StepMeter(self.total, desc, start=self.step)
         while self.step < self.total:
-            started = time.perf_counter()
             row = train_step(self.step)
-            seconds = time.perf_counter() - started
-            self.rows.append({"step": self.step + 1, **row, "seconds": seconds})
+            self.rows.append({"step": self.step + 1, **row})
             meter.update(row["loss"], **{key: row[key] for key in shown})
             if self.checkpoint is not None and self._due():
                 self._save(self.checkpoint)

@@ -240,7 +240,7 @@ def train_lora(
     """Train the USLoRA adapter of fold `fold` and rank `rank` on the fold's cached train split.
 
     Writes the diffusers-format adapter `weights` (rank FULL: the UNet folder `weights`),
-    `train_log` (step, epoch, loss, lr, seconds) and `params_json`; the checkpoint lives in
+    `train_log` (step, epoch, loss, lr) and `params_json`; the checkpoint lives in
     checkpoint.pt beside `weights` until success.
     """
     _check_settings(
