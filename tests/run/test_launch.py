@@ -39,6 +39,13 @@ def sleeping_job(*, source: str, result: str, shout: bool) -> None:
     time.sleep(120)
 
 
+def dying_job(*, source: str, result: str, shout: bool) -> None:
+    """Appends a line to `result` + '.runs', then is killed (as by the OOM killer)."""
+    with open(result + ".runs", "a") as runs:
+        runs.write("ran\n")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[dict[str, str]]:
     """An environment of its own (so its own server), with the server on; the server is
@@ -103,6 +110,15 @@ def test_a_failing_job_s_sentence_and_status_reach_the_launcher(tmp_path: Path, 
     assert job.returncode == 1
     assert stderr.strip().endswith("meddap: param 'shout' must be true")
     assert not (tmp_path / "out.json").exists()
+
+
+def test_a_job_process_killed_mid_way_fails_its_job_once(tmp_path: Path, env: dict) -> None:
+    _server_up(env)
+    job = _job(tmp_path, "tests.run.test_launch:dying_job", env)
+    _, stderr = job.communicate(timeout=120)
+    assert job.returncode == 1
+    assert "meddap: the process of job copy_upper ended without a status" in stderr
+    assert (tmp_path / "out.json.runs").read_text() == "ran\n"  # not run again by its launcher
 
 
 def test_a_job_ends_when_its_launcher_is_killed(tmp_path: Path, env: dict) -> None:

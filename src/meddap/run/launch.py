@@ -144,7 +144,10 @@ def _hand_over(conn: socket.socket, smk: Any, target: str, launcher: usage.Usage
     conn.sendall(request)
     if _receive(conn, 1) != STARTED:
         return None
-    status = _receive(conn, STATUS_BYTES)
+    try:  # the job started: whatever happens now, it is not run a second time
+        status = _receive(conn, STATUS_BYTES)
+    except OSError:
+        status = None
     if status is None:
         sys.stderr.write(f"meddap: the process of job {smk.rule} ended without a status\n")
         return 1
