@@ -179,6 +179,16 @@ def test_a_job_the_server_drops_before_it_starts_runs_in_its_launcher(
     assert pid == job.pid
 
 
+def test_an_idle_server_ends_and_removes_its_files(tmp_path: Path, env: dict) -> None:
+    path = tmp_path / "jobs.sock"
+    Path(f"{path}.log").write_text("")
+    code = "import sys; from pathlib import Path; from meddap.run import launch\n"
+    code += "launch.IDLE_SECONDS = 0.5; launch.serve(Path(sys.argv[1]))"
+    done = _python(["-c", code, str(path)], env)
+    assert done.returncode == 0, done.stderr
+    assert not list(tmp_path.glob("jobs.sock*"))
+
+
 def test_the_server_key_ignores_per_job_thread_counts_only(monkeypatch) -> None:
     key = launch.server_key()
     monkeypatch.setenv("OMP_NUM_THREADS", "7")

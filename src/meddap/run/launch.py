@@ -203,8 +203,23 @@ def serve(path: Path) -> None:
     try:
         _accept(listener, lock)
     finally:
+        _remove_files(path)
+
+
+def _remove_files(path: Path) -> None:
+    """An ending server's socket, lock and (if empty) log; the lock is still held here."""
+    log = Path(f"{path}.log")
+    leftovers = [path, Path(f"{path}.lock")] + ([log] if _is_empty(log) else [])
+    for leftover in leftovers:
         with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+            leftover.unlink()
+
+
+def _is_empty(path: Path) -> bool:
+    try:
+        return path.stat().st_size == 0
+    except FileNotFoundError:
+        return False
 
 
 def _accept(listener: socket.socket, lock: Any) -> None:
