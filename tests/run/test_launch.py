@@ -58,6 +58,10 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
     path = _socket(env)
     for pid in _server_pids(path):
         os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while list(path.parent.glob(f"{path.name}*")):  # a stopped server removes its files
+        assert time.monotonic() < deadline, f"a stopped job server left {path}*"
+        time.sleep(0.1)
 
 
 def _socket(env: dict[str, str]) -> Path:

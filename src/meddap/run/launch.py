@@ -304,6 +304,7 @@ def _job(conn: socket.socket, fds: list[int], request: dict[str, Any]) -> NoRetu
     sys.path[:] = request["path"]
     tempfile.tempdir = None
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     conn.sendall(STARTED)
     threading.Thread(target=_end_with_launcher, args=(conn,), daemon=True).start()
     status = _run_here(request["smk"], request["target"], request["launcher"])
@@ -319,6 +320,11 @@ def _end_with_launcher(conn: socket.socket) -> None:
     os._exit(1)
 
 
+def _end_on_term(signum: int, frame: Any) -> None:
+    sys.exit(0)  # through `serve`'s clean-up
+
+
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _end_on_term)
     serve(Path(sys.argv[1]))
