@@ -103,13 +103,16 @@ def test_joint_scores_count_normals_in_dice_and_report_incoherence() -> None:
     assert scores["incoherence_rate"] == 0.25  # the benign prediction with an empty mask
 
 
-def test_a_class_absent_from_the_truth_is_null_in_dice_and_f1_alike() -> None:
-    """No malignant test image: its F1 is undefined like its Dice, even where one is predicted."""
+def test_a_class_absent_from_the_truth_is_null_in_dice_f1_and_recall_alike() -> None:
+    """No malignant test image: its F1 and recall are undefined like its Dice, even where one is
+    predicted, and balanced accuracy averages the recalls of the classes present."""
     true_classes = torch.tensor([NORMAL, BENIGN, BENIGN])
     classes = torch.tensor([NORMAL, BENIGN, MALIGNANT])
     scores = joint_scores(classes, _mask(0, 4, 4), true_classes, _mask(0, 4, 4))
     assert scores["dice"]["malignant"] is None and scores["f1"]["malignant"] is None
     assert scores["f1"]["normal"] == 1.0 and scores["f1"]["benign"] == pytest.approx(2 / 3)
+    assert scores["recall"] == {"normal": 1.0, "benign": 0.5, "malignant": None}
+    assert scores["balanced_accuracy"] == 0.75 and scores["accuracy"] == pytest.approx(2 / 3)
 
 
 def _pairs(labels: list[str], seed: int) -> Pairs:

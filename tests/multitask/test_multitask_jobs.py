@@ -129,6 +129,7 @@ def test_combined_joins_seg_masks_and_cls_classes_and_pr_makes_them_agree(runs: 
 def test_metrics_leave_a_single_task_modes_unmeasured_half_null(runs: Path) -> None:
     seg = json.loads((runs / "seg" / "metrics.json").read_text())
     assert seg["pr"] is None and seg["raw"]["accuracy"] is None and seg["raw"]["f1"] is None
+    assert seg["raw"]["balanced_accuracy"] is None and seg["raw"]["recall"] is None
     assert 0 <= seg["raw"]["dice"]["normal"] <= 1 and seg["raw"]["incoherence_rate"] is None
     cls = json.loads((runs / "cls" / "metrics.json").read_text())
     assert cls["raw"]["dice"] is None and 0 <= cls["raw"]["accuracy"] <= 1
@@ -155,7 +156,9 @@ def _record(path: Path, mode: str, fold: int, dice: float, accuracy: float | Non
     scores = {
         "dice": {"mean": dice, **per_class},
         "f1": f1,
+        "recall": None if accuracy is None else dict.fromkeys(CLASSES, accuracy),
         "accuracy": accuracy,
+        "balanced_accuracy": accuracy,
         "incoherence_rate": 0.25 if accuracy is not None else None,
     }
     refined = {**scores, "incoherence_rate": 0.0} if parse_mode(mode).refinable else None
@@ -185,6 +188,7 @@ def test_table5_has_a_pr_row_per_refinable_mode_and_na_for_unmeasured_halves(
     ]  # fmt: skip
     seg = table.iloc[0]
     assert seg.dice == "55.00 ± 7.07" and seg.accuracy == "n/a" and seg["lambda"] == 1.0
+    assert seg.balanced_accuracy == "n/a" and table.iloc[1].balanced_accuracy == "80.00 ± 0.00"
     assert table.iloc[2].incoherence_rate == "0.00 ± 0.00" and table.iloc[1].do == "yes"
     assert table.iloc[1].sources.count(";") == 1
     cell = tmp_path / "cell.json"
@@ -206,7 +210,8 @@ def test_a_class_no_test_split_holds_is_na_in_the_per_class_table(tmp_path: Path
     metrics = [_record(tmp_path / f"m{f}.json", "cls", f, 0.5, 0.8) for f in (0, 1)]
     for path in metrics:  # as joint_scores writes a split without malignant images
         record = json.loads(Path(path).read_text())
-        record["raw"]["dice"]["malignant"] = record["raw"]["f1"]["malignant"] = None
+        raw = record["raw"]
+        raw["dice"]["malignant"] = raw["f1"]["malignant"] = raw["recall"]["malignant"] = None
         Path(path).write_text(json.dumps(record))
     out = {k: str(tmp_path / f"t.{k}") for k in ("parquet", "csv")}
     multitask_table(
@@ -214,5 +219,5 @@ def test_a_class_no_test_split_holds_is_na_in_the_per_class_table(tmp_path: Path
         dataset="phantom", image_size=32,
     )  # fmt: skip
     row = pd.read_parquet(out["parquet"]).iloc[0]
-    assert row.f1_malignant == "n/a" and row.dice_malignant == "n/a"
+    assert row.f1_malignant == row.dice_malignant == row.recall_malignant == "n/a"
     assert row.f1_benign == "80.00 ± 0.00"

@@ -140,7 +140,8 @@ MULTITASK_PREDICTIONS = f"{MULTITASK}/predictions.npz"
 MULTITASK_REFINED = f"{MULTITASK}/predictions_pr.npz"
 """The same after prediction refining (modes predicting class and mask)."""
 MULTITASK_METRICS = f"{MULTITASK}/metrics.json"
-"""`raw` and `pr`: per-class Dice, F1, accuracy, confusion matrix, incoherence rate."""
+"""`raw` and `pr`: per-class Dice, F1 and recall, accuracy, balanced accuracy, confusion matrix,
+incoherence rate."""
 
 TABLE = "results/tables/{name}.{ext}"
 """A table as parquet, csv and md: `table1`-`3`, `seg_table`, `seg_ablation`, `seg_ratio_table`,

@@ -19,7 +19,7 @@ from meddap.multitask.tasks import class_indices
 from meddap.multitask.train import fold_pairs
 from meddap.seg.data import Pairs
 
-CLASS_KEYS = ("f1", "accuracy", "confusion_matrix")
+CLASS_KEYS = ("f1", "recall", "accuracy", "balanced_accuracy", "confusion_matrix")
 
 
 def multitask_metrics(

@@ -1,6 +1,7 @@
 """MTL's scores of joint predictions: per-class Dice with normals, F1, accuracy, coherence.
 
-A class without a true image has no Dice and no F1 (null), though it may be predicted.
+A class without a true image has no Dice, F1 or recall (null), though it may be predicted; balanced
+accuracy is the mean recall over the classes the truth holds (scikit-learn's convention).
 Dice per image follows the segmentation track's empty-mask rule (`meddap.seg.metrics`): a normal
 image scores 1 when its predicted mask is empty too, else 0. Class scores come from
 scikit-learn; the incoherence rate is the share of images whose class and mask disagree
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
 from meddap.common.labels import CLASSES
 from meddap.multitask.refine import incoherent
@@ -26,16 +27,22 @@ def joint_scores(
     truth, predicted = true_classes.numpy(), classes.numpy()
     labels = list(range(len(CLASSES)))
     per_class_f1 = f1_score(truth, predicted, labels=labels, average=None, zero_division=0)
+    recall = recall_score(truth, predicted, labels=labels, average=None, zero_division=0)
+    present = np.isin(labels, truth)
     return {
         "dice": {
             "mean": float(dice.mean()),
             **{name: _mean(dice[truth == k]) for k, name in enumerate(CLASSES)},
         },
         "f1": {
-            "weighted": float(f1_score(truth, predicted, labels=labels, average="weighted")),
+            "weighted": float(
+                f1_score(truth, predicted, labels=labels, average="weighted", zero_division=0)
+            ),
             **{name: _defined(per_class_f1[k], truth == k) for k, name in enumerate(CLASSES)},
         },
+        "recall": {name: _defined(recall[k], truth == k) for k, name in enumerate(CLASSES)},
         "accuracy": float(accuracy_score(truth, predicted)),
+        "balanced_accuracy": float(recall[present].mean()),
         "confusion_matrix": {
             "labels": list(CLASSES),
             "counts": confusion_matrix(truth, predicted, labels=labels).tolist(),

@@ -26,12 +26,17 @@ from meddap.report.tables import (
 )
 
 COLUMNS = {
-    "table5": ("dice", "f1_weighted", "accuracy", "incoherence_rate"),
-    "per_class": (*(f"dice_{c}" for c in CLASSES), *(f"f1_{c}" for c in CLASSES), "accuracy"),
+    "table5": ("dice", "f1_weighted", "accuracy", "balanced_accuracy", "incoherence_rate"),
+    "per_class": (
+        *(f"dice_{c}" for c in CLASSES),
+        *(f"f1_{c}" for c in CLASSES),
+        *(f"recall_{c}" for c in CLASSES),
+        "accuracy",
+    ),
 }
 CAPTIONS = {
     "table5": "Multi-task segmentation and classification (MTL, Table 5): mean Dice",
-    "per_class": "Per-class scores (MTL, Tables 8 and 9): Dice and F1 per class",
+    "per_class": "Per-class scores (MTL, Tables 8 and 9): Dice, F1 and recall per class",
 }
 CAPTION_TAIL = (
     " on the in-domain test split at {size} px, in % (mean ± sample std over folds); Dice "
@@ -91,11 +96,12 @@ def fold_runs(metrics: list[str]) -> pd.DataFrame:
 def _flat(scores: dict, path: str) -> dict[str, float]:
     """The table's scores of one section, NaN where the mode leaves them null."""
     try:
-        dice, f1 = scores["dice"] or {}, scores["f1"] or {}
+        dice, f1, recall = (scores[k] or {} for k in ("dice", "f1", "recall"))
         flat = {"dice": dice.get("mean"), "f1_weighted": f1.get("weighted")}
         flat |= {f"dice_{c}": dice.get(c) for c in CLASSES}
         flat |= {f"f1_{c}": f1.get(c) for c in CLASSES}
-        flat |= {k: scores[k] for k in ("accuracy", "incoherence_rate")}
+        flat |= {f"recall_{c}": recall.get(c) for c in CLASSES}
+        flat |= {k: scores[k] for k in ("accuracy", "balanced_accuracy", "incoherence_rate")}
     except (KeyError, TypeError, AttributeError) as err:
         raise MeddapError(f"{path}: a scores section lacks {err}") from None
     return {k: np.nan if v is None else float(v) for k, v in flat.items()}
