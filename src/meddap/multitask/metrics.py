@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
 
 from meddap.common.labels import CLASSES
 from meddap.multitask.refine import incoherent
@@ -26,9 +31,9 @@ def joint_scores(
     dice = overlap_scores(masks, true_masks)["dice"]
     truth, predicted = true_classes.numpy(), classes.numpy()
     labels = list(range(len(CLASSES)))
-    per_class_f1 = f1_score(truth, predicted, labels=labels, average=None, zero_division=0)
-    recall = recall_score(truth, predicted, labels=labels, average=None, zero_division=0)
-    present = np.isin(labels, truth)
+    _, recall, per_class_f1, support = precision_recall_fscore_support(
+        truth, predicted, labels=labels, zero_division=0
+    )
     return {
         "dice": {
             "mean": float(dice.mean()),
@@ -42,7 +47,7 @@ def joint_scores(
         },
         "recall": {name: _defined(recall[k], truth == k) for k, name in enumerate(CLASSES)},
         "accuracy": float(accuracy_score(truth, predicted)),
-        "balanced_accuracy": float(recall[present].mean()),
+        "balanced_accuracy": float(recall[support > 0].mean()),
         "confusion_matrix": {
             "labels": list(CLASSES),
             "counts": confusion_matrix(truth, predicted, labels=labels).tolist(),
