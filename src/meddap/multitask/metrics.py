@@ -12,12 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.metrics import (
-    accuracy_score,
-    confusion_matrix,
-    f1_score,
-    precision_recall_fscore_support,
-)
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from meddap.common.labels import CLASSES
 from meddap.multitask.refine import incoherent
@@ -40,9 +35,7 @@ def joint_scores(
             **{name: _mean(dice[truth == k]) for k, name in enumerate(CLASSES)},
         },
         "f1": {
-            "weighted": float(
-                f1_score(truth, predicted, labels=labels, average="weighted", zero_division=0)
-            ),
+            "weighted": float(np.average(per_class_f1, weights=support)),
             **{name: _defined(per_class_f1[k], truth == k) for k, name in enumerate(CLASSES)},
         },
         "recall": {name: _defined(recall[k], truth == k) for k, name in enumerate(CLASSES)},
